@@ -1,0 +1,406 @@
+"""Event contracts: what an agency may say happened.
+
+Every event is one JSON object: the envelope fields (``EventBase``) and the fields of its type,
+told apart by ``event_type``. Events are frozen and reject unknown fields. Outreach actions
+(``session_held``, ``materials_distributed``, ``team_established``) must say where (``county``)
+and when (``occurred``); definitions (``campaign_defined``, ``plan_task_defined``) may omit both.
+A correction carries the full replacement of an earlier event; a retraction withdraws one. Neither
+changes the log: the original stays in the stream forever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from schemas.reference import check_county, check_municipality, regions
+
+# A recorded time may run this far ahead of our clock before we call it "in the future".
+CLOCK_SKEW = timedelta(minutes=5)
+# An occurred date may be "tomorrow" in UTC for an agency east of Greenwich.
+DATE_SKEW = timedelta(days=1)
+MAX_COUNT = 10_000_000
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true/false")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=MAX_COUNT)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+CountyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}-[0-9A-Z]{1,3}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+# A national-action-plan task: "<plan id>/<part>/<task>", e.g. "pl-nap-2013-2015/III/4".
+PlanTaskRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*/[IVXLC0-9]{1,6}/[0-9][0-9.a-z]{0,9}$")]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+class Occurred(Frozen):
+    """When something happened: one day (``start``), or a range of days (``start`` to ``end``).
+
+    JSON accepts ``"2017-12-21"`` as a short form of ``{"start": "2017-12-21"}``, and the ISO 8601
+    interval ``"2017-12-20/2017-12-21"`` for ``{"start": "2017-12-20", "end": "2017-12-21"}``.
+    """
+
+    start: date
+    end: date | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            start, _, end = value.partition("/")
+            return {"start": start, "end": end} if end else {"start": start}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Occurred:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"range ends ({self.end}) before it starts ({self.start})")
+        return self
+
+    @property
+    def last_day(self) -> date:
+        return self.end or self.start
+
+
+class EventBase(Frozen):
+    """The envelope every event carries."""
+
+    event_id: uuid.UUID = Field(description="Chosen by the publisher, reused on every retry.")
+    event_type: str
+    schema_version: int
+    agency: Slug = Field(description="The publishing agency, e.g. 'al-national-coordinator'.")
+    recorded_at: AwareDatetime = Field(description="When the agency recorded the event.")
+    occurred: Occurred | None = Field(None, description="When it happened: a date or a range.")
+    county: CountyCode | None = Field(None, description="ISO 3166-2 code, e.g. 'AL-06'.")
+    municipality: ShortText | None = Field(None, description="A name, or a code like 'AL-06-maliq'.")
+    venue: ShortText | None = None
+    campaign_id: Slug | None = None
+    plan_tasks: tuple[PlanTaskRef, ...] = ()
+    partners: tuple[Slug, ...] = Field((), description="Co-organising agencies.")
+    source: Text | None = Field(None, description="Provenance: a citation, a URL, a note.")
+
+    @field_validator("recorded_at")
+    @classmethod
+    def _not_future_recorded(cls, value: datetime) -> datetime:
+        if value > datetime.now(UTC) + CLOCK_SKEW:
+            raise ValueError("is in the future")
+        return value
+
+    @field_validator("county")
+    @classmethod
+    def _known_county(cls, value: str | None) -> str | None:
+        if value is not None and (problem := check_county(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("plan_tasks", "partners")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists the same entry twice")
+        return value
+
+    @model_validator(mode="after")
+    def _envelope(self) -> EventBase:
+        if self.occurred is not None and self.occurred.last_day > datetime.now(UTC).date() + DATE_SKEW:
+            raise ValueError(f"occurred {self.occurred.last_day} is in the future")
+        if self.municipality is not None:
+            if self.county is None:
+                raise ValueError("a municipality needs a county")
+            if problem := check_municipality(self.municipality, self.county):
+                raise ValueError(problem)
+        if self.agency in self.partners:
+            raise ValueError("partners list the publishing agency itself")
+        return self
+
+
+class Action(EventBase):
+    """An outreach action: it must say where and when."""
+
+    county: CountyCode
+    occurred: Occurred
+
+
+# ---- definitions -------------------------------------------------------------------------------
+
+
+class CampaignDefined(EventBase):
+    """A campaign (project, programme) that outreach actions can belong to via ``campaign_id``."""
+
+    event_type: Literal["campaign_defined"]
+    schema_version: Literal[1] = 1
+    campaign_id: Slug
+    name: ShortText = Field(description="In the original language.")
+    name_en: ShortText | None = None
+    country: CountryCode
+    lead_agency: Slug
+    funder: ShortText | None = None
+    starts: date | None = None
+    ends: date | None = None
+    target_counties: tuple[CountyCode, ...] = ()
+
+    @model_validator(mode="after")
+    def _campaign(self) -> CampaignDefined:
+        if self.country not in regions().countries:
+            known = ", ".join(sorted(regions().countries))
+            raise ValueError(f"country {self.country} has no reference data; known: {known}")
+        if self.starts and self.ends and self.ends < self.starts:
+            raise ValueError(f"campaign ends ({self.ends}) before it starts ({self.starts})")
+        for code in self.target_counties:
+            if problem := check_county(code, self.country):
+                raise ValueError(f"target_counties {code}: {problem}")
+        if len(set(self.target_counties)) != len(self.target_counties):
+            raise ValueError("target_counties lists the same county twice")
+        return self
+
+
+class PlanTaskDefined(EventBase):
+    """One task of a national action plan, referred to by actions as ``<plan_id>/<part>/<task>``."""
+
+    event_type: Literal["plan_task_defined"]
+    schema_version: Literal[1] = 1
+    plan_id: Slug
+    plan_title: ShortText
+    country: CountryCode
+    first_year: int = Field(ge=1990, le=2100)
+    last_year: int = Field(ge=1990, le=2100)
+    part: Annotated[str, StringConstraints(pattern=r"^[IVXLC0-9]{1,6}$")]
+    task: Annotated[str, StringConstraints(pattern=r"^[0-9][0-9.a-z]{0,9}$")]
+    title: Text
+
+    @model_validator(mode="after")
+    def _years(self) -> PlanTaskDefined:
+        if self.last_year < self.first_year:
+            raise ValueError(f"last_year {self.last_year} is before first_year {self.first_year}")
+        return self
+
+    @property
+    def task_ref(self) -> str:
+        return f"{self.plan_id}/{self.part}/{self.task}"
+
+
+# ---- outreach actions ----------------------------------------------------------------------------
+
+
+class SessionFormat(StrEnum):
+    workshop = "workshop"
+    information_meeting = "information_meeting"
+    training = "training"
+    school_session = "school_session"
+    civil_society_meeting = "civil_society_meeting"
+    public_talks = "public_talks"
+    round_table = "round_table"
+    other = "other"
+
+
+class Audience(StrEnum):
+    students = "students"
+    teachers = "teachers"
+    officials = "officials"
+    civil_society = "civil_society"
+    police = "police"
+    border_guard = "border_guard"
+    social_workers = "social_workers"
+    employment_office_staff = "employment_office_staff"
+    general_public = "general_public"
+    other = "other"
+
+
+class AudienceCount(Frozen):
+    """Participants of one audience group; ``count`` null means they attended, number unknown."""
+
+    audience: Audience
+    count: Count | None
+    estimated: bool = False
+
+    @model_validator(mode="after")
+    def _estimate_needs_number(self) -> AudienceCount:
+        if self.count is None and self.estimated:
+            raise ValueError("an unknown count cannot be an estimate; give the estimated number")
+        return self
+
+
+class SessionHeld(Action):
+    """A meeting, workshop, training, school visit or public talk, with its participants."""
+
+    event_type: Literal["session_held"]
+    schema_version: Literal[2] = 2
+    format: SessionFormat
+    title: ShortText | None = None
+    participants: tuple[AudienceCount, ...] = ()
+    reported_total: Count | None = Field(None, description="May exceed the breakdown, never fall short of it.")
+    total_estimated: bool = False
+
+    @model_validator(mode="after")
+    def _participants(self) -> SessionHeld:
+        groups = [p.audience for p in self.participants]
+        if len(set(groups)) != len(groups):
+            raise ValueError("participants list the same audience group twice")
+        known = sum(p.count or 0 for p in self.participants)
+        if self.reported_total is not None and self.reported_total < known:
+            raise ValueError(f"reported_total {self.reported_total} is less than the breakdown's sum {known}")
+        if self.total_estimated and self.reported_total is None:
+            raise ValueError("total_estimated needs a reported_total")
+        return self
+
+    @property
+    def participants_known(self) -> int:
+        """The best known number of participants: the reported total, else the breakdown's sum."""
+        if self.reported_total is not None:
+            return self.reported_total
+        return sum(p.count or 0 for p in self.participants)
+
+    @property
+    def participants_unknown(self) -> bool:
+        """True when some participants were not counted (no total, and a group without a number)."""
+        if self.reported_total is not None:
+            return False
+        return not self.participants or any(p.count is None for p in self.participants)
+
+    @property
+    def participants_estimated(self) -> bool:
+        return self.total_estimated or any(p.estimated for p in self.participants)
+
+
+class MaterialKind(StrEnum):
+    leaflet = "leaflet"
+    poster = "poster"
+    brochure = "brochure"
+    other = "other"
+
+
+class MaterialsDistributed(Action):
+    """Leaflets, posters and the like, counted in items distributed; quantity null when unknown."""
+
+    event_type: Literal["materials_distributed"]
+    schema_version: Literal[1] = 1
+    kind: MaterialKind
+    quantity: Count | None
+    estimated: bool = False
+    title: ShortText | None = None
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")] | None = None
+
+    @model_validator(mode="after")
+    def _estimate_needs_number(self) -> MaterialsDistributed:
+        if self.quantity is None and self.estimated:
+            raise ValueError("an unknown quantity cannot be an estimate; give the estimated number")
+        return self
+
+
+class InstitutionType(StrEnum):
+    voivodeship_office = "voivodeship_office"
+    regional_government = "regional_government"
+    local_government = "local_government"
+    police = "police"
+    border_guard = "border_guard"
+    prosecutor = "prosecutor"
+    labour_inspection = "labour_inspection"
+    education = "education"
+    social_services = "social_services"
+    employment_office = "employment_office"
+    ngo = "ngo"
+    international_organisation = "international_organisation"
+    other = "other"
+
+
+class TeamEstablished(Action):
+    """A regional anti-trafficking team set up; ``occurred`` is the date (or month) it was established."""
+
+    event_type: Literal["team_established"]
+    schema_version: Literal[1] = 1
+    team_name: ShortText
+    member_institutions: tuple[InstitutionType, ...] = ()
+
+    @field_validator("member_institutions")
+    @classmethod
+    def _unique_members(cls, value: tuple[InstitutionType, ...]) -> tuple[InstitutionType, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists the same institution type twice")
+        return value
+
+
+Fact = Annotated[
+    CampaignDefined | PlanTaskDefined | SessionHeld | MaterialsDistributed | TeamEstablished,
+    Field(discriminator="event_type"),
+]
+
+# ---- corrections and retractions -----------------------------------------------------------------
+
+
+class EventCorrected(EventBase):
+    """Supersedes an earlier event with a full replacement (same ``event_id``, type and agency)."""
+
+    event_type: Literal["event_corrected"]
+    schema_version: Literal[1] = 1
+    corrects: uuid.UUID
+    replacement: Fact
+    reason: Text | None = None
+
+    @model_validator(mode="after")
+    def _replacement(self) -> EventCorrected:
+        if self.replacement.event_id != self.corrects:
+            raise ValueError(f"replacement.event_id {self.replacement.event_id} must equal corrects {self.corrects}")
+        if self.replacement.agency != self.agency:
+            raise ValueError(f"replacement.agency {self.replacement.agency!r} must equal agency {self.agency!r}")
+        if self.corrects == self.event_id:
+            raise ValueError("a correction needs an event_id of its own, not the corrected event's")
+        return self
+
+
+class EventRetracted(EventBase):
+    """Withdraws an earlier event; it stays in the log and no longer counts in any total."""
+
+    event_type: Literal["event_retracted"]
+    schema_version: Literal[1] = 1
+    retracts: uuid.UUID
+    reason: Text
+
+    @model_validator(mode="after")
+    def _not_self(self) -> EventRetracted:
+        if self.retracts == self.event_id:
+            raise ValueError("a retraction needs an event_id of its own")
+        return self
+
+
+Event = Annotated[
+    CampaignDefined
+    | PlanTaskDefined
+    | SessionHeld
+    | MaterialsDistributed
+    | TeamEstablished
+    | EventCorrected
+    | EventRetracted,
+    Field(discriminator="event_type"),
+]
+
+EVENT_TYPES: dict[str, type[EventBase]] = {
+    "campaign_defined": CampaignDefined,
+    "plan_task_defined": PlanTaskDefined,
+    "session_held": SessionHeld,
+    "materials_distributed": MaterialsDistributed,
+    "team_established": TeamEstablished,
+    "event_corrected": EventCorrected,
+    "event_retracted": EventRetracted,
+}

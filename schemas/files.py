@@ -1,0 +1,137 @@
+"""Files of events as agencies have them: JSON Lines (``.jsonl``) and CSV (``.csv``).
+
+Every line is validated and every problem is reported at once, with its line number. CSV columns
+are the event's field names; see the README for the forms a cell may take.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.errors import EventInvalid, FileInvalid, Problem
+from schemas.events import Audience, EventBase
+from schemas.parse import decode_json, parse_event
+
+LIST_FIELDS = {"plan_tasks", "partners", "target_counties", "member_institutions"}
+JSON_FIELDS = {"participants", "replacement", "occurred"}
+
+
+@dataclass
+class LoadedFile:
+    """The valid events of a file, each with its line number, and the problems of the others."""
+
+    path: str
+    events: list[tuple[int, EventBase]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    lines_total: int = 0
+
+    def raise_if_invalid(self) -> None:
+        if self.problems:
+            raise FileInvalid(self.path, self.problems, self.lines_total)
+
+
+def load_events(path: str | Path) -> LoadedFile:
+    """Read and validate a ``.jsonl``/``.ndjson`` or ``.csv`` file; never raises for bad lines."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".csv"):
+        raise FileInvalid(str(path), [Problem("(file)", "has an unknown format; use .jsonl or .csv")], 0)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FileInvalid(str(path), [Problem("(file)", f"cannot be read: {exc.strerror}")], 0) from None
+    loaded = LoadedFile(str(path))
+    rows = _csv_rows(data, loaded) if suffix == ".csv" else _jsonl_rows(data)
+    seen: dict[Any, tuple[int, EventBase]] = {}
+    for line, row in rows:
+        loaded.lines_total += 1
+        try:
+            event = parse_event(row)
+        except EventInvalid as exc:
+            loaded.problems.extend(Problem(p.field, p.message, p.value, line) for p in exc.problems)
+            continue
+        earlier = seen.get(event.event_id)
+        if earlier is not None:
+            if earlier[1] != event:
+                message = f"is reused with different content (first on line {earlier[0]})"
+                loaded.problems.append(Problem("event_id", message, str(event.event_id), line))
+            continue  # the same event twice in one file is published once
+        seen[event.event_id] = (line, event)
+        loaded.events.append((line, event))
+    return loaded
+
+
+def _jsonl_rows(data: bytes) -> list[tuple[int, bytes | dict[str, Any]]]:
+    rows: list[tuple[int, bytes | dict[str, Any]]] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.strip():
+            rows.append((number, line.rstrip(b"\r")))
+    return rows
+
+
+def _csv_rows(data: bytes, loaded: LoadedFile) -> list[tuple[int, bytes | dict[str, Any]]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        loaded.problems.append(Problem("(file)", f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8 CSV"))
+        return []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, bytes | dict[str, Any]]] = []
+    for record in reader:
+        line = reader.line_num
+        try:
+            rows.append((line, csv_record_to_event(record)))
+        except ValueError as exc:
+            loaded.lines_total += 1
+            loaded.problems.append(Problem(*exc.args, line=line))  # type: ignore[misc]
+    return rows
+
+
+def csv_record_to_event(record: dict[str | None, Any]) -> dict[str, Any]:
+    """One CSV row to an event object: empty cells are absent, lists split on ';', JSON where needed.
+
+    ``participants.<audience>`` columns hold a number, ``~N`` for an estimate, or ``unknown``.
+    """
+    if None in record:
+        raise ValueError("(row)", "has more cells than the header has columns")
+    obj: dict[str, Any] = {}
+    participants = []
+    for column, cell in record.items():
+        assert column is not None
+        cell = (cell or "").strip()
+        if not cell:
+            continue
+        if column.startswith("participants."):
+            participants.append(_audience_cell(column, cell))
+        elif column in LIST_FIELDS:
+            obj[column] = [part.strip() for part in cell.split(";") if part.strip()]
+        elif column in JSON_FIELDS and cell[0] in "[{":
+            try:
+                obj[column] = decode_json(cell.encode())
+            except EventInvalid as exc:
+                raise ValueError(column, exc.problems[0].message) from None
+        else:
+            obj[column] = cell
+    if participants:
+        if "participants" in obj:
+            raise ValueError("participants", "is given both as a column and as participants.<audience> columns")
+        obj["participants"] = participants
+    return obj
+
+
+def _audience_cell(column: str, cell: str) -> dict[str, Any]:
+    audience = column.removeprefix("participants.")
+    if audience not in Audience.__members__:
+        raise ValueError(column, f"unknown audience group; one of: {', '.join(Audience.__members__)}")
+    if cell.lower() == "unknown":
+        return {"audience": audience, "count": None}
+    estimated = cell.startswith("~")
+    number = cell.removeprefix("~").strip()
+    if not number.isdigit():
+        raise ValueError(column, f"must be a whole number, ~number (estimate) or 'unknown' (got {json.dumps(cell)})")
+    return {"audience": audience, "count": int(number), "estimated": estimated}

@@ -1,0 +1,57 @@
+"""Old versions of event types, upcast to the current one. The only place that knows old shapes.
+
+How to evolve an event type:
+
+1. Keep the old shape readable: write a function ``<type>_v<N>_to_v<N+1>(obj) -> obj`` here that
+   turns a decoded old payload into the next version, without inventing data.
+2. Bump ``schema_version`` in the model (``schemas/events.py``) and here in ``CURRENT_VERSIONS``.
+3. Keep a real old payload as a golden file under ``tests/golden/`` and test that it upcasts.
+
+The log keeps the old payloads as they were published; upcasting happens every time they are read.
+
+History:
+
+- ``session_held`` v1 carried one audience group as flat fields: ``audience``, ``participants``
+  (a number or null) and ``estimated``. v2 carries a list of groups and an optional reported total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+CURRENT_VERSIONS: dict[str, int] = {
+    "campaign_defined": 1,
+    "plan_task_defined": 1,
+    "session_held": 2,
+    "materials_distributed": 1,
+    "team_established": 1,
+    "event_corrected": 1,
+    "event_retracted": 1,
+}
+
+
+def session_held_v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
+    new = {k: v for k, v in obj.items() if k not in ("audience", "participants", "estimated")}
+    new["schema_version"] = 2
+    if "audience" in obj:
+        new["participants"] = [
+            {"audience": obj["audience"], "count": obj.get("participants"), "estimated": obj.get("estimated", False)}
+        ]
+    return new
+
+
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("session_held", 1): session_held_v1_to_v2,
+}
+
+
+def upcast(obj: dict[str, Any]) -> dict[str, Any]:
+    """Bring a decoded event (and a correction's replacement) up to the current version."""
+    kind = obj.get("event_type")
+    while isinstance(kind, str) and (step := UPCASTERS.get((kind, obj.get("schema_version", 0)))):
+        obj = step(obj)
+    replacement = obj.get("replacement")
+    if kind == "event_corrected" and isinstance(replacement, dict):
+        obj = {**obj, "replacement": upcast(replacement)}
+    return obj
