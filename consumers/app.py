@@ -1,0 +1,116 @@
+"""The live projector as a FastStream application.
+
+FastStream runs the pull subscription (``PullSub(batch=True)``) and hands each batch of raw NATS
+messages to the ``Projector``. The consumer is ephemeral, starts right after the checkpoint, and
+acknowledges nothing (ack policy none): the checkpoint in DuckDB is the only position that counts.
+
+nats-py is used directly where FastStream has nothing to offer: creating and checking the stream
+(``outreach.stream``) and reading the stream's last sequence to know when we are caught up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from faststream import AckPolicy, Context, FastStream
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy as ConsumerAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from consumers.fold import StreamMessage
+from consumers.projector import Projector, ProjectorStats
+from outreach.broker import connect, connect_options
+from outreach.settings import Settings
+from outreach.stream import ensure_stream
+from projections.store import ProjectionStore
+from schemas.errors import BrokerError, OutreachError, ProjectionError
+from schemas.subjects import ALL_EVENTS
+
+log = logging.getLogger("outreach.projector")
+
+
+def to_stream_message(msg: Msg) -> StreamMessage:
+    meta = msg.metadata
+    return StreamMessage(meta.sequence.stream, msg.subject, msg.data, meta.timestamp)
+
+
+async def run_projector(
+    settings: Settings, *, until_caught_up: bool = False, on_batch: Callable[[Projector], Any] | None = None
+) -> ProjectorStats:
+    """Run the projector until stopped (SIGINT/SIGTERM) or, with ``until_caught_up``, until it has
+    applied everything the stream held when it last looked. Raises on a fatal error, after which
+    the database holds exactly the batches up to its checkpoint."""
+    nc = await connect(settings, "outreach-projector-control")
+    try:
+        js = nc.jetstream()
+        info = await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+        store = ProjectionStore(settings.db)
+        try:
+            projector = Projector(store, settings.stream, info.created)
+            return await _run(settings, projector, js, until_caught_up, on_batch)
+        finally:
+            store.close()
+    finally:
+        await nc.close()
+
+
+async def _run(
+    settings: Settings,
+    projector: Projector,
+    js: Any,
+    until_caught_up: bool,
+    on_batch: Callable[[Projector], Any] | None,
+) -> ProjectorStats:
+    async def caught_up() -> bool:
+        info = await js.stream_info(settings.stream)
+        return projector.last_seq >= info.state.last_seq
+
+    if until_caught_up and await caught_up():
+        return projector.stats
+
+    options = connect_options(settings, "outreach-projector")
+    broker = NatsBroker(**options, logger=log, log_level=logging.DEBUG)
+    app = FastStream(broker, logger=log)
+    failures: list[BaseException] = []
+
+    @broker.subscriber(
+        ALL_EVENTS,
+        stream=JStream(settings.stream, declare=False),
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=projector.last_seq + 1,
+            ack_policy=ConsumerAckPolicy.NONE,
+            inactive_threshold=60.0,
+        ),
+        pull_sub=PullSub(batch_size=settings.batch_size, timeout=0.1, batch=True),
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def project(body: Any, message: NatsBatchMessage = Context("message")) -> None:  # noqa: ARG001
+        if failures:
+            return  # stopping: apply nothing after a failed batch
+        raw = message.raw_message
+        try:
+            projector.apply([to_stream_message(m) for m in raw])
+        except Exception as exc:
+            failures.append(exc)
+            app.exit()
+            return
+        if on_batch is not None:
+            on_batch(projector)
+        if until_caught_up and raw[-1].metadata.num_pending == 0 and await caught_up():
+            app.exit()
+
+    await app.run(sleep_time=0.05)
+    if failures:
+        exc = failures[0]
+        if isinstance(exc, OutreachError):
+            raise exc
+        raise ProjectionError(f"the projector stopped at stream sequence {projector.last_seq}: {exc}") from exc
+    return projector.stats
+
+
+__all__ = ["BrokerError", "run_projector", "to_stream_message"]

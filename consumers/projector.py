@@ -1,0 +1,61 @@
+"""The projector's core: a batch of stream messages in, one DuckDB transaction out.
+
+Exactly-once effects come from the checkpoint, not from acknowledgements: the checkpoint (last
+stream sequence applied) is written in the same transaction as the batch, messages at or below it
+are skipped, and reading resumes right after it. Whatever the broker redelivers or forgets about
+its consumers, every stream sequence is applied once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from consumers.fold import StreamMessage, fold_batch, parse_batch, referenced_ids
+from projections.store import ProjectionStore
+from schemas.errors import ProjectionError
+
+
+@dataclass
+class ProjectorStats:
+    batches: int = 0
+    messages: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # at or below the checkpoint: applied before
+
+
+class Projector:
+    """Applies batches to one projection file, in stream order, each with its checkpoint."""
+
+    def __init__(self, store: ProjectionStore, stream: str, stream_created: datetime) -> None:
+        self.store = store
+        self.stream = stream
+        self.stream_created = stream_created
+        self.stats = ProjectorStats()
+        checkpoint = store.checkpoint(stream)
+        if checkpoint is not None and checkpoint.stream_created != stream_created:
+            raise ProjectionError(
+                f"{store.path} was projected from a stream {stream} created at {checkpoint.stream_created}, "
+                f"but the stream now was created at {stream_created}: it was deleted and created anew. "
+                f"Project into a new database file (--db) and compare with `outreach sql`."
+            )
+        self.last_seq = checkpoint.last_seq if checkpoint else 0
+
+    def apply(self, msgs: list[StreamMessage]) -> int:
+        """Apply the messages after the checkpoint; return how many were new."""
+        fresh = [m for m in msgs if m.seq > self.last_seq]
+        self.stats.skipped += len(msgs) - len(fresh)
+        if not fresh:
+            return 0
+        parsed = parse_batch(fresh)
+        update = fold_batch(parsed, self.store.lookup(referenced_ids(parsed)))
+        self.store.apply(update, self.stream, self.stream_created)
+        self.last_seq = update.last_seq
+        self.stats.batches += 1
+        self.stats.messages += len(fresh)
+        self.stats.accepted += len(update.log)
+        self.stats.rejected += len(update.rejected)
+        self.stats.duplicates += len(update.duplicates)
+        return len(fresh)

@@ -1,0 +1,60 @@
+"""Connecting to NATS with the configured credentials, with errors that never show a secret."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from outreach.settings import Settings
+from schemas.errors import BrokerError
+
+
+def redact(url: str) -> str:
+    """A URL with any ``user:password@`` or ``token@`` part hidden."""
+    return re.sub(r"//[^@/]+@", "//***@", url)
+
+
+def connect_options(settings: Settings, name: str) -> dict[str, Any]:
+    """Keyword arguments for ``nats.connect`` (and FastStream's ``NatsBroker``)."""
+    options: dict[str, Any] = {
+        "servers": [settings.nats_url],
+        "name": name,
+        "connect_timeout": 5,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+    }
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+    if settings.nats_password:
+        options["password"] = settings.nats_password.get_secret_value()
+    if settings.nats_token:
+        options["token"] = settings.nats_token.get_secret_value()
+    if settings.nats_creds:
+        options["user_credentials"] = str(settings.nats_creds)
+    return options
+
+
+async def connect(settings: Settings, name: str) -> Client:
+    """Connect, or raise ``BrokerError`` saying where we tried and what to do."""
+    options = connect_options(settings, name)
+    options["max_reconnect_attempts"] = -1
+    try:
+        return await nats.connect(**options, allow_reconnect=True, error_cb=_quiet, disconnected_cb=None)
+    except Exception as exc:  # nats-py raises several unrelated types here
+        raise BrokerError(
+            f"cannot connect to NATS at {redact(settings.nats_url)}: {_describe(exc)}. "
+            f"Is a server running there? `outreach server` starts one; `--nats URL` or OUTREACH_NATS_URL "
+            f"points elsewhere."
+        ) from None
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py reports connection errors here as well as raising them; we report them once."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return redact(text)

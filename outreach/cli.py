@@ -1,0 +1,392 @@
+"""The ``outreach`` command line. Each sub-command builds the settings once and calls one package."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from outreach.settings import Settings
+from schemas.errors import FileInvalid, OutreachError, SettingsInvalid
+
+DEMO_QUERIES = {
+    "Totals by county": (
+        "SELECT county, county_name, events, sessions, participants, sessions_participants_unknown AS "
+        "sessions_count_unknown, materials_distributed, teams_established FROM totals_by_county"
+    ),
+    "Totals by campaign": (
+        "SELECT campaign_id, events, sessions, participants, materials_distributed, teams_established, "
+        "counties_reached FROM totals_by_campaign"
+    ),
+    "Totals by national action plan task": (
+        "SELECT task_ref, title, events, teams_established, counties_reached, first_activity, last_activity "
+        "FROM totals_by_plan_task"
+    ),
+}
+
+EPILOG = {
+    "server": "example:\n  outreach server --port 4222 --data-dir ./nats-data",
+    "publish": "examples:\n  outreach publish events.jsonl\n  outreach publish --skip-invalid a.csv b.jsonl",
+    "validate": "example:\n  outreach validate events.csv",
+    "project": "examples:\n  outreach project                      # follow the stream until Ctrl-C\n"
+    "  outreach project --until-caught-up    # apply everything stored, then stop",
+    "sql": 'examples:\n  outreach sql "SELECT * FROM totals_by_county"\n'
+    '  outreach sql --format csv "SELECT * FROM totals_by_plan_task" > tasks.csv',
+    "demo": "examples:\n  outreach demo\n  outreach demo --nats nats://127.0.0.1:4222 --db ./demo.duckdb",
+    "schema": "examples:\n  outreach schema > events.schema.json\n  outreach schema --out ./schemas-json",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except FileInvalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(
+            "nothing was published; fix the lines above, or pass --skip-invalid to publish the valid ones",
+            file=sys.stderr,
+        )
+        return 1
+    except OutreachError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="outreach",
+        description="Outreach Ledger: counter-trafficking outreach actions as immutable events on NATS "
+        "JetStream, projected into DuckDB totals.",
+        epilog="Settings come from flags or OUTREACH_* environment variables (e.g. OUTREACH_NATS_URL, "
+        "OUTREACH_DB). Run `outreach demo` to see it work.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EPILOG.get(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = command("server", "run the embedded nats-server with JetStream in the foreground")
+    p.add_argument("--port", type=int, default=4222, help="client port (0 picks a free one; default 4222)")
+    p.add_argument("--data-dir", type=Path, default=Path("nats-data"), help="JetStream storage directory")
+    p.add_argument("--config", type=Path, help="a nats-server configuration file")
+    _nats_options(p)
+    p.set_defaults(func=cmd_server)
+
+    p = command("publish", "validate files of events (JSON Lines or CSV) and publish them")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--skip-invalid", action="store_true", help="publish the valid lines even if some are invalid")
+    _nats_options(p)
+    p.set_defaults(func=cmd_publish)
+
+    p = command("validate", "validate files of events without publishing; lists every problem")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = command("project", "run the projector: stream → DuckDB totals")
+    p.add_argument("--until-caught-up", action="store_true", help="stop once everything stored is applied")
+    _nats_options(p)
+    _db_option(p)
+    p.set_defaults(func=cmd_project)
+
+    p = command("sql", "run a read-only SQL query on the projection and print the result")
+    p.add_argument("query")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _db_option(p)
+    p.set_defaults(func=cmd_sql)
+
+    p = command("demo", "publish the seed reports, project them, and print the totals")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("outreach-demo"),
+        help="where the embedded server stores its data (default ./outreach-demo)",
+    )
+    _nats_options(p)
+    _db_option(p, default_help="default: outreach.duckdb in --data-dir")
+    p.set_defaults(func=cmd_demo)
+
+    p = command("schema", "print the JSON Schema of every event type")
+    p.add_argument("--out", type=Path, help="write one <event_type>.schema.json file per type into this folder")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def _nats_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("NATS")
+    g.add_argument("--nats", dest="nats_url", help="NATS URL (OUTREACH_NATS_URL; default nats://127.0.0.1:4222)")
+    g.add_argument("--nats-user", help="user name (OUTREACH_NATS_USER)")
+    g.add_argument("--nats-password", help="password (prefer OUTREACH_NATS_PASSWORD: flags show in `ps`)")
+    g.add_argument("--nats-token", help="token (prefer OUTREACH_NATS_TOKEN)")
+    g.add_argument("--nats-creds", type=Path, help="credentials file (OUTREACH_NATS_CREDS)")
+    g.add_argument("--stream", help="stream name (OUTREACH_STREAM; default OUTREACH)")
+
+
+def _db_option(p: argparse.ArgumentParser, default_help: str = "default ./outreach.duckdb") -> None:
+    p.add_argument("--db", type=Path, help=f"DuckDB projection file (OUTREACH_DB; {default_help})")
+
+
+def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """Flags given on the command line win over OUTREACH_* variables, which win over defaults."""
+    keys = ("nats_url", "nats_user", "nats_password", "nats_token", "nats_creds", "stream", "db")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    given.update(overrides)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SettingsInvalid(f"invalid settings: {problems}") from None
+
+
+# ---- commands ------------------------------------------------------------------------------------
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from outreach.server import EmbeddedServer
+
+    settings = settings_from(args)
+    server = EmbeddedServer(args.data_dir, port=args.port, config_file=args.config).start()
+    try:
+        if args.config is None:
+            asyncio.run(_ensure_stream(settings.model_copy(update={"nats_url": server.url})))
+        print(f"nats-server with JetStream listening on {server.url}, storing in {args.data_dir}")
+        print("stop with Ctrl-C")
+        sys.stdout.flush()
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert server.process is not None
+        server.process.wait()
+        print(f"nats-server exited with status {server.process.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
+async def _ensure_stream(settings: Settings) -> None:
+    from outreach.broker import connect
+    from outreach.stream import ensure_stream
+
+    nc = await connect(settings, "outreach-admin")
+    try:
+        await ensure_stream(nc.jetstream(), settings.stream, settings.duplicate_window_s)
+    finally:
+        await nc.close()
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    report = asyncio.run(_publish(settings, args.files, args.skip_invalid))
+    return _print_publish_report(report)
+
+
+async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool) -> Any:
+    from outreach.broker import connect
+    from outreach.stream import ensure_stream
+    from producers.files import load_files, publish_files
+    from producers.publisher import Publisher
+
+    load_files(files, skip_invalid=skip_invalid)  # fail before connecting when a file is invalid
+    nc = await connect(settings, "outreach-publisher")
+    try:
+        js = nc.jetstream(publish_async_max_pending=settings.publish_window)
+        await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+        publisher = Publisher(
+            js,
+            settings.stream,
+            window=settings.publish_window,
+            ack_timeout=settings.publish_timeout_s,
+            retries=settings.publish_retries,
+        )
+        return await publish_files(publisher, files, skip_invalid=skip_invalid)
+    finally:
+        await nc.close()
+
+
+def _print_publish_report(report: Any) -> int:
+    for loaded in report.files:
+        for problem in loaded.problems:
+            print(f"skipped: {loaded.path}: {problem}", file=sys.stderr)
+    pub = report.published
+    print(
+        f"{pub.total} event(s): {pub.stored} stored, {pub.duplicates} duplicate(s) already stored, "
+        f"{len(pub.failed)} failed"
+    )
+    for failure in pub.failed:
+        where = f"line {failure.line}: " if failure.line is not None else ""
+        print(f"failed: {where}event {failure.event_id}: {failure.reason}", file=sys.stderr)
+    return 1 if pub.failed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from producers.files import load_files
+
+    loaded = load_files(args.files, skip_invalid=True)
+    bad = 0
+    for one in loaded:
+        for problem in one.problems:
+            print(f"{one.path}: {problem}")
+        bad += len({p.line for p in one.problems})
+        print(
+            f"{one.path}: {len(one.events)} valid event(s), {len({p.line for p in one.problems})} invalid",
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from consumers.app import run_projector
+
+    settings = settings_from(args)
+    stats = asyncio.run(run_projector(settings, until_caught_up=args.until_caught_up))
+    print(
+        f"applied {stats.messages} message(s) in {stats.batches} batch(es): {stats.accepted} accepted, "
+        f"{stats.rejected} rejected, {stats.duplicates} duplicate(s); database {settings.db}"
+    )
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from projections.query import run_query
+
+    settings = settings_from(args)
+    result = run_query(settings.db, args.query)
+    write_result(result.columns, result.rows, args.format, sys.stdout)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    from consumers.app import run_projector
+    from outreach.server import EmbeddedServer
+    from projections.query import run_query
+
+    use_embedded = args.nats_url is None and "OUTREACH_NATS_URL" not in os.environ
+    db = args.db or (Path(args.data_dir) / "outreach.duckdb" if use_embedded else None)
+    server = EmbeddedServer(Path(args.data_dir) / "nats", port=0).start() if use_embedded else None
+    try:
+        overrides: dict[str, Any] = {"nats_url": server.url} if server else {}
+        if db is not None:
+            overrides["db"] = db
+        settings = settings_from(args, **overrides)
+        where = f"embedded nats-server at {server.url} (data in {args.data_dir})" if server else settings.nats_url
+        print(f"NATS: {where}")
+        seeds = resources.files("schemas.data").joinpath("seed_events.jsonl")
+        with resources.as_file(seeds) as seed_path:
+            report = asyncio.run(_publish(settings, [seed_path], False))
+        pub = report.published
+        print(
+            f"published the seed reports: {pub.total} event(s), {pub.stored} stored, "
+            f"{pub.duplicates} already stored, {len(pub.failed)} failed"
+        )
+        if pub.failed:
+            return _print_publish_report(report)
+        stats = asyncio.run(run_projector(settings, until_caught_up=True))
+        print(f"projected {stats.messages} new message(s): {stats.accepted} accepted, {stats.rejected} rejected")
+        for title, query in DEMO_QUERIES.items():
+            result = run_query(settings.db, query)
+            print(f"\n{title}")
+            write_result(result.columns, result.rows, "table", sys.stdout)
+        print(
+            f"\nThe projection is in {settings.db}. Query it with, for example:\n"
+            f'  outreach sql --db {settings.db} "SELECT * FROM totals_by_county"'
+        )
+        return 0
+    finally:
+        if server:
+            server.stop()
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter
+
+    from schemas.events import EVENT_TYPES, Event
+
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, model in EVENT_TYPES.items():
+            path = args.out / f"{name}.schema.json"
+            path.write_text(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False) + "\n", "utf-8")
+            print(path)
+        return 0
+    schema = TypeAdapter(Event).json_schema()
+    schema["title"] = "Outreach Ledger event"
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+# ---- output --------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return ";".join(_cell(v) for v in value)
+    return str(value)
+
+
+def write_result(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, out: Any) -> None:
+    """Print a query result as an aligned table, CSV, or JSON (a list of objects)."""
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+        return
+    if fmt == "json":
+        json.dump(
+            [dict(zip(columns, row, strict=True)) for row in rows], out, default=_cell, ensure_ascii=False, indent=1
+        )
+        out.write("\n")
+        return
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows) and rows != []
+        for i in range(len(columns))
+    ]
+
+    def line(values: list[str]) -> str:
+        padded = (v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
+        return "  ".join(padded).rstrip()
+
+    out.write(line(columns) + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for row in cells:
+        out.write(line(row) + "\n")
+    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

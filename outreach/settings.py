@@ -1,0 +1,29 @@
+"""One settings object, read once at start-up from flags and ``OUTREACH_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+class Settings(BaseSettings):
+    """Everything a command needs to know; tests build it directly."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="forbid", frozen=True)
+
+    nats_url: str = Field(DEFAULT_NATS_URL, description="NATS server URL")
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_creds: Path | None = Field(None, description="NATS credentials file (JWT + NKey seed)")
+    db: Path = Field(Path("outreach.duckdb"), description="DuckDB projection file")
+    stream: str = Field("OUTREACH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    duplicate_window_s: float = Field(24 * 3600, gt=0, description="JetStream duplicate window")
+    batch_size: int = Field(5000, ge=1, le=100_000, description="messages per projector batch")
+    publish_window: int = Field(1000, ge=1, le=10_000, description="unacknowledged events in flight")
+    publish_timeout_s: float = Field(5.0, gt=0)
+    publish_retries: int = Field(3, ge=0, le=20)

@@ -1,0 +1,79 @@
+"""The JetStream stream that holds the event log, created by the system itself, idempotently.
+
+History is immutable: the stream denies deleting messages and purging, allows no roll-ups, keeps
+everything (no limits on age, count or size), and stores on disk. Its duplicate window makes a
+re-published ``event_id`` (the ``Nats-Msg-Id``) a no-op at the broker.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.errors import NotFoundError
+
+from schemas.errors import BrokerError
+from schemas.subjects import ALL_EVENTS
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+def stream_config(name: str, duplicate_window_s: float, replicas: int = 1) -> StreamConfig:
+    """The configuration the event log must have."""
+    return StreamConfig(
+        name=name,
+        description="Outreach Ledger event log: immutable, one message per event",
+        subjects=[ALL_EVENTS],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.NEW,
+        max_msgs=-1,
+        max_bytes=-1,
+        max_age=0,
+        max_msg_size=MAX_MESSAGE_BYTES,
+        num_replicas=replicas,
+        duplicate_window=duplicate_window_s,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+    )
+
+
+IMMUTABILITY = ("deny_delete", "deny_purge", "allow_rollup_hdrs", "storage", "subjects")
+
+
+async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: float) -> StreamInfo:
+    """Create the stream if it does not exist; refuse one that exists without immutable history."""
+    wanted = stream_config(name, duplicate_window_s)
+    try:
+        info = await js.stream_info(name)
+    except NotFoundError:
+        try:
+            return await js.add_stream(wanted)
+        except Exception as exc:
+            raise BrokerError(f"cannot create stream {name}: {exc}") from None
+    except Exception as exc:
+        raise BrokerError(f"cannot read stream {name}: {exc}") from None
+    wrong = [
+        f"{key}={getattr(info.config, key)!r} (needs {getattr(wanted, key)!r})"
+        for key in IMMUTABILITY
+        if getattr(info.config, key) != getattr(wanted, key)
+    ]
+    if wrong:
+        raise BrokerError(
+            f"stream {name} exists but does not keep history immutable: {', '.join(wrong)}. "
+            f"An operator must fix it (e.g. `nats stream edit {name}`); this tool will not change it."
+        )
+    return info
+
+
+async def stream_created(js: JetStreamContext, name: str) -> datetime:
+    """When the stream was created: a stream deleted and created anew has a different time."""
+    info = await js.stream_info(name)
+    created = info.created
+    if isinstance(created, str):
+        created = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    if created is None:
+        raise BrokerError(f"stream {name} reports no creation time")
+    return created

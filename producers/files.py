@@ -1,0 +1,45 @@
+"""``outreach publish FILE…``: validate whole files first, then publish what may be published."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from producers.publisher import Publisher, PublishReport
+from schemas.errors import FileInvalid, Problem
+from schemas.files import LoadedFile, load_events
+
+
+@dataclass
+class FilesReport:
+    """The publish report, and the invalid lines that were skipped (only with ``skip_invalid``)."""
+
+    published: PublishReport
+    skipped: list[Problem] = field(default_factory=list)
+    files: list[LoadedFile] = field(default_factory=list)
+
+
+def load_files(paths: Sequence[str | Path], *, skip_invalid: bool) -> list[LoadedFile]:
+    """Validate every file; unless ``skip_invalid``, any invalid line anywhere raises ``FileInvalid``."""
+    loaded = [load_events(path) for path in paths]
+    if not skip_invalid:
+        for one in loaded:
+            one.raise_if_invalid()
+    return loaded
+
+
+async def publish_files(
+    publisher: Publisher, paths: Sequence[str | Path], *, skip_invalid: bool = False
+) -> FilesReport:
+    """Validate all files, then publish their events; nothing is sent if validation fails."""
+    loaded = load_files(paths, skip_invalid=skip_invalid)
+    report = FilesReport(PublishReport(), files=loaded)
+    for one in loaded:
+        report.skipped.extend(Problem(p.field, p.message, p.value, p.line) for p in one.problems)
+        part = await publisher.publish([e for _, e in one.events], lines=[line for line, _ in one.events])
+        report.published.add(part)
+    return report
+
+
+__all__ = ["FileInvalid", "FilesReport", "load_files", "publish_files"]

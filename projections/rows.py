@@ -1,0 +1,104 @@
+"""The rows a batch adds to the projection, as plain data. The fold builds them; the store writes them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    stream_seq: int
+    event_id: uuid.UUID
+    subject: str
+    event_type: str
+    schema_version: int
+    agency: str
+    stored_at: datetime
+    recorded_at: datetime
+    occurred_start: date | None
+    occurred_end: date | None
+    refers_to: uuid.UUID | None
+    content_hash: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    stream_seq: int
+    subject: str
+    stored_at: datetime
+    event_id: str | None
+    reason: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateRow:
+    stream_seq: int
+    event_id: uuid.UUID
+    stored_at: datetime
+
+
+@dataclass(slots=True)
+class FactVersion:
+    fact_id: uuid.UUID
+    version_seq: int
+    version_stored_at: datetime
+    superseded_seq: int | None
+    superseded_stored_at: datetime | None
+    retracted: bool
+    event_type: str
+    agency: str
+    country: str | None
+    county: str | None
+    municipality: str | None
+    campaign_id: str | None
+    plan_tasks: list[str]
+    occurred_start: date | None
+    occurred_end: date | None
+    sessions: int
+    session_format: str | None
+    participants: int
+    participants_unknown: bool
+    participants_estimated: bool
+    materials: int
+    material_kind: str | None
+    materials_unknown: bool
+    teams: int
+    payload: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Supersede:
+    """The current version (in the database) of ``fact_id`` stops being current at ``seq``."""
+
+    fact_id: uuid.UUID
+    seq: int
+    stored_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KnownEvent:
+    """What the projection already knows of an event_id, for dedup and for corrections."""
+
+    event_id: uuid.UUID
+    stream_seq: int
+    content_hash: str
+    agency: str
+    event_type: str
+    retracted: bool | None  # None: not a fact (a correction or retraction itself)
+
+
+@dataclass
+class BatchUpdate:
+    """Everything one batch changes, written in one transaction with the checkpoint."""
+
+    last_seq: int
+    last_stored_at: datetime | None
+    log: list[LogRow] = field(default_factory=list)
+    rejected: list[RejectedRow] = field(default_factory=list)
+    duplicates: list[DuplicateRow] = field(default_factory=list)
+    versions: list[FactVersion] = field(default_factory=list)
+    supersede: list[Supersede] = field(default_factory=list)

@@ -1,0 +1,75 @@
+-- The projection's tables. Written only by the projector, in one transaction per batch.
+-- Every stream sequence the projector has seen lands in exactly one of event_log,
+-- rejected_events or ignored_duplicates; checkpoint.last_seq is the highest of them.
+
+CREATE TABLE IF NOT EXISTS checkpoint (
+    stream          VARCHAR PRIMARY KEY,
+    stream_created  TIMESTAMPTZ NOT NULL,   -- detects a stream deleted and created anew
+    last_seq        UBIGINT NOT NULL,       -- last stream sequence applied
+    last_stored_at  TIMESTAMPTZ,            -- storage time of that message
+    updated_at      TIMESTAMPTZ NOT NULL
+);
+
+-- The full log of accepted events, as published (payload is the exact JSON that was sent).
+CREATE TABLE IF NOT EXISTS event_log (
+    stream_seq      UBIGINT PRIMARY KEY,
+    event_id        UUID NOT NULL UNIQUE,
+    subject         VARCHAR NOT NULL,
+    event_type      VARCHAR NOT NULL,
+    schema_version  INTEGER NOT NULL,
+    agency          VARCHAR NOT NULL,
+    stored_at       TIMESTAMPTZ NOT NULL,   -- when JetStream stored it: "recorded" for auditors
+    recorded_at     TIMESTAMPTZ NOT NULL,   -- when the agency says it recorded it
+    occurred_start  DATE,
+    occurred_end    DATE,
+    refers_to       UUID,                   -- the event a correction or retraction is about
+    content_hash    VARCHAR NOT NULL,       -- sha256 of the validated, upcast event
+    payload         JSON NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS rejected_events (
+    stream_seq      UBIGINT PRIMARY KEY,
+    subject         VARCHAR NOT NULL,
+    stored_at       TIMESTAMPTZ NOT NULL,
+    event_id        VARCHAR,                -- when one could be read
+    reason          VARCHAR NOT NULL,
+    payload         BLOB NOT NULL           -- raw bytes, exactly as received
+);
+
+-- The same event_id published again with identical content after the broker's duplicate window.
+CREATE TABLE IF NOT EXISTS ignored_duplicates (
+    stream_seq      UBIGINT PRIMARY KEY,
+    event_id        UUID NOT NULL,
+    stored_at       TIMESTAMPTZ NOT NULL
+);
+
+-- Every version of every fact (an event that is not a correction or retraction). A correction adds
+-- a version; a retraction adds a version with retracted = true. A version is in force from
+-- version_seq until superseded_seq (exclusive); the current one has superseded_seq NULL.
+CREATE TABLE IF NOT EXISTS fact_versions (
+    fact_id                 UUID NOT NULL,      -- the original event's event_id
+    version_seq             UBIGINT NOT NULL,   -- stream sequence of the event that made this version
+    version_stored_at       TIMESTAMPTZ NOT NULL,
+    superseded_seq          UBIGINT,
+    superseded_stored_at    TIMESTAMPTZ,
+    retracted               BOOLEAN NOT NULL,
+    event_type              VARCHAR NOT NULL,
+    agency                  VARCHAR NOT NULL,
+    country                 VARCHAR,
+    county                  VARCHAR,
+    municipality            VARCHAR,
+    campaign_id             VARCHAR,
+    plan_tasks              VARCHAR[] NOT NULL,
+    occurred_start          DATE,
+    occurred_end            DATE,
+    sessions                INTEGER NOT NULL,
+    session_format          VARCHAR,
+    participants            BIGINT NOT NULL,    -- known participants (reported total, else breakdown sum)
+    participants_unknown    BOOLEAN NOT NULL,   -- some participants were not counted
+    participants_estimated  BOOLEAN NOT NULL,
+    materials               BIGINT NOT NULL,
+    material_kind           VARCHAR,
+    materials_unknown       BOOLEAN NOT NULL,
+    teams                   INTEGER NOT NULL,
+    payload                 JSON                -- the version's event (upcast); NULL for a retraction
+);

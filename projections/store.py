@@ -1,0 +1,232 @@
+"""The DuckDB projection: its schema, the one-transaction batch write, and the projector's lookups.
+
+One process writes a database file: the projector. Each batch and its checkpoint are written in
+one transaction, so after any crash the file holds exactly the batches up to its checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import uuid
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
+from schemas.errors import ProjectionError
+from schemas.reference import regions
+
+# The totals every totals_by_* view carries, in this order.
+TOTALS = """\
+count(a.fact_id) AS events,
+       CAST(coalesce(sum(a.sessions), 0) AS BIGINT) AS sessions,
+       CAST(coalesce(sum(a.participants), 0) AS BIGINT) AS participants,
+       count(*) FILTER (WHERE a.participants_unknown) AS sessions_participants_unknown,
+       count(*) FILTER (WHERE a.participants_estimated) AS sessions_participants_estimated,
+       CAST(coalesce(sum(a.materials), 0) AS BIGINT) AS materials_distributed,
+       count(*) FILTER (WHERE a.materials_unknown) AS materials_unknown,
+       CAST(coalesce(sum(a.teams), 0) AS BIGINT) AS teams_established,
+       min(a.occurred_start) AS first_activity,
+       max(coalesce(a.occurred_end, a.occurred_start)) AS last_activity"""
+
+_SQL_DIR = resources.files("projections")
+SCHEMA_SQL = _SQL_DIR.joinpath("schema.sql").read_text("utf-8")
+VIEWS_SQL = _SQL_DIR.joinpath("views.sql").read_text("utf-8").replace("{totals}", TOTALS)
+
+REFERENCE_SQL = """
+CREATE OR REPLACE TABLE counties (
+    code VARCHAR PRIMARY KEY, country VARCHAR, name VARCHAR, name_en VARCHAR, kind VARCHAR);
+CREATE OR REPLACE TABLE municipalities (code VARCHAR PRIMARY KEY, county VARCHAR, name VARCHAR);
+"""
+INSERT_COUNTIES = "INSERT INTO counties SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)"
+INSERT_MUNICIPALITIES = "INSERT INTO municipalities SELECT unnest(?), unnest(?), unnest(?)"
+
+SELECT_CHECKPOINT = "SELECT last_seq, stream_created FROM checkpoint WHERE stream = ?"
+UPSERT_CHECKPOINT = """
+INSERT INTO checkpoint (stream, stream_created, last_seq, last_stored_at, updated_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_stored_at = excluded.last_stored_at,
+    updated_at = excluded.updated_at
+"""
+SELECT_KNOWN = """
+SELECT l.event_id, l.stream_seq, l.content_hash, l.agency, l.event_type, v.retracted
+FROM event_log l
+LEFT JOIN fact_versions v ON v.fact_id = l.event_id AND v.superseded_seq IS NULL
+WHERE l.event_id IN (SELECT unnest(?::UUID[]))
+"""
+SUPERSEDE = """
+UPDATE fact_versions SET superseded_seq = s.seq, superseded_stored_at = s.stored_at
+FROM (SELECT unnest(?::UUID[]) AS fact_id, unnest(?::UBIGINT[]) AS seq, unnest(?::TIMESTAMPTZ[]) AS stored_at) AS s
+WHERE fact_versions.fact_id = s.fact_id AND fact_versions.superseded_seq IS NULL
+"""
+
+# DuckDB types of each row class's fields, in field order; the INSERTs are built from these.
+_TYPES: dict[type, dict[str, str]] = {
+    LogRow: {
+        "stream_seq": "UBIGINT",
+        "event_id": "UUID",
+        "subject": "VARCHAR",
+        "event_type": "VARCHAR",
+        "schema_version": "INTEGER",
+        "agency": "VARCHAR",
+        "stored_at": "TIMESTAMPTZ",
+        "recorded_at": "TIMESTAMPTZ",
+        "occurred_start": "DATE",
+        "occurred_end": "DATE",
+        "refers_to": "UUID",
+        "content_hash": "VARCHAR",
+        "payload": "JSON",
+    },
+    RejectedRow: {
+        "stream_seq": "UBIGINT",
+        "subject": "VARCHAR",
+        "stored_at": "TIMESTAMPTZ",
+        "event_id": "VARCHAR",
+        "reason": "VARCHAR",
+        "payload": "BLOB",
+    },
+    DuplicateRow: {"stream_seq": "UBIGINT", "event_id": "UUID", "stored_at": "TIMESTAMPTZ"},
+    FactVersion: {
+        "fact_id": "UUID",
+        "version_seq": "UBIGINT",
+        "version_stored_at": "TIMESTAMPTZ",
+        "superseded_seq": "UBIGINT",
+        "superseded_stored_at": "TIMESTAMPTZ",
+        "retracted": "BOOLEAN",
+        "event_type": "VARCHAR",
+        "agency": "VARCHAR",
+        "country": "VARCHAR",
+        "county": "VARCHAR",
+        "municipality": "VARCHAR",
+        "campaign_id": "VARCHAR",
+        "plan_tasks": "VARCHAR[]",
+        "occurred_start": "DATE",
+        "occurred_end": "DATE",
+        "sessions": "INTEGER",
+        "session_format": "VARCHAR",
+        "participants": "BIGINT",
+        "participants_unknown": "BOOLEAN",
+        "participants_estimated": "BOOLEAN",
+        "materials": "BIGINT",
+        "material_kind": "VARCHAR",
+        "materials_unknown": "BOOLEAN",
+        "teams": "INTEGER",
+        "payload": "JSON",
+    },
+}
+_TABLES = {
+    LogRow: "event_log",
+    RejectedRow: "rejected_events",
+    DuplicateRow: "ignored_duplicates",
+    FactVersion: "fact_versions",
+}
+
+
+def _insert_sql(row_type: type) -> str:
+    types = _TYPES[row_type]
+    assert list(types) == [f.name for f in fields(row_type)], row_type
+    columns = ", ".join(types)
+    values = ", ".join(f"unnest(?::{t}[])" for t in types.values())
+    return f"INSERT INTO {_TABLES[row_type]} ({columns}) SELECT {values}"
+
+
+INSERTS = {row_type: _insert_sql(row_type) for row_type in _TYPES}
+_GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES}
+
+
+def _columns(row_type: type, rows: list[Any]) -> list[list[Any]]:
+    """Rows to a list of columns: one INSERT … SELECT unnest(…) per table per batch."""
+    return [list(column) for column in zip(*map(_GETTERS[row_type], rows), strict=True)]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    last_seq: int
+    stream_created: datetime
+
+
+class ProjectionStore:
+    """The projector's read-write handle on one DuckDB file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.con = duckdb.connect(str(self.path))
+        except (duckdb.Error, OSError) as exc:
+            raise ProjectionError(f"cannot open {self.path} for writing: {exc}") from None
+        self._create()
+
+    def _create(self) -> None:
+        reg = regions()
+        counties = list(reg.counties.values())
+        munis = list(reg.municipalities.values())
+        try:
+            self.con.begin()
+            self.con.execute(SCHEMA_SQL)
+            self.con.execute(REFERENCE_SQL)
+            self.con.execute(
+                INSERT_COUNTIES,
+                [
+                    [c.code for c in counties],
+                    [c.country for c in counties],
+                    [c.name for c in counties],
+                    [c.name_en for c in counties],
+                    [c.kind for c in counties],
+                ],
+            )
+            self.con.execute(
+                INSERT_MUNICIPALITIES, [[m.code for m in munis], [m.county for m in munis], [m.name for m in munis]]
+            )
+            self.con.execute(VIEWS_SQL)
+            self.con.commit()
+        except duckdb.Error as exc:
+            self.con.rollback()
+            raise ProjectionError(f"cannot create the projection schema in {self.path}: {exc}") from None
+
+    def checkpoint(self, stream: str) -> Checkpoint | None:
+        row = self.con.execute(SELECT_CHECKPOINT, [stream]).fetchone()
+        return Checkpoint(int(row[0]), row[1]) if row else None
+
+    def lookup(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, KnownEvent]:
+        """What the projection knows of these event_ids (only those it has)."""
+        if not event_ids:
+            return {}
+        rows = self.con.execute(SELECT_KNOWN, [event_ids]).fetchall()
+        return {r[0]: KnownEvent(r[0], int(r[1]), r[2], r[3], r[4], r[5]) for r in rows}
+
+    def apply(self, update: BatchUpdate, stream: str, stream_created: datetime) -> None:
+        """Write one batch and its checkpoint in one transaction; on error nothing is written."""
+        con = self.con
+        try:
+            con.begin()
+            for row_type, rows in (
+                (LogRow, update.log),
+                (RejectedRow, update.rejected),
+                (DuplicateRow, update.duplicates),
+            ):
+                if rows:
+                    con.execute(INSERTS[row_type], _columns(row_type, rows))
+            if update.supersede:
+                s = update.supersede
+                con.execute(SUPERSEDE, [[x.fact_id for x in s], [x.seq for x in s], [x.stored_at for x in s]])
+            if update.versions:
+                con.execute(INSERTS[FactVersion], _columns(FactVersion, update.versions))
+            con.execute(
+                UPSERT_CHECKPOINT, [stream, stream_created, update.last_seq, update.last_stored_at, datetime.now(UTC)]
+            )
+            con.commit()
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):  # already gone: nothing of it was committed
+                con.rollback()
+            raise ProjectionError(
+                f"writing the batch ending at stream sequence {update.last_seq} to {self.path} failed; "
+                f"nothing of it was kept and the checkpoint did not move: {exc}"
+            ) from None
+
+    def close(self) -> None:
+        self.con.close()
