@@ -55,8 +55,9 @@ class FileInvalid(EventInvalid):
     def __init__(self, path: str, problems: list[Problem], lines_total: int) -> None:
         self.path = path
         self.lines_total = lines_total
-        bad = len({p.line for p in problems})
-        super().__init__(problems, context=f"{path}: {bad} of {lines_total} event(s)")
+        bad = len({p.line for p in problems if p.line is not None})
+        context = f"{path}: {bad} of {lines_total} event(s)" if bad else path
+        super().__init__(problems, context=context)
 
 
 class SettingsInvalid(OutreachError):

@@ -41,7 +41,15 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
+def _exact_int(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    return value
+
+
 Count = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=MAX_COUNT)]
+V1 = Annotated[Literal[1], BeforeValidator(_exact_int)]
+V2 = Annotated[Literal[2], BeforeValidator(_exact_int)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -69,8 +77,10 @@ class Occurred(Frozen):
     @classmethod
     def _from_string(cls, value: Any) -> Any:
         if isinstance(value, str):
-            start, _, end = value.partition("/")
-            return {"start": start, "end": end} if end else {"start": start}
+            start, slash, end = value.partition("/")
+            if slash and not end:
+                raise ValueError(f"range {value!r} has no end; write one date, or start/end")
+            return {"start": start, "end": end} if slash else {"start": start}
         return value
 
     @model_validator(mode="after")
@@ -150,7 +160,7 @@ class CampaignDefined(EventBase):
     """A campaign (project, programme) that outreach actions can belong to via ``campaign_id``."""
 
     event_type: Literal["campaign_defined"]
-    schema_version: Literal[1] = 1
+    schema_version: V1 = 1
     campaign_id: Slug
     name: ShortText = Field(description="In the original language.")
     name_en: ShortText | None = None
@@ -180,7 +190,7 @@ class PlanTaskDefined(EventBase):
     """One task of a national action plan, referred to by actions as ``<plan_id>/<part>/<task>``."""
 
     event_type: Literal["plan_task_defined"]
-    schema_version: Literal[1] = 1
+    schema_version: V1 = 1
     plan_id: Slug
     plan_title: ShortText
     country: CountryCode
@@ -246,7 +256,7 @@ class SessionHeld(Action):
     """A meeting, workshop, training, school visit or public talk, with its participants."""
 
     event_type: Literal["session_held"]
-    schema_version: Literal[2] = 2
+    schema_version: V2 = 2
     format: SessionFormat
     title: ShortText | None = None
     participants: tuple[AudienceCount, ...] = ()
@@ -295,7 +305,7 @@ class MaterialsDistributed(Action):
     """Leaflets, posters and the like, counted in items distributed; quantity null when unknown."""
 
     event_type: Literal["materials_distributed"]
-    schema_version: Literal[1] = 1
+    schema_version: V1 = 1
     kind: MaterialKind
     quantity: Count | None
     estimated: bool = False
@@ -329,7 +339,7 @@ class TeamEstablished(Action):
     """A regional anti-trafficking team set up; ``occurred`` is the date (or month) it was established."""
 
     event_type: Literal["team_established"]
-    schema_version: Literal[1] = 1
+    schema_version: V1 = 1
     team_name: ShortText
     member_institutions: tuple[InstitutionType, ...] = ()
 
@@ -353,7 +363,7 @@ class EventCorrected(EventBase):
     """Supersedes an earlier event with a full replacement (same ``event_id``, type and agency)."""
 
     event_type: Literal["event_corrected"]
-    schema_version: Literal[1] = 1
+    schema_version: V1 = 1
     corrects: uuid.UUID
     replacement: Fact
     reason: Text | None = None
@@ -373,7 +383,7 @@ class EventRetracted(EventBase):
     """Withdraws an earlier event; it stays in the log and no longer counts in any total."""
 
     event_type: Literal["event_retracted"]
-    schema_version: Literal[1] = 1
+    schema_version: V1 = 1
     retracts: uuid.UUID
     reason: Text
 

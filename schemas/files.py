@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,15 @@ from schemas.parse import decode_json, parse_event
 
 LIST_FIELDS = {"plan_tasks", "partners", "target_counties", "member_institutions"}
 JSON_FIELDS = {"participants", "replacement", "occurred"}
+
+
+class CellInvalid(Exception):
+    """A CSV cell that cannot become part of an event."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 @dataclass
@@ -63,11 +73,13 @@ def load_events(path: str | Path) -> LoadedFile:
             continue  # the same event twice in one file is published once
         seen[event.event_id] = (line, event)
         loaded.events.append((line, event))
+    loaded.problems.sort(key=lambda p: p.line or 0)
     return loaded
 
 
 def _jsonl_rows(data: bytes) -> list[tuple[int, bytes | dict[str, Any]]]:
     rows: list[tuple[int, bytes | dict[str, Any]]] = []
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark, as some editors write
     for number, line in enumerate(data.split(b"\n"), start=1):
         if line.strip():
             rows.append((number, line.rstrip(b"\r")))
@@ -86,9 +98,9 @@ def _csv_rows(data: bytes, loaded: LoadedFile) -> list[tuple[int, bytes | dict[s
         line = reader.line_num
         try:
             rows.append((line, csv_record_to_event(record)))
-        except ValueError as exc:
+        except CellInvalid as exc:
             loaded.lines_total += 1
-            loaded.problems.append(Problem(*exc.args, line=line))  # type: ignore[misc]
+            loaded.problems.append(Problem(exc.field, exc.message, line=line))
     return rows
 
 
@@ -98,7 +110,7 @@ def csv_record_to_event(record: dict[str | None, Any]) -> dict[str, Any]:
     ``participants.<audience>`` columns hold a number, ``~N`` for an estimate, or ``unknown``.
     """
     if None in record:
-        raise ValueError("(row)", "has more cells than the header has columns")
+        raise CellInvalid("(row)", "has more cells than the header has columns")
     obj: dict[str, Any] = {}
     participants = []
     for column, cell in record.items():
@@ -111,27 +123,32 @@ def csv_record_to_event(record: dict[str | None, Any]) -> dict[str, Any]:
         elif column in LIST_FIELDS:
             obj[column] = [part.strip() for part in cell.split(";") if part.strip()]
         elif column in JSON_FIELDS and cell[0] in "[{":
-            try:
-                obj[column] = decode_json(cell.encode())
-            except EventInvalid as exc:
-                raise ValueError(column, exc.problems[0].message) from None
+            obj[column] = _json_cell(column, cell)
         else:
             obj[column] = cell
     if participants:
         if "participants" in obj:
-            raise ValueError("participants", "is given both as a column and as participants.<audience> columns")
+            raise CellInvalid("participants", "is given both as a column and as participants.<audience> columns")
         obj["participants"] = participants
     return obj
+
+
+def _json_cell(column: str, cell: str) -> Any:
+    try:
+        return decode_json(cell.encode(), allow=(dict, list))
+    except EventInvalid as exc:
+        raise CellInvalid(column, exc.problems[0].message.replace("(event)", "the cell")) from None
 
 
 def _audience_cell(column: str, cell: str) -> dict[str, Any]:
     audience = column.removeprefix("participants.")
     if audience not in Audience.__members__:
-        raise ValueError(column, f"unknown audience group; one of: {', '.join(Audience.__members__)}")
+        raise CellInvalid(column, f"unknown audience group; one of: {', '.join(Audience.__members__)}")
     if cell.lower() == "unknown":
         return {"audience": audience, "count": None}
     estimated = cell.startswith("~")
     number = cell.removeprefix("~").strip()
-    if not number.isdigit():
-        raise ValueError(column, f"must be a whole number, ~number (estimate) or 'unknown' (got {json.dumps(cell)})")
+    if not re.fullmatch(r"[0-9]{1,12}", number):
+        shown = json.dumps(cell, ensure_ascii=False)
+        raise CellInvalid(column, f"must be a whole number, ~number (estimate) or 'unknown' (got {shown})")
     return {"audience": audience, "count": int(number), "estimated": estimated}

@@ -43,8 +43,8 @@ def parse_event_versioned(data: bytes | str | Mapping[str, Any]) -> tuple[EventB
     return _validate_object(decode_json(raw))
 
 
-def decode_json(raw: bytes) -> dict[str, Any]:
-    """Decode one JSON object, refusing invalid UTF-8, deep nesting and anything but an object."""
+def decode_json(raw: bytes, allow: tuple[type, ...] = (dict,)) -> Any:
+    """Decode one JSON object (or a value of an ``allow``ed type), refusing invalid UTF-8 and deep nesting."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -55,7 +55,7 @@ def decode_json(raw: bytes) -> dict[str, Any]:
         raise EventInvalid([Problem("(event)", f"is not valid JSON: {exc.msg} at column {exc.colno}")]) from None
     except RecursionError:
         raise EventInvalid([Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")]) from None
-    if not isinstance(obj, dict):
+    if not isinstance(obj, allow):
         raise EventInvalid([Problem("(event)", f"must be a JSON object, not {type(obj).__name__}")])
     if _depth(obj) > MAX_DEPTH:
         raise EventInvalid([Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")])

@@ -41,9 +41,13 @@ class Regions:
     letter_codes: dict[str, str]
 
 
+# Letters that Unicode does not decompose into a base letter and a diacritic.
+_UNDECOMPOSED = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ø": "o", "Ø": "O", "ß": "ss"})
+
+
 def fold(text: str) -> str:
     """Lower-case ASCII form of a name, for matching names written with or without diacritics."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    ascii_text = unicodedata.normalize("NFKD", text.translate(_UNDECOMPOSED)).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
 

@@ -32,12 +32,12 @@ CURRENT_VERSIONS: dict[str, int] = {
 
 
 def session_held_v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
+    if "audience" not in obj:
+        return {**obj, "schema_version": 2}  # nothing to move; v2 validation judges what is there
     new = {k: v for k, v in obj.items() if k not in ("audience", "participants", "estimated")}
     new["schema_version"] = 2
-    if "audience" in obj:
-        new["participants"] = [
-            {"audience": obj["audience"], "count": obj.get("participants"), "estimated": obj.get("estimated", False)}
-        ]
+    group = {"audience": obj["audience"], "count": obj.get("participants"), "estimated": obj.get("estimated", False)}
+    new["participants"] = [group]
     return new
 
 
@@ -49,7 +49,10 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
 def upcast(obj: dict[str, Any]) -> dict[str, Any]:
     """Bring a decoded event (and a correction's replacement) up to the current version."""
     kind = obj.get("event_type")
-    while isinstance(kind, str) and (step := UPCASTERS.get((kind, obj.get("schema_version", 0)))):
+    while isinstance(kind, str) and type(version := obj.get("schema_version")) is int:
+        step = UPCASTERS.get((kind, version))
+        if step is None:
+            break
         obj = step(obj)
     replacement = obj.get("replacement")
     if kind == "event_corrected" and isinstance(replacement, dict):
