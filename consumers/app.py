@@ -99,6 +99,7 @@ async def _run(
             failures.append(exc)
             app.exit()
             return
+        log.info("applied stream sequences up to %d (batch of %d)", projector.last_seq, len(raw))
         if on_batch is not None:
             on_batch(projector)
         if until_caught_up and raw[-1].metadata.num_pending == 0 and await caught_up():

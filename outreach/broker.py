@@ -11,6 +11,8 @@ from nats.aio.client import Client
 from outreach.settings import Settings
 from schemas.errors import BrokerError
 
+INITIAL_ATTEMPTS = 3
+
 
 def redact(url: str) -> str:
     """A URL with any ``user:password@`` or ``token@`` part hidden."""
@@ -40,15 +42,19 @@ def connect_options(settings: Settings, name: str) -> dict[str, Any]:
 async def connect(settings: Settings, name: str) -> Client:
     """Connect, or raise ``BrokerError`` saying where we tried and what to do."""
     options = connect_options(settings, name)
-    options["max_reconnect_attempts"] = -1
+    # nats-py applies max_reconnect_attempts to the first connection too: try a few times, then
+    # report; once connected, reconnect for ever (a restarted server must not stop a projector).
+    options["max_reconnect_attempts"] = INITIAL_ATTEMPTS
     try:
-        return await nats.connect(**options, allow_reconnect=True, error_cb=_quiet, disconnected_cb=None)
+        nc = await nats.connect(**options, allow_reconnect=True, error_cb=_quiet)
     except Exception as exc:  # nats-py raises several unrelated types here
         raise BrokerError(
             f"cannot connect to NATS at {redact(settings.nats_url)}: {_describe(exc)}. "
             f"Is a server running there? `outreach server` starts one; `--nats URL` or OUTREACH_NATS_URL "
             f"points elsewhere."
         ) from None
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
 
 
 async def _quiet(exc: Exception) -> None:

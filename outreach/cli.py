@@ -180,7 +180,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"nats-server with JetStream listening on {server.url}, storing in {args.data_dir}")
         print("stop with Ctrl-C")
         sys.stdout.flush()
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)
         assert server.process is not None
         server.process.wait()
         print(f"nats-server exited with status {server.process.returncode}", file=sys.stderr)
@@ -189,6 +189,11 @@ def cmd_server(args: argparse.Namespace) -> int:
         return 0
     finally:
         server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:  # noqa: ARG001
+    """SIGTERM stops the foreground server as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 async def _ensure_stream(settings: Settings) -> None:

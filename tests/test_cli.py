@@ -1,0 +1,239 @@
+"""The command line, end to end, in subprocesses, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from outreach.server import EmbeddedServer
+
+pytestmark = pytest.mark.e2e
+
+COMMANDS = ["server", "publish", "validate", "project", "sql", "demo", "schema"]
+
+
+def outreach(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "outreach", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def table_row(output: str, first_cell: str) -> list[str]:
+    """The cells of the printed table row that starts with ``first_cell``."""
+    for line in output.splitlines():
+        if line.startswith(first_cell + " "):
+            return line.split()
+    raise AssertionError(f"no row starting with {first_cell!r} in:\n{output}")
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory in which `outreach demo` has run once."""
+    cwd = tmp_path_factory.mktemp("demo")
+    done = outreach("demo", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    (cwd / "first-run.txt").write_text(done.stdout)
+    return cwd
+
+
+def test_demo_prints_the_seed_totals(demo_dir: Path) -> None:
+    out = (demo_dir / "first-run.txt").read_text()
+    assert "published the seed reports: 17 event(s), 17 stored, 0 already stored, 0 failed" in out
+    # county, name, events, sessions, participants, sessions with unknown counts, materials, teams
+    assert table_row(out, "AL-06") == ["AL-06", "Korçë", "7", "6", "97", "2", "4000", "0"]
+    assert table_row(out, "PL-12") == ["PL-12", "małopolskie", "1", "0", "0", "0", "0", "1"]
+    task = table_row(out, "pl-nap-2013-2015/III/4")
+    assert task[-5:] == ["6", "6", "6", "2014-01-26", "2015-02-09"]
+    assert (demo_dir / "outreach-demo" / "outreach.duckdb").is_file()
+
+
+def test_demo_again_stores_nothing_new_and_prints_the_same_totals(demo_dir: Path) -> None:
+    again = outreach("demo", cwd=demo_dir)
+    assert again.returncode == 0, again.stderr
+    assert "17 event(s), 0 stored, 17 already stored, 0 failed" in again.stdout
+    assert "projected 0 new message(s)" in again.stdout
+    assert table_row(again.stdout, "AL-06") == ["AL-06", "Korçë", "7", "6", "97", "2", "4000", "0"]
+
+
+def test_sql_prints_csv_and_json(demo_dir: Path) -> None:
+    db = str(demo_dir / "outreach-demo" / "outreach.duckdb")
+    query = "SELECT county, participants, materials_distributed FROM totals_by_county WHERE county = 'AL-06'"
+    as_csv = outreach("sql", "--db", db, "--format", "csv", query)
+    assert as_csv.stdout == "county,participants,materials_distributed\nAL-06,97,4000\n"
+    as_json = outreach("sql", "--db", db, "--format", "json", query)
+    assert json.loads(as_json.stdout) == [{"county": "AL-06", "participants": 97, "materials_distributed": 4000}]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("INSERT INTO event_log SELECT * FROM event_log", "INSERT statements are refused"),
+        ("UPDATE fact_versions SET participants = 0", "UPDATE statements are refused"),
+        ("DELETE FROM event_log", "DELETE statements are refused"),
+        ("CREATE TABLE x (a INT)", "CREATE statements are refused"),
+        ("COPY event_log TO 'leak.csv'", "COPY statements are refused"),
+        ("ATTACH 'other.duckdb' AS other", "ATTACH statements are refused"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "files, the network and extensions are out of reach"),
+        ("SELECT * FROM read_text('/etc/hostname')", "files, the network and extensions are out of reach"),
+        ("INSTALL httpfs", "LOAD statements are refused"),
+        ("SET enable_external_access = true", "SET statements are refused"),
+    ],
+)
+def test_sql_refuses_anything_but_reading(demo_dir: Path, query: str, message: str) -> None:
+    db = demo_dir / "outreach-demo" / "outreach.duckdb"
+    done = outreach("sql", "--db", str(db), query, cwd=demo_dir)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert done.stderr.startswith("error: ")
+    assert "Traceback" not in done.stderr
+    assert not (demo_dir / "leak.csv").exists()
+
+
+def test_sql_on_a_missing_database_says_what_to_do(tmp_path: Path) -> None:
+    done = outreach("sql", "--db", str(tmp_path / "none.duckdb"), "SELECT 1")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: no projection database at {tmp_path / 'none.duckdb'}; "
+        "run `outreach project` (or `outreach demo`) first\n"
+    )
+
+
+def test_publish_refuses_a_file_with_invalid_lines_and_names_them(tmp_path: Path) -> None:
+    good = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "materials_distributed",
+        "agency": "al-a",
+        "recorded_at": "2025-01-01T00:00:00Z",
+        "occurred": "2024-01-01",
+        "county": "AL-06",
+        "kind": "leaflet",
+        "quantity": 100,
+    }
+    bad = dict(good, event_id=str(uuid.uuid4()), county="AL-99", quantity="many")
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with EmbeddedServer(tmp_path / "nats", port=0) as server:
+        refused = outreach("publish", "--nats", server.url, str(path))
+        assert refused.returncode == 1
+        assert "line 2: county: unknown county code for Albania" in refused.stderr
+        assert "line 2: quantity: Input should be a valid integer" in refused.stderr
+        assert "nothing was published" in refused.stderr
+
+        skipped = outreach("publish", "--nats", server.url, "--skip-invalid", str(path))
+        assert skipped.returncode == 0, skipped.stderr
+        assert skipped.stdout == "1 event(s): 1 stored, 0 duplicate(s) already stored, 0 failed\n"
+        assert "skipped: " in skipped.stderr and "line 2: county" in skipped.stderr
+
+        projected = outreach("project", "--nats", server.url, "--db", str(tmp_path / "p.duckdb"), "--until-caught-up")
+        assert projected.returncode == 0, projected.stderr
+        assert projected.stdout.startswith("applied 1 message(s) in 1 batch(es): 1 accepted, 0 rejected")
+
+
+def test_publish_without_a_server_says_where_it_tried(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    done = outreach("publish", "--nats", "nats://user:secret@127.0.0.1:1", str(path))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot connect to NATS at nats://***@127.0.0.1:1")
+    assert "secret" not in done.stderr
+
+
+def test_validate_lists_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "event_id,event_type,agency,recorded_at,occurred,county,format,participants.students,participants.teachers\n"
+        f"{uuid.uuid4()},session_held,al-a,2025-01-01T00:00:00Z,2017-12-20/2017-12-21,AL-06,school_session,30,7\n"
+        f"{uuid.uuid4()},session_held,al-a,2025-01-01T00:00:00Z,2017-12-21,AL-06,lecture,~10,unknown\n"
+        f"{uuid.uuid4()},session_held,al-a,2025-01-01T00:00:00Z,2017-12-22/2017-12-21,AL-06,workshop,5,\n"
+    )
+    done = outreach("validate", str(path))
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{path}: line 3: format: Input should be 'workshop'")
+    assert lines[1] == (
+        f'{path}: line 4: occurred: range ends (2017-12-21) before it starts (2017-12-22) (got "2017-12-22/2017-12-21")'
+    )
+    assert done.stderr == f"{path}: 1 valid event(s), 2 invalid\n"
+
+
+def test_schema_exports_every_event_type(tmp_path: Path) -> None:
+    done = outreach("schema", "--out", str(tmp_path / "json"))
+    assert done.returncode == 0
+    names = sorted(p.name for p in (tmp_path / "json").iterdir())
+    assert names == sorted(
+        f"{t}.schema.json"
+        for t in [
+            "campaign_defined",
+            "plan_task_defined",
+            "session_held",
+            "materials_distributed",
+            "team_established",
+            "event_corrected",
+            "event_retracted",
+        ]
+    )
+    session = json.loads((tmp_path / "json" / "session_held.schema.json").read_text())
+    assert session["additionalProperties"] is False
+    assert set(session["required"]) == {
+        "event_id",
+        "event_type",
+        "agency",
+        "recorded_at",
+        "occurred",
+        "county",
+        "format",
+    }
+    combined = json.loads(outreach("schema").stdout)
+    assert sorted(combined["discriminator"]["mapping"]) == sorted(t[:-12] for t in names)
+
+
+def test_help_lists_every_command_and_each_has_an_example() -> None:
+    top = outreach("--help")
+    for command in COMMANDS:
+        assert command in top.stdout
+        sub = outreach(command, "--help")
+        assert sub.returncode == 0
+        assert "example" in sub.stdout
+
+
+def test_server_runs_in_the_foreground_creates_the_stream_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import asyncio
+    import signal as signals
+
+    from outreach.broker import connect
+    from outreach.settings import Settings
+
+    command = [sys.executable, "-m", "outreach", "server", "--port", "0", "--data-dir", str(tmp_path / "data")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("nats-server with JetStream listening on nats://127.0.0.1:")
+        url = first.split(" listening on ")[1].split(",")[0]
+
+        async def stream_subjects() -> list[str]:
+            nc = await connect(Settings(nats_url=url), "test")
+            try:
+                info = await nc.jetstream().stream_info("OUTREACH")
+                return list(info.config.subjects or [])
+            finally:
+                await nc.close()
+
+        assert asyncio.run(stream_subjects()) == ["outreach.events.>"]
+        proc.send_signal(signals.SIGTERM)
+        assert proc.wait(30) == 0
+    assert (tmp_path / "data" / "jetstream").is_dir()

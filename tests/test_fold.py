@@ -1,0 +1,173 @@
+"""The fold on plain lists of messages: no broker, no database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from consumers.fold import StreamMessage, content_hash, fold_batch, parse_batch
+from projections.rows import KnownEvent
+from schemas.parse import parse_event
+
+AT = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def session(agency: str = "al-a", students: int = 10, **extra: Any) -> dict[str, Any]:
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "session_held",
+        "agency": agency,
+        "recorded_at": "2025-01-01T00:00:00Z",
+        "occurred": "2024-05-01",
+        "county": "AL-06",
+        "format": "workshop",
+        "participants": [{"audience": "students", "count": students}],
+    }
+    event.update(extra)
+    return event
+
+
+def correction(original: dict[str, Any], students: int, agency: str | None = None) -> dict[str, Any]:
+    agency = agency or original["agency"]
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "event_corrected",
+        "agency": agency,
+        "recorded_at": "2025-01-02T00:00:00Z",
+        "corrects": original["event_id"],
+        "replacement": dict(original, agency=agency, participants=[{"audience": "students", "count": students}]),
+    }
+
+
+def retraction(original: dict[str, Any], agency: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "event_retracted",
+        "agency": agency or original["agency"],
+        "recorded_at": "2025-01-02T00:00:00Z",
+        "retracts": original["event_id"],
+        "reason": "reported twice",
+    }
+
+
+def messages(*events: dict[str, Any], first_seq: int = 1) -> list[StreamMessage]:
+    return [
+        StreamMessage(first_seq + i, f"outreach.events.{e['agency']}.{e['event_type']}", json.dumps(e).encode(), AT)
+        for i, e in enumerate(events)
+    ]
+
+
+def known_from(event: dict[str, Any], seq: int, retracted: bool | None = False) -> dict[uuid.UUID, KnownEvent]:
+    parsed = parse_event(event)
+    return {
+        parsed.event_id: KnownEvent(
+            parsed.event_id, seq, content_hash(parsed), parsed.agency, parsed.event_type, retracted
+        )
+    }
+
+
+def test_a_fact_becomes_one_log_row_and_one_current_version() -> None:
+    update = fold_batch(parse_batch(messages(session(students=12))), {})
+    assert (len(update.log), len(update.versions), update.rejected, update.last_seq) == (1, 1, [], 1)
+    version = update.versions[0]
+    assert (version.sessions, version.participants, version.superseded_seq, version.retracted) == (1, 12, None, False)
+
+
+def test_corrections_and_retractions_within_one_batch_chain_versions() -> None:
+    first = session(students=10)
+    update = fold_batch(parse_batch(messages(first, correction(first, 11), correction(first, 12))), {})
+    assert [(v.version_seq, v.superseded_seq, v.participants) for v in update.versions] == [
+        (1, 2, 10),
+        (2, 3, 11),
+        (3, None, 12),
+    ]
+    assert update.supersede == []  # nothing in the database to supersede
+
+
+def test_a_correction_of_a_fact_in_the_database_supersedes_its_current_version() -> None:
+    first = session(students=10)
+    update = fold_batch(parse_batch(messages(correction(first, 14), first_seq=8)), known_from(first, 3))
+    assert [(s.fact_id, s.seq) for s in update.supersede] == [(uuid.UUID(first["event_id"]), 8)]
+    assert [(v.version_seq, v.participants) for v in update.versions] == [(8, 14)]
+
+
+def test_a_retraction_adds_a_retracted_version_and_a_second_one_is_rejected() -> None:
+    first = session()
+    update = fold_batch(parse_batch(messages(retraction(first), retraction(first), first_seq=5)), known_from(first, 1))
+    assert [(v.version_seq, v.retracted, v.participants) for v in update.versions] == [(5, True, 0)]
+    assert [r.reason for r in update.rejected] == [f"retracts {first['event_id']}, which was already retracted"]
+
+
+def test_correcting_a_retracted_event_or_a_correction_is_rejected() -> None:
+    first = session()
+    fix = correction(first, 3)
+    update = fold_batch(parse_batch(messages(first, fix, correction(dict(first, event_id=fix["event_id"]), 4))), {})
+    assert len(update.rejected) == 1
+    assert update.rejected[0].reason == (
+        f"corrects {fix['event_id']}, which is itself a event_corrected; "
+        "corrections and retractions refer to the original event"
+    )
+    update = fold_batch(parse_batch(messages(correction(first, 5))), known_from(first, 1, retracted=True))
+    assert [r.reason for r in update.rejected] == [f"corrects {first['event_id']}, which was already retracted"]
+
+
+def test_a_correction_may_not_change_the_event_type() -> None:
+    first = session()
+    replacement = {
+        "event_id": first["event_id"],
+        "event_type": "materials_distributed",
+        "agency": "al-a",
+        "recorded_at": "2025-01-01T00:00:00Z",
+        "occurred": "2024-05-01",
+        "county": "AL-06",
+        "kind": "leaflet",
+        "quantity": 10,
+    }
+    fix = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "event_corrected",
+        "agency": "al-a",
+        "recorded_at": "2025-01-02T00:00:00Z",
+        "corrects": first["event_id"],
+        "replacement": replacement,
+    }
+    update = fold_batch(parse_batch(messages(first, fix)), {})
+    assert [r.reason for r in update.rejected] == [
+        f"the replacement is a materials_distributed but {first['event_id']} is a session_held; "
+        "a correction keeps the event type"
+    ]
+
+
+def test_an_identical_repeat_is_ignored_and_a_changed_one_is_a_conflict() -> None:
+    first = session(students=10)
+    changed = dict(first, participants=[{"audience": "students", "count": 99}])
+    update = fold_batch(parse_batch(messages(first, first, changed)), {})
+    assert [d.stream_seq for d in update.duplicates] == [2]
+    assert [(r.stream_seq, r.event_id) for r in update.rejected] == [(3, first["event_id"])]
+    assert update.rejected[0].reason.startswith(
+        f"conflict: event_id {first['event_id']} was already used at stream sequence 1 with different content"
+    )
+
+
+def test_the_same_content_written_differently_is_the_same_event() -> None:
+    first = session()
+    reordered = json.dumps(dict(reversed(list(first.items())))).encode()
+    msgs = [*messages(first), StreamMessage(2, "outreach.events.al-a.session_held", reordered, AT)]
+    update = fold_batch(parse_batch(msgs), {})
+    assert (len(update.log), len(update.duplicates), update.rejected) == (1, 1, [])
+
+
+def test_every_message_lands_in_exactly_one_place() -> None:
+    first = session()
+    batch = messages(first, first, session(agency="al-b"), retraction(session()))
+    batch[2] = StreamMessage(3, "outreach.events.al-a.session_held", batch[2].data, AT)  # spoofed
+    update = fold_batch(parse_batch(batch), {})
+    places = sorted(
+        [r.stream_seq for r in update.log]
+        + [r.stream_seq for r in update.rejected]
+        + [r.stream_seq for r in update.duplicates]
+    )
+    assert places == [1, 2, 3, 4]
+    assert (len(update.log), len(update.duplicates), len(update.rejected)) == (1, 1, 2)
