@@ -17,12 +17,12 @@ from typing import Any
 from faststream import AckPolicy, Context, FastStream
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
-from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as ConsumerAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from consumers.fold import StreamMessage
+from consumers.fold import from_reply
 from consumers.projector import Projector, ProjectorStats
+from consumers.replay import tune_gc
 from outreach.broker import connect, connect_options
 from outreach.settings import Settings
 from outreach.stream import ensure_stream
@@ -33,17 +33,13 @@ from schemas.subjects import ALL_EVENTS
 log = logging.getLogger("outreach.projector")
 
 
-def to_stream_message(msg: Msg) -> StreamMessage:
-    meta = msg.metadata
-    return StreamMessage(meta.sequence.stream, msg.subject, msg.data, meta.timestamp)
-
-
 async def run_projector(
     settings: Settings, *, until_caught_up: bool = False, on_batch: Callable[[Projector], Any] | None = None
 ) -> ProjectorStats:
     """Run the projector until stopped (SIGINT/SIGTERM) or, with ``until_caught_up``, until it has
     applied everything the stream held when it last looked. Raises on a fatal error, after which
     the database holds exactly the batches up to its checkpoint."""
+    tune_gc()
     nc = await connect(settings, "outreach-projector-control")
     try:
         js = nc.jetstream()
@@ -94,7 +90,7 @@ async def _run(
             return  # stopping: apply nothing after a failed batch
         raw = message.raw_message
         try:
-            projector.apply([to_stream_message(m) for m in raw])
+            projector.apply([from_reply(m.subject, m.data, m.reply) for m in raw])
         except Exception as exc:
             failures.append(exc)
             app.exit()
@@ -114,4 +110,4 @@ async def _run(
     return projector.stats
 
 
-__all__ = ["BrokerError", "run_projector", "to_stream_message"]
+__all__ = ["BrokerError", "run_projector"]

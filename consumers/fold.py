@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from projections.rows import (
     BatchUpdate,
@@ -25,14 +25,9 @@ from projections.rows import (
 )
 from schemas.errors import EventInvalid
 from schemas.events import (
-    CampaignDefined,
     EventBase,
     EventCorrected,
     EventRetracted,
-    MaterialsDistributed,
-    PlanTaskDefined,
-    SessionHeld,
-    TeamEstablished,
 )
 from schemas.parse import parse_event_versioned
 from schemas.subjects import parse_subject
@@ -48,6 +43,24 @@ class StreamMessage:
     subject: str
     data: bytes
     stored_at: datetime
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_reply(subject: str, data: bytes, reply: str) -> StreamMessage:
+    """A message's stream sequence and storage time, read from its JetStream reply subject.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<nanoseconds>.<pending>``
+    (or the longer form with domain and account hash). The time is truncated to the microsecond,
+    as the stream's own API reports it, so that "stored by T" means the same everywhere.
+    """
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        seq, nanos = tokens[5], tokens[7]
+    else:  # $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<nanos>.<pending>[.<token>]
+        seq, nanos = tokens[7], tokens[9]
+    return StreamMessage(int(seq), subject, data, EPOCH + timedelta(microseconds=int(nanos) // 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +98,19 @@ def referenced_ids(parsed: list[Parsed]) -> list[uuid.UUID]:
     return list(ids)
 
 
-def content_hash(event: EventBase) -> str:
-    return hashlib.sha256(event.model_dump_json().encode()).hexdigest()
+def content_hash(data: bytes) -> str:
+    """sha256 of a payload as published: cheap, and what auditors can recompute from the stream."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def same_event(event: EventBase, published: str | None) -> bool:
+    """Whether an earlier payload states the same event (it may be written differently)."""
+    if published is None:
+        return False
+    try:
+        return parse_event_versioned(published.encode())[0] == event
+    except EventInvalid:
+        return False
 
 
 def fold_batch(parsed: list[Parsed], known: dict[uuid.UUID, KnownEvent]) -> BatchUpdate:
@@ -122,10 +146,10 @@ def _apply(
         )
     if subject_type != event.event_type:
         return f"event type mismatch: the event is {event.event_type!r}, the subject says {subject_type!r}"
-    digest = content_hash(event)
+    digest = content_hash(msg.data)
     seen = known.get(event.event_id)
     if seen is not None:
-        if seen.content_hash == digest:
+        if seen.content_hash == digest or same_event(event, seen.payload):
             update.duplicates.append(DuplicateRow(msg.seq, event.event_id, msg.stored_at))
             return None
         return (
@@ -146,9 +170,7 @@ def _apply(
         else:
             version = _retracted_version(target, msg)
         _supersede(refers_to, version, current, update)
-        known[refers_to] = KnownEvent(
-            refers_to, target.stream_seq, target.content_hash, target.agency, target.event_type, version.retracted
-        )
+        known[refers_to] = replace(target, retracted=version.retracted)
         fact_state: bool | None = None
     else:
         version = _version(event, msg)
@@ -156,7 +178,10 @@ def _apply(
         update.versions.append(version)
         fact_state = False
 
-    known[event.event_id] = KnownEvent(event.event_id, msg.seq, digest, event.agency, event.event_type, fact_state)
+    payload = msg.data.decode("utf-8")
+    known[event.event_id] = KnownEvent(
+        event.event_id, msg.seq, digest, event.agency, event.event_type, fact_state, payload
+    )
     occurred = event.occurred
     update.log.append(
         LogRow(
@@ -172,7 +197,7 @@ def _apply(
             occurred_end=occurred.end if occurred else None,
             refers_to=refers_to,
             content_hash=digest,
-            payload=msg.data.decode("utf-8"),
+            payload=payload,
         )
     )
     return None
@@ -218,80 +243,23 @@ def _supersede(
 
 
 def _version(event: EventBase, msg: StreamMessage) -> FactVersion:
-    """A fact's row from the event (or a correction's replacement) that states it."""
-    sessions = participants = materials = teams = 0
-    unknown = estimated = materials_unknown = False
-    session_format = material_kind = None
-    if isinstance(event, SessionHeld):
-        sessions, session_format = 1, event.format.value
-        participants = event.participants_known
-        unknown, estimated = event.participants_unknown, event.participants_estimated
-    elif isinstance(event, MaterialsDistributed):
-        materials, material_kind = event.quantity or 0, event.kind.value
-        materials_unknown = event.quantity is None
-    elif isinstance(event, TeamEstablished):
-        teams = 1
-    if isinstance(event, CampaignDefined | PlanTaskDefined):
-        country: str | None = event.country
-    else:
-        country = event.county[:2] if event.county else None
-    occurred = event.occurred
+    """A fact's version from the event (or a correction's replacement) that states it."""
     return FactVersion(
-        fact_id=event.event_id,
-        version_seq=msg.seq,
-        version_stored_at=msg.stored_at,
-        superseded_seq=None,
-        superseded_stored_at=None,
-        retracted=False,
-        event_type=event.event_type,
-        agency=event.agency,
-        country=country,
-        county=event.county,
-        municipality=event.municipality,
-        campaign_id=event.campaign_id,
-        plan_tasks=list(event.plan_tasks),
-        occurred_start=occurred.start if occurred else None,
-        occurred_end=occurred.end if occurred else None,
-        sessions=sessions,
-        session_format=session_format,
-        participants=participants,
-        participants_unknown=unknown,
-        participants_estimated=estimated,
-        materials=materials,
-        material_kind=material_kind,
-        materials_unknown=materials_unknown,
-        teams=teams,
-        payload=event.model_dump_json(),
+        event.event_id,
+        msg.seq,
+        msg.stored_at,
+        None,
+        None,
+        False,
+        event.event_type,
+        event.agency,
+        event.model_dump_json(),
     )
 
 
 def _retracted_version(target: KnownEvent, msg: StreamMessage) -> FactVersion:
     return FactVersion(
-        fact_id=target.event_id,
-        version_seq=msg.seq,
-        version_stored_at=msg.stored_at,
-        superseded_seq=None,
-        superseded_stored_at=None,
-        retracted=True,
-        event_type=target.event_type,
-        agency=target.agency,
-        country=None,
-        county=None,
-        municipality=None,
-        campaign_id=None,
-        plan_tasks=[],
-        occurred_start=None,
-        occurred_end=None,
-        sessions=0,
-        session_format=None,
-        participants=0,
-        participants_unknown=False,
-        participants_estimated=False,
-        materials=0,
-        material_kind=None,
-        materials_unknown=False,
-        teams=0,
-        payload=None,
+        target.event_id, msg.seq, msg.stored_at, None, None, True, target.event_type, target.agency, None
     )
 
 

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -44,6 +45,11 @@ EPILOG = {
     "sql": 'examples:\n  outreach sql "SELECT * FROM totals_by_county"\n'
     '  outreach sql --format csv "SELECT * FROM totals_by_plan_task" > tasks.csv',
     "demo": "examples:\n  outreach demo\n  outreach demo --nats nats://127.0.0.1:4222 --db ./demo.duckdb",
+    "replay": "examples:\n  outreach replay --db rebuilt.duckdb\n"
+    "  outreach replay --db as-known-2018-01-15.duckdb --as-of 2018-01-15T00:00:00Z\n"
+    "  outreach replay --db first-1000.duckdb --until-seq 1000",
+    "bench": "examples:\n  outreach bench                       # 1,000,000 events, several minutes\n"
+    "  outreach bench --events 20000 --out bench.json",
     "schema": "examples:\n  outreach schema > events.schema.json\n  outreach schema --out ./schemas-json",
 }
 
@@ -117,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     _db_option(p)
     p.set_defaults(func=cmd_project)
 
+    p = command("replay", "rebuild every projection from the first event into a new database file")
+    p.add_argument("--db", type=Path, required=True, help="the new DuckDB file (must not exist)")
+    p.add_argument("--until-seq", type=int, help="stop after this stream sequence")
+    p.add_argument("--as-of", type=_timestamp, help="stop at what the stream had stored by this time (ISO 8601)")
+    _nats_options(p)
+    p.set_defaults(func=cmd_replay)
+
     p = command("sql", "run a read-only SQL query on the projection and print the result")
     p.add_argument("query")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -133,6 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     _nats_options(p)
     _db_option(p, default_help="default: outreach.duckdb in --data-dir")
     p.set_defaults(func=cmd_demo)
+
+    p = command("bench", "measure publishing, projecting and replaying against their floors and ceilings")
+    p.add_argument("--events", type=int, default=1_000_000, help="events to generate (default 1,000,000)")
+    p.add_argument("--sample", type=int, default=5_000, help="events for the naive projector (default 5,000)")
+    p.add_argument("--latency-rate", type=int, default=2_000, help="events/s for the latency run (default 2,000)")
+    p.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency run (default 10)")
+    p.add_argument("--out", type=Path, help="also write the figures as JSON to this file")
+    p.add_argument("--workdir", type=Path, help="where to keep the temporary server and databases")
+    p.set_defaults(func=cmd_bench)
 
     p = command("schema", "print the JSON Schema of every event type")
     p.add_argument("--out", type=Path, help="write one <event_type>.schema.json file per type into this folder")
@@ -226,7 +248,6 @@ async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool
         await ensure_stream(js, settings.stream, settings.duplicate_window_s)
         publisher = Publisher(
             js,
-            settings.stream,
             window=settings.publish_window,
             ack_timeout=settings.publish_timeout_s,
             retries=settings.publish_retries,
@@ -279,6 +300,64 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2018-01-15T00:00:00Z)") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone, e.g. {text}Z for UTC")
+    return value
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from consumers.replay import replay
+
+    settings = settings_from(args)
+    started = time.monotonic()
+    stats = asyncio.run(
+        replay(settings, args.db, until_seq=args.until_seq, as_of=args.as_of, progress=ProgressPrinter(sys.stderr))
+    )
+    seconds = time.monotonic() - started
+    rate = stats.messages / seconds if seconds > 0 else 0.0
+    print(
+        f"replayed {stats.messages} message(s) into {args.db} in {seconds:.1f}s ({rate:,.0f}/s): "
+        f"{stats.accepted} accepted, {stats.rejected} rejected, {stats.duplicates} duplicate(s)"
+    )
+    return 0
+
+
+class ProgressPrinter:
+    """A progress bar with rate and ETA on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, out: Any, every: float = 5.0) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.every = every
+        self.last = 0.0
+
+    def __call__(self, p: Any) -> None:
+        now = time.monotonic()
+        finished = p.applied_seq >= p.end_seq
+        if not finished and now - self.last < (0.2 if self.tty else self.every):
+            return
+        self.last = now
+        rate = p.messages / p.seconds if p.seconds > 0 else 0.0
+        left = (p.end_seq - p.applied_seq) / rate if rate > 0 else 0.0
+        share = p.applied_seq / p.end_seq if p.end_seq else 1.0
+        if self.tty:
+            bar = "#" * int(share * 30)
+            self.out.write(
+                f"\r[{bar:<30}] {share:6.1%} seq {p.applied_seq:,}/{p.end_seq:,} "
+                f"{rate:,.0f}/s ETA {left:,.0f}s" + ("\n" if finished else "")
+            )
+        else:
+            self.out.write(
+                f"replay: seq {p.applied_seq}/{p.end_seq} ({share:.1%}), {rate:,.0f} msg/s, ETA {left:,.0f}s\n"
+            )
+        self.out.flush()
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from projections.query import run_query
 
@@ -329,6 +408,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         if server:
             server.stop()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from outreach.bench import main as bench
+
+    if args.events < 1_000 or args.sample < 100 or args.latency_rate < 100:
+        raise SettingsInvalid("bench needs --events >= 1000, --sample >= 100 and --latency-rate >= 100")
+    bench(args.events, args.sample, args.latency_rate, args.latency_seconds, args.out, args.workdir)
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ asynchronously in windows; every acknowledgement is awaited; a timeout is retrie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -74,11 +75,8 @@ def encode(event: EventBase) -> tuple[str, bytes, dict[str, str]]:
 class Publisher:
     """An agency's publisher. ``await publisher.publish(events)`` returns a ``PublishReport``."""
 
-    def __init__(
-        self, js: JetStreamContext, stream: str, *, window: int = 1000, ack_timeout: float = 5.0, retries: int = 3
-    ) -> None:
+    def __init__(self, js: JetStreamContext, *, window: int = 1000, ack_timeout: float = 5.0, retries: int = 3) -> None:
         self.js = js
-        self.stream = stream
         self.window = window
         self.ack_timeout = ack_timeout
         self.retries = retries
@@ -101,17 +99,19 @@ class Publisher:
         encoded = [encode(event) for event, _ in batch]
         futures = []
         for subject, payload, headers in encoded:
-            futures.append(await self.js.publish_async(subject, payload, headers=headers, stream=self.stream))
-        results = await asyncio.gather(
-            *(asyncio.wait_for(f, self.ack_timeout) for f in futures), return_exceptions=True
-        )
-        for (event, line), (subject, payload, headers), result in zip(batch, encoded, results, strict=True):
-            if isinstance(result, PubAck):
-                report._ack(result)
-            elif isinstance(result, RETRYABLE):
-                await self._retry(event, line, subject, payload, headers, report, result)
+            futures.append(await self.js.publish_async(subject, payload, headers=headers))
+        # One timeout for the whole window: a timer per event would cost more than the publish.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), self.ack_timeout)
+        for (event, line), (subject, payload, headers), future in zip(batch, encoded, futures, strict=True):
+            if future.cancelled():
+                await self._retry(event, line, subject, payload, headers, report, TimeoutError())
+            elif (error := future.exception()) is None:
+                report._ack(future.result())
+            elif isinstance(error, RETRYABLE):
+                await self._retry(event, line, subject, payload, headers, report, error)
             else:
-                report.failed.append(Failure(str(event.event_id), _reason(result), line))
+                report.failed.append(Failure(str(event.event_id), _reason(error), line))
         return report
 
     async def _retry(
@@ -128,9 +128,7 @@ class Publisher:
         for attempt in range(self.retries):
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
             try:
-                ack = await self.js.publish(
-                    subject, payload, timeout=self.ack_timeout, headers=headers, stream=self.stream
-                )
+                ack = await self.js.publish(subject, payload, timeout=self.ack_timeout, headers=headers)
             except RETRYABLE as exc:
                 error = exc
                 continue

@@ -43,6 +43,8 @@ class DuplicateRow:
 
 @dataclass(slots=True)
 class FactVersion:
+    """One version of a fact. Its totals columns are derived from ``payload`` in SQL, once per batch."""
+
     fact_id: uuid.UUID
     version_seq: int
     version_stored_at: datetime
@@ -51,23 +53,8 @@ class FactVersion:
     retracted: bool
     event_type: str
     agency: str
-    country: str | None
-    county: str | None
-    municipality: str | None
-    campaign_id: str | None
-    plan_tasks: list[str]
-    occurred_start: date | None
-    occurred_end: date | None
-    sessions: int
-    session_format: str | None
-    participants: int
-    participants_unknown: bool
-    participants_estimated: bool
-    materials: int
-    material_kind: str | None
-    materials_unknown: bool
-    teams: int
-    payload: str | None
+    payload: str | None  # the validated, upcast event as canonical JSON (None for a retraction); the
+    # totals columns are derived from it in SQL and it is kept only for campaign and plan-task definitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +76,7 @@ class KnownEvent:
     agency: str
     event_type: str
     retracted: bool | None  # None: not a fact (a correction or retraction itself)
+    payload: str | None = None  # as published; read only to compare a reused event_id
 
 
 @dataclass

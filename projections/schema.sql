@@ -71,5 +71,6 @@ CREATE TABLE IF NOT EXISTS fact_versions (
     material_kind           VARCHAR,
     materials_unknown       BOOLEAN NOT NULL,
     teams                   INTEGER NOT NULL,
-    payload                 JSON                -- the version's event (upcast); NULL for a retraction
+    audiences               STRUCT(audience VARCHAR, count BIGINT, estimated BOOLEAN)[],  -- sessions only
+    payload                 JSON                -- definitions only: the campaign or plan task, upcast
 );

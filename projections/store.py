@@ -53,7 +53,7 @@ ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_stored_at 
     updated_at = excluded.updated_at
 """
 SELECT_KNOWN = """
-SELECT l.event_id, l.stream_seq, l.content_hash, l.agency, l.event_type, v.retracted
+SELECT l.event_id, l.stream_seq, l.content_hash, l.agency, l.event_type, v.retracted, l.payload
 FROM event_log l
 LEFT JOIN fact_versions v ON v.fact_id = l.event_id AND v.superseded_seq IS NULL
 WHERE l.event_id IN (SELECT unnest(?::UUID[]))
@@ -99,22 +99,6 @@ _TYPES: dict[type, dict[str, str]] = {
         "retracted": "BOOLEAN",
         "event_type": "VARCHAR",
         "agency": "VARCHAR",
-        "country": "VARCHAR",
-        "county": "VARCHAR",
-        "municipality": "VARCHAR",
-        "campaign_id": "VARCHAR",
-        "plan_tasks": "VARCHAR[]",
-        "occurred_start": "DATE",
-        "occurred_end": "DATE",
-        "sessions": "INTEGER",
-        "session_format": "VARCHAR",
-        "participants": "BIGINT",
-        "participants_unknown": "BOOLEAN",
-        "participants_estimated": "BOOLEAN",
-        "materials": "BIGINT",
-        "material_kind": "VARCHAR",
-        "materials_unknown": "BOOLEAN",
-        "teams": "INTEGER",
         "payload": "JSON",
     },
 }
@@ -134,7 +118,52 @@ def _insert_sql(row_type: type) -> str:
     return f"INSERT INTO {_TABLES[row_type]} ({columns}) SELECT {values}"
 
 
+# Fact versions: the totals columns are derived from the canonical payload here, in one set-based
+# statement per batch, rather than field by field in Python.
+INSERT_FACT_VERSIONS = """
+INSERT INTO fact_versions
+WITH batch AS (
+    SELECT unnest(?::UUID[]) AS fact_id, unnest(?::UBIGINT[]) AS version_seq,
+           unnest(?::TIMESTAMPTZ[]) AS version_stored_at, unnest(?::UBIGINT[]) AS superseded_seq,
+           unnest(?::TIMESTAMPTZ[]) AS superseded_stored_at, unnest(?::BOOLEAN[]) AS retracted,
+           unnest(?::VARCHAR[]) AS event_type, unnest(?::VARCHAR[]) AS agency, unnest(?::JSON[]) AS payload
+), parsed AS (
+    SELECT *,
+           from_json(payload -> 'participants',
+                     '[{"audience": "VARCHAR", "count": "BIGINT", "estimated": "BOOLEAN"}]') AS groups,
+           CAST(payload ->> 'reported_total' AS BIGINT) AS reported_total,
+           CAST(payload ->> 'quantity' AS BIGINT) AS quantity
+    FROM batch
+)
+SELECT fact_id, version_seq, version_stored_at, superseded_seq, superseded_stored_at, retracted, event_type, agency,
+       coalesce(payload ->> 'country', left(payload ->> 'county', 2)) AS country,
+       payload ->> 'county' AS county,
+       payload ->> 'municipality' AS municipality,
+       payload ->> 'campaign_id' AS campaign_id,
+       coalesce(from_json(payload -> 'plan_tasks', '["VARCHAR"]'), []) AS plan_tasks,
+       CAST(payload -> 'occurred' ->> 'start' AS DATE) AS occurred_start,
+       CAST(payload -> 'occurred' ->> 'end' AS DATE) AS occurred_end,
+       CAST(event_type = 'session_held' AND NOT retracted AS INTEGER) AS sessions,
+       payload ->> 'format' AS session_format,
+       CASE WHEN event_type = 'session_held' AND NOT retracted
+            THEN coalesce(reported_total, list_sum(list_transform(groups, lambda g: coalesce(g.count, 0))), 0)
+            ELSE 0 END AS participants,
+       coalesce(event_type = 'session_held' AND NOT retracted AND reported_total IS NULL
+                AND (len(groups) = 0 OR list_bool_or(list_transform(groups, lambda g: g.count IS NULL))),
+                false) AS participants_unknown,
+       coalesce(CAST(payload ->> 'total_estimated' AS BOOLEAN)
+                OR list_bool_or(list_transform(groups, lambda g: g.estimated)), false) AS participants_estimated,
+       CASE WHEN event_type = 'materials_distributed' THEN coalesce(quantity, 0) ELSE 0 END AS materials,
+       payload ->> 'kind' AS material_kind,
+       event_type = 'materials_distributed' AND NOT retracted AND quantity IS NULL AS materials_unknown,
+       CAST(event_type = 'team_established' AND NOT retracted AS INTEGER) AS teams,
+       groups AS audiences,
+       CASE WHEN event_type IN ('campaign_defined', 'plan_task_defined') THEN payload END AS payload
+FROM parsed
+"""
+
 INSERTS = {row_type: _insert_sql(row_type) for row_type in _TYPES}
+INSERTS[FactVersion] = INSERT_FACT_VERSIONS
 _GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES}
 
 
@@ -152,11 +181,12 @@ class Checkpoint:
 class ProjectionStore:
     """The projector's read-write handle on one DuckDB file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, memory_limit: str = "256MB") -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.con = duckdb.connect(str(self.path))
+            # A bounded buffer pool keeps the projector's memory flat however large the file grows.
+            self.con = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
         except (duckdb.Error, OSError) as exc:
             raise ProjectionError(f"cannot open {self.path} for writing: {exc}") from None
         self._create()
@@ -197,7 +227,7 @@ class ProjectionStore:
         if not event_ids:
             return {}
         rows = self.con.execute(SELECT_KNOWN, [event_ids]).fetchall()
-        return {r[0]: KnownEvent(r[0], int(r[1]), r[2], r[3], r[4], r[5]) for r in rows}
+        return {r[0]: KnownEvent(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
 
     def apply(self, update: BatchUpdate, stream: str, stream_created: datetime) -> None:
         """Write one batch and its checkpoint in one transaction; on error nothing is written."""

@@ -84,12 +84,11 @@ ORDER BY month, county;
 
 -- Participants of sessions by audience group, per county.
 CREATE OR REPLACE VIEW totals_by_audience AS
-SELECT a.county, g ->> 'audience' AS audience,
+SELECT county, g.audience AS audience,
        count(*) AS sessions,
-       CAST(coalesce(sum(CAST(g ->> 'count' AS BIGINT)), 0) AS BIGINT) AS participants,
-       count(*) FILTER (WHERE g ->> 'count' IS NULL) AS sessions_uncounted,
-       count(*) FILTER (WHERE CAST(g ->> 'estimated' AS BOOLEAN)) AS sessions_estimated
-FROM actions a, unnest(json_extract(a.payload, '$.participants[*]')) AS u(g)
-WHERE a.event_type = 'session_held'
+       CAST(coalesce(sum(g.count), 0) AS BIGINT) AS participants,
+       count(*) FILTER (WHERE g.count IS NULL) AS sessions_uncounted,
+       count(*) FILTER (WHERE g.estimated) AS sessions_estimated
+FROM (SELECT county, unnest(audiences) AS g FROM actions WHERE event_type = 'session_held')
 GROUP BY ALL
 ORDER BY county, audience;

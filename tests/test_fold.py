@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumers.fold import StreamMessage, content_hash, fold_batch, parse_batch
-from projections.rows import KnownEvent
+from projections.rows import FactVersion, KnownEvent
 from schemas.parse import parse_event
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
@@ -52,6 +52,13 @@ def retraction(original: dict[str, Any], agency: str | None = None) -> dict[str,
     }
 
 
+def students(version: FactVersion) -> int | None:
+    """The students count a fact version states (None for a retraction)."""
+    if version.payload is None:
+        return None
+    return json.loads(version.payload)["participants"][0]["count"]
+
+
 def messages(*events: dict[str, Any], first_seq: int = 1) -> list[StreamMessage]:
     return [
         StreamMessage(first_seq + i, f"outreach.events.{e['agency']}.{e['event_type']}", json.dumps(e).encode(), AT)
@@ -63,7 +70,7 @@ def known_from(event: dict[str, Any], seq: int, retracted: bool | None = False) 
     parsed = parse_event(event)
     return {
         parsed.event_id: KnownEvent(
-            parsed.event_id, seq, content_hash(parsed), parsed.agency, parsed.event_type, retracted
+            parsed.event_id, seq, content_hash(json.dumps(event).encode()), parsed.agency, parsed.event_type, retracted
         )
     }
 
@@ -72,13 +79,13 @@ def test_a_fact_becomes_one_log_row_and_one_current_version() -> None:
     update = fold_batch(parse_batch(messages(session(students=12))), {})
     assert (len(update.log), len(update.versions), update.rejected, update.last_seq) == (1, 1, [], 1)
     version = update.versions[0]
-    assert (version.sessions, version.participants, version.superseded_seq, version.retracted) == (1, 12, None, False)
+    assert (students(version), version.superseded_seq, version.retracted) == (12, None, False)
 
 
 def test_corrections_and_retractions_within_one_batch_chain_versions() -> None:
     first = session(students=10)
     update = fold_batch(parse_batch(messages(first, correction(first, 11), correction(first, 12))), {})
-    assert [(v.version_seq, v.superseded_seq, v.participants) for v in update.versions] == [
+    assert [(v.version_seq, v.superseded_seq, students(v)) for v in update.versions] == [
         (1, 2, 10),
         (2, 3, 11),
         (3, None, 12),
@@ -90,13 +97,13 @@ def test_a_correction_of_a_fact_in_the_database_supersedes_its_current_version()
     first = session(students=10)
     update = fold_batch(parse_batch(messages(correction(first, 14), first_seq=8)), known_from(first, 3))
     assert [(s.fact_id, s.seq) for s in update.supersede] == [(uuid.UUID(first["event_id"]), 8)]
-    assert [(v.version_seq, v.participants) for v in update.versions] == [(8, 14)]
+    assert [(v.version_seq, students(v)) for v in update.versions] == [(8, 14)]
 
 
 def test_a_retraction_adds_a_retracted_version_and_a_second_one_is_rejected() -> None:
     first = session()
     update = fold_batch(parse_batch(messages(retraction(first), retraction(first), first_seq=5)), known_from(first, 1))
-    assert [(v.version_seq, v.retracted, v.participants) for v in update.versions] == [(5, True, 0)]
+    assert [(v.version_seq, v.retracted, students(v)) for v in update.versions] == [(5, True, None)]
     assert [r.reason for r in update.rejected] == [f"retracts {first['event_id']}, which was already retracted"]
 
 
@@ -171,3 +178,12 @@ def test_every_message_lands_in_exactly_one_place() -> None:
     )
     assert places == [1, 2, 3, 4]
     assert (len(update.log), len(update.duplicates), len(update.rejected)) == (1, 1, 2)
+
+
+def test_sequence_and_storage_time_come_from_either_form_of_reply_subject() -> None:
+    from consumers.fold import from_reply
+
+    v1 = from_reply("s", b"{}", "$JS.ACK.OUTREACH.c1.1.42.40.1700000000123456789.7")
+    v2 = from_reply("s", b"{}", "$JS.ACK._.HASH.OUTREACH.c1.1.42.40.1700000000123456789.7.tok")
+    for msg in (v1, v2):
+        assert (msg.seq, msg.stored_at) == (42, datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC))

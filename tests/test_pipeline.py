@@ -45,7 +45,7 @@ def rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
 async def publisher(nc: Client, settings: Settings) -> Publisher:
     js = nc.jetstream()
     await ensure_stream(js, settings.stream, settings.duplicate_window_s)
-    return Publisher(js, settings.stream, window=500)
+    return Publisher(js, window=500)
 
 
 def session(agency: str = "al-a", county: str = "AL-06", students: int = 10, **extra: Any) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from nats.aio.client import Client
 
@@ -20,24 +18,24 @@ async def test_windows_of_events_are_all_acknowledged_in_order(nc: Client, setti
     js = nc.jetstream()
     await ensure_stream(js, settings.stream, settings.duplicate_window_s)
     events = [parse_event(item.payload) for item in generate(2_500, seed=3)]
-    report = await Publisher(js, settings.stream, window=1_000).publish(events)
+    report = await Publisher(js, window=1_000).publish(events)
     assert (report.stored, report.duplicates, report.failed) == (2_500, 0, [])
     assert (report.first_seq, report.last_seq) == (1, 2_500)
     stored = await js.get_msg(settings.stream, 1_234)
     assert stored.data == events[1_233].model_dump_json().encode()
-    assert stored.headers == {"Nats-Msg-Id": str(events[1_233].event_id), "Nats-Expected-Stream": "OUTREACH"}
+    assert stored.headers == {"Nats-Msg-Id": str(events[1_233].event_id)}
 
-    again = await Publisher(js, settings.stream, window=700).publish(events[:1_000])
+    again = await Publisher(js, window=700).publish(events[:1_000])
     assert (again.stored, again.duplicates, again.failed) == (0, 1_000, [])
     info = await js.stream_info(settings.stream)
     assert info.state.messages == 2_500
 
 
-async def test_events_no_stream_acknowledges_fail_with_a_reason_after_retries(nc: Client, settings: Settings) -> None:
+async def test_events_no_stream_acknowledges_fail_with_a_reason_after_retries(nc: Client) -> None:
     js = nc.jetstream()  # no stream exists: nothing will acknowledge
     events = [parse_event(item.payload) for item in generate(3, seed=5)]
     lines = [10, 11, 12]
-    report = await Publisher(js, settings.stream, retries=2, ack_timeout=1.0).publish(events, lines=lines)
+    report = await Publisher(js, retries=2, ack_timeout=1.0).publish(events, lines=lines)
     assert (report.stored, report.duplicates) == (0, 0)
     assert [(f.event_id, f.line) for f in report.failed] == [
         (str(e.event_id), n) for e, n in zip(events, lines, strict=True)
@@ -45,13 +43,3 @@ async def test_events_no_stream_acknowledges_fail_with_a_reason_after_retries(nc
     assert {f.reason for f in report.failed} == {
         "no acknowledgement from JetStream after 2 retries (NoStreamResponseError)"
     }
-
-
-async def test_a_stream_other_than_the_expected_one_refuses_the_event(nc: Client, settings: Settings) -> None:
-    js = nc.jetstream()
-    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
-    event = parse_event(next(iter(generate(1))).payload)
-    report = await Publisher(js, "ELSEWHERE").publish([event])
-    assert report.stored == 0
-    assert [f.reason for f in report.failed] == ["refused by JetStream: expected stream does not match"]
-    assert uuid.UUID(report.failed[0].event_id) == event.event_id

@@ -1,0 +1,153 @@
+"""Replay into a new file, against a real nats-server: equal to the live projection, or as it stood."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from consumers.app import run_projector
+from consumers.replay import replay
+from outreach.settings import Settings
+from outreach.stream import ensure_stream
+from outreach.synthetic import generate
+from producers.publisher import Publisher
+from projections.query import run_query
+from schemas.errors import ProjectionError
+from schemas.parse import parse_event
+from tests import oracle
+
+pytestmark = pytest.mark.integration
+
+TABLES = ["event_log", "rejected_events", "ignored_duplicates", "fact_versions"]
+COUNTY_TOTALS = (
+    "SELECT county, events, sessions, participants, materials_distributed, teams_established "
+    "FROM totals_by_county ORDER BY county"
+)
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    return run_query(db, sql).rows
+
+
+def county_totals(db: Path) -> dict[str, tuple[int, ...]]:
+    return {r[0]: tuple(r[1:]) for r in rows(db, COUNTY_TOTALS)}
+
+
+async def publish(nc: Client, settings: Settings, items: list[Any]) -> None:
+    js = nc.jetstream()
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    report = await Publisher(js).publish(parse_event(i.payload) for i in items)
+    assert (report.stored, report.failed) == (len(items), [])
+
+
+async def test_replay_equals_the_live_projection_row_for_row(nc: Client, settings: Settings, tmp_path: Path) -> None:
+    items = list(generate(12_000, seed=21))
+    await publish(nc, settings, items)
+    await run_projector(settings, until_caught_up=True)
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    stats = await replay(settings.model_copy(update={"batch_size": 1_000}), rebuilt)
+    assert (stats.messages, stats.accepted, stats.rejected) == (12_000, 12_000, 0)
+    for table in TABLES:
+        query = f"SELECT * FROM {table} ORDER BY ALL"
+        assert rows(settings.db, query) == rows(rebuilt, query), table
+    assert rows(rebuilt, "SELECT count(*) FROM fact_versions") == rows(
+        settings.db, "SELECT count(*) FROM fact_versions"
+    )
+    assert county_totals(rebuilt) == oracle.totals_by_county(i.event for i in items)
+
+
+async def test_until_seq_gives_the_totals_as_they_stood(nc: Client, settings: Settings, tmp_path: Path) -> None:
+    items = list(generate(3_000, seed=22))
+    await publish(nc, settings, items)
+    for until in (1, 777, 2_000):
+        db = tmp_path / f"until-{until}.duckdb"
+        stats = await replay(settings, db, until_seq=until)
+        assert stats.messages == until
+        assert rows(db, "SELECT last_seq FROM checkpoint") == [(until,)]
+        assert county_totals(db) == oracle.totals_by_county(i.event for i in items[:until])
+
+
+async def test_as_of_stops_at_what_the_stream_had_stored_by_then(
+    nc: Client, settings: Settings, tmp_path: Path
+) -> None:
+    items = list(generate(1_500, seed=23))
+    await publish(nc, settings, items[:1_000])
+    moment = (await nc.jetstream().get_msg(settings.stream, 1_000)).time  # when sequence 1,000 was stored
+    assert isinstance(moment, datetime)
+    await publish(nc, settings, items[1_000:])
+    db = tmp_path / "as-of.duckdb"
+    stats = await replay(settings, db, as_of=moment)
+    assert stats.messages == 1_000
+    assert county_totals(db) == oracle.totals_by_county(i.event for i in items[:1_000])
+    early = tmp_path / "before-anything.duckdb"
+    assert (await replay(settings, early, as_of=datetime(2000, 1, 1, tzinfo=UTC))).messages == 0
+
+
+async def test_replay_refuses_an_existing_file(settings: Settings, tmp_path: Path) -> None:
+    existing = tmp_path / "live.duckdb"
+    existing.write_bytes(b"")
+    with pytest.raises(ProjectionError) as caught:
+        await replay(settings, existing)
+    assert str(caught.value) == f"{existing} exists; replay builds a new database file, give a path that does not exist"
+
+
+@pytest.mark.e2e
+def test_the_benchmark_runs_end_to_end_on_a_small_stream(tmp_path: Path) -> None:
+    """A smoke test with no timing assertion, so that the benchmark never rots."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "outreach",
+            "bench",
+            "--events",
+            "20000",
+            "--sample",
+            "500",
+            "--latency-rate",
+            "500",
+            "--latency-seconds",
+            "3",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())["figures"]
+    expected = {
+        "publish_raw_per_s",
+        "publish_ours_per_s",
+        "ordered_consumer_per_s",
+        "replay_quarter_per_s",
+        "replay_quarter_peak_rss_mib",
+        "replay_per_s",
+        "replay_peak_rss_mib",
+        "live_projector_per_s",
+        "live_projector_peak_rss_mib",
+        "naive_projector_per_s",
+        "query_totals_by_county_ms",
+        "query_totals_by_campaign_ms",
+        "query_totals_by_plan_task_ms",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "publish_ratio_to_raw",
+        "replay_ratio_to_ordered_consumer",
+        "replay_ratio_to_naive",
+        "live_ratio_to_naive",
+    }
+    assert set(figures) == expected
+    assert all(value > 0 for value in figures.values())
+    assert "| replay_per_s |" in done.stdout
