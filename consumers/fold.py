@@ -43,12 +43,13 @@ class StreamMessage:
     subject: str
     data: bytes
     stored_at: datetime
+    msg_id: str | None = None  # the Nats-Msg-Id header: the publisher's event_id
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def from_reply(subject: str, data: bytes, reply: str) -> StreamMessage:
+def from_reply(subject: str, data: bytes, reply: str, headers: dict[str, str] | None = None) -> StreamMessage:
     """A message's stream sequence and storage time, read from its JetStream reply subject.
 
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<nanoseconds>.<pending>``
@@ -60,7 +61,33 @@ def from_reply(subject: str, data: bytes, reply: str) -> StreamMessage:
         seq, nanos = tokens[5], tokens[7]
     else:  # $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<nanos>.<pending>[.<token>]
         seq, nanos = tokens[7], tokens[9]
-    return StreamMessage(int(seq), subject, data, EPOCH + timedelta(microseconds=int(nanos) // 1000))
+    msg_id = headers.get("Nats-Msg-Id") if headers else None
+    return StreamMessage(int(seq), subject, data, EPOCH + timedelta(microseconds=int(nanos) // 1000), msg_id)
+
+
+GENESIS = "0" * 64
+
+
+def chain_digest(previous: str, msgs: list[StreamMessage]) -> str:
+    """The running digest after ``msgs``: each link hashes the previous digest, the stream
+    sequence, the subject, the message id and the payload's sha256. Any deleted, changed or
+    re-ordered message changes every digest after it."""
+    digest = bytes.fromhex(previous)
+    for m in msgs:
+        link = f"{m.seq}\x00{m.subject}\x00{m.msg_id or ''}\x00".encode() + hashlib.sha256(m.data).digest()
+        digest = hashlib.sha256(digest + link).digest()
+    return digest.hex()
+
+
+def gaps(last_seq: int, msgs: list[StreamMessage]) -> list[tuple[int, int]]:
+    """Stream sequences missing between the checkpoint and this batch, and within it."""
+    missing = []
+    expected = last_seq + 1
+    for m in msgs:
+        if m.seq > expected:
+            missing.append((expected, m.seq - 1))
+        expected = m.seq + 1
+    return missing
 
 
 @dataclass(frozen=True, slots=True)

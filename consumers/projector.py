@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from consumers.fold import StreamMessage, fold_batch, parse_batch, referenced_ids
+from consumers.fold import GENESIS, StreamMessage, chain_digest, fold_batch, gaps, parse_batch, referenced_ids
 from projections.store import ProjectionStore
 from schemas.errors import ProjectionError
 
@@ -42,6 +42,7 @@ class Projector:
                 f"Project into a new database file (--db) and compare with `outreach sql`."
             )
         self.last_seq = checkpoint.last_seq if checkpoint else 0
+        self.digest = checkpoint.digest if checkpoint else GENESIS
 
     def apply(self, msgs: list[StreamMessage]) -> int:
         """Apply the messages after the checkpoint; return how many were new."""
@@ -51,8 +52,11 @@ class Projector:
             return 0
         parsed = parse_batch(fresh)
         update = fold_batch(parsed, self.store.lookup(referenced_ids(parsed)))
+        update.digest = chain_digest(self.digest, fresh)
+        update.gaps = gaps(self.last_seq, fresh)
         self.store.apply(update, self.stream, self.stream_created)
         self.last_seq = update.last_seq
+        self.digest = update.digest
         self.stats.batches += 1
         self.stats.messages += len(fresh)
         self.stats.accepted += len(update.log)

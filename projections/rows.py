@@ -85,6 +85,8 @@ class BatchUpdate:
 
     last_seq: int
     last_stored_at: datetime | None
+    digest: str = ""  # the running digest of the stream up to last_seq
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # stream sequences missing (first, last)
     log: list[LogRow] = field(default_factory=list)
     rejected: list[RejectedRow] = field(default_factory=list)
     duplicates: list[DuplicateRow] = field(default_factory=list)

@@ -7,13 +7,33 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     stream_created  TIMESTAMPTZ NOT NULL,   -- detects a stream deleted and created anew
     last_seq        UBIGINT NOT NULL,       -- last stream sequence applied
     last_stored_at  TIMESTAMPTZ,            -- storage time of that message
+    digest          VARCHAR NOT NULL,       -- running digest of the stream up to last_seq (see README)
     updated_at      TIMESTAMPTZ NOT NULL
 );
 
+-- One row per applied batch: the digest as it stood at each checkpoint.
+CREATE TABLE IF NOT EXISTS checkpoint_log (
+    stream          VARCHAR NOT NULL,
+    last_seq        UBIGINT NOT NULL,
+    last_stored_at  TIMESTAMPTZ,
+    digest          VARCHAR NOT NULL,
+    applied_at      TIMESTAMPTZ NOT NULL
+);
+
+-- Stream sequences the projector expected and never received: deleted from the stream.
+CREATE TABLE IF NOT EXISTS stream_gaps (
+    first_missing   UBIGINT NOT NULL,
+    last_missing    UBIGINT NOT NULL,
+    noticed_at      TIMESTAMPTZ NOT NULL
+);
+
 -- The full log of accepted events, as published (payload is the exact JSON that was sent).
+-- stream_seq and event_id are unique by construction (the checkpoint admits each sequence once,
+-- the fold each event_id once). They are not declared as keys: DuckDB keeps key indexes in
+-- memory, which would make the projector's memory grow with the log.
 CREATE TABLE IF NOT EXISTS event_log (
-    stream_seq      UBIGINT PRIMARY KEY,
-    event_id        UUID NOT NULL UNIQUE,
+    stream_seq      UBIGINT NOT NULL,
+    event_id        UUID NOT NULL,
     subject         VARCHAR NOT NULL,
     event_type      VARCHAR NOT NULL,
     schema_version  INTEGER NOT NULL,
@@ -28,7 +48,7 @@ CREATE TABLE IF NOT EXISTS event_log (
 );
 
 CREATE TABLE IF NOT EXISTS rejected_events (
-    stream_seq      UBIGINT PRIMARY KEY,
+    stream_seq      UBIGINT NOT NULL,
     subject         VARCHAR NOT NULL,
     stored_at       TIMESTAMPTZ NOT NULL,
     event_id        VARCHAR,                -- when one could be read
@@ -38,7 +58,7 @@ CREATE TABLE IF NOT EXISTS rejected_events (
 
 -- The same event_id published again with identical content after the broker's duplicate window.
 CREATE TABLE IF NOT EXISTS ignored_duplicates (
-    stream_seq      UBIGINT PRIMARY KEY,
+    stream_seq      UBIGINT NOT NULL,
     event_id        UUID NOT NULL,
     stored_at       TIMESTAMPTZ NOT NULL
 );

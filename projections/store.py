@@ -36,7 +36,18 @@ count(a.fact_id) AS events,
 
 _SQL_DIR = resources.files("projections")
 SCHEMA_SQL = _SQL_DIR.joinpath("schema.sql").read_text("utf-8")
-VIEWS_SQL = _SQL_DIR.joinpath("views.sql").read_text("utf-8").replace("{totals}", TOTALS)
+# The same totals read from a pre-aggregated row ``g`` that may be missing (a campaign or plan
+# task with no action yet): counts become 0, dates stay NULL.
+_TOTAL_NAMES = [line.rsplit(" AS ", 1)[1].rstrip(",") for line in TOTALS.splitlines()]
+TOTALS_OR_ZERO = ",\n       ".join(
+    f"g.{name}" if name.endswith("_activity") else f"coalesce(g.{name}, 0) AS {name}" for name in _TOTAL_NAMES
+)
+VIEWS_SQL = (
+    _SQL_DIR.joinpath("views.sql")
+    .read_text("utf-8")
+    .replace("{totals}", TOTALS)
+    .replace("{totals_or_zero}", TOTALS_OR_ZERO)
+)
 
 REFERENCE_SQL = """
 CREATE OR REPLACE TABLE counties (
@@ -46,17 +57,20 @@ CREATE OR REPLACE TABLE municipalities (code VARCHAR PRIMARY KEY, county VARCHAR
 INSERT_COUNTIES = "INSERT INTO counties SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)"
 INSERT_MUNICIPALITIES = "INSERT INTO municipalities SELECT unnest(?), unnest(?), unnest(?)"
 
-SELECT_CHECKPOINT = "SELECT last_seq, stream_created FROM checkpoint WHERE stream = ?"
+SELECT_CHECKPOINT = "SELECT last_seq, stream_created, digest FROM checkpoint WHERE stream = ?"
 UPSERT_CHECKPOINT = """
-INSERT INTO checkpoint (stream, stream_created, last_seq, last_stored_at, updated_at) VALUES (?, ?, ?, ?, ?)
+INSERT INTO checkpoint (stream, stream_created, last_seq, last_stored_at, digest, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_stored_at = excluded.last_stored_at,
-    updated_at = excluded.updated_at
+    digest = excluded.digest, updated_at = excluded.updated_at
 """
+INSERT_CHECKPOINT_LOG = "INSERT INTO checkpoint_log VALUES (?, ?, ?, ?, ?)"
+INSERT_GAPS = "INSERT INTO stream_gaps SELECT unnest(?::UBIGINT[]), unnest(?::UBIGINT[]), ?"
 SELECT_KNOWN = """
-SELECT l.event_id, l.stream_seq, l.content_hash, l.agency, l.event_type, v.retracted, l.payload
-FROM event_log l
-LEFT JOIN fact_versions v ON v.fact_id = l.event_id AND v.superseded_seq IS NULL
-WHERE l.event_id IN (SELECT unnest(?::UUID[]))
+WITH found AS (SELECT * FROM event_log WHERE event_id IN (SELECT unnest(?::UUID[])))
+SELECT f.event_id, f.stream_seq, f.content_hash, f.agency, f.event_type, v.retracted, f.payload
+FROM found f
+LEFT JOIN (SELECT fact_id, retracted FROM fact_versions
+           WHERE superseded_seq IS NULL AND fact_id IN (SELECT event_id FROM found)) v ON v.fact_id = f.event_id
 """
 SUPERSEDE = """
 UPDATE fact_versions SET superseded_seq = s.seq, superseded_stored_at = s.stored_at
@@ -176,6 +190,7 @@ def _columns(row_type: type, rows: list[Any]) -> list[list[Any]]:
 class Checkpoint:
     last_seq: int
     stream_created: datetime
+    digest: str
 
 
 class ProjectionStore:
@@ -220,7 +235,7 @@ class ProjectionStore:
 
     def checkpoint(self, stream: str) -> Checkpoint | None:
         row = self.con.execute(SELECT_CHECKPOINT, [stream]).fetchone()
-        return Checkpoint(int(row[0]), row[1]) if row else None
+        return Checkpoint(int(row[0]), row[1], row[2]) if row else None
 
     def lookup(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, KnownEvent]:
         """What the projection knows of these event_ids (only those it has)."""
@@ -246,9 +261,14 @@ class ProjectionStore:
                 con.execute(SUPERSEDE, [[x.fact_id for x in s], [x.seq for x in s], [x.stored_at for x in s]])
             if update.versions:
                 con.execute(INSERTS[FactVersion], _columns(FactVersion, update.versions))
+            now = datetime.now(UTC)
+            if update.gaps:
+                firsts, lasts = zip(*update.gaps, strict=True)
+                con.execute(INSERT_GAPS, [list(firsts), list(lasts), now])
             con.execute(
-                UPSERT_CHECKPOINT, [stream, stream_created, update.last_seq, update.last_stored_at, datetime.now(UTC)]
+                UPSERT_CHECKPOINT, [stream, stream_created, update.last_seq, update.last_stored_at, update.digest, now]
             )
+            con.execute(INSERT_CHECKPOINT_LOG, [stream, update.last_seq, update.last_stored_at, update.digest, now])
             con.commit()
         except duckdb.Error as exc:
             with contextlib.suppress(duckdb.Error):  # already gone: nothing of it was committed

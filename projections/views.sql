@@ -1,18 +1,25 @@
 -- Views analysts rely on; their names and columns are a stable interface.
 -- The totals placeholder in braces is replaced by projections/store.py TOTALS, a constant.
+--
+-- Two clocks: `occurred` is when something happened (the agency's claim); `stored_at` is when the
+-- stream stored the event (the system's own clock). Every view has a table macro of the same name
+-- with `_as_of(known)`: the same figures as the system knew them at time `known`, exactly what
+-- `outreach replay --as-of known` rebuilds. The plain views are the `_as_of(NULL)` ones: now.
 
--- The current version of every fact that is not retracted.
-CREATE OR REPLACE VIEW facts AS
+-- The versions of facts in force at `known` (NULL: now), retracted ones left out.
+CREATE OR REPLACE MACRO facts_as_of(known) AS TABLE
 SELECT * EXCLUDE (superseded_seq, superseded_stored_at)
 FROM fact_versions
-WHERE superseded_seq IS NULL AND NOT retracted;
+WHERE NOT retracted
+  AND CASE WHEN known IS NULL THEN superseded_seq IS NULL
+           ELSE version_stored_at <= known
+                AND (superseded_stored_at IS NULL OR superseded_stored_at > known) END;
 
--- Outreach actions: what the totals count.
-CREATE OR REPLACE VIEW actions AS
-SELECT * FROM facts
+CREATE OR REPLACE MACRO actions_as_of(known) AS TABLE
+SELECT * FROM facts_as_of(known)
 WHERE event_type IN ('session_held', 'materials_distributed', 'team_established');
 
-CREATE OR REPLACE VIEW campaigns AS
+CREATE OR REPLACE MACRO campaigns_as_of(known) AS TABLE
 SELECT payload ->> 'campaign_id' AS campaign_id,
        payload ->> 'name' AS name,
        payload ->> 'name_en' AS name_en,
@@ -23,11 +30,11 @@ SELECT payload ->> 'campaign_id' AS campaign_id,
        CAST(payload ->> 'ends' AS DATE) AS ends,
        agency AS defined_by,
        fact_id
-FROM facts
+FROM facts_as_of(known)
 WHERE event_type = 'campaign_defined'
 QUALIFY row_number() OVER (PARTITION BY payload ->> 'campaign_id' ORDER BY version_seq DESC) = 1;
 
-CREATE OR REPLACE VIEW plan_tasks AS
+CREATE OR REPLACE MACRO plan_tasks_as_of(known) AS TABLE
 SELECT concat_ws('/', payload ->> 'plan_id', payload ->> 'part', payload ->> 'task') AS task_ref,
        payload ->> 'plan_id' AS plan_id,
        payload ->> 'plan_title' AS plan_title,
@@ -39,56 +46,94 @@ SELECT concat_ws('/', payload ->> 'plan_id', payload ->> 'part', payload ->> 'ta
        payload ->> 'title' AS title,
        agency AS defined_by,
        fact_id
-FROM facts
+FROM facts_as_of(known)
 WHERE event_type = 'plan_task_defined'
 QUALIFY row_number() OVER (PARTITION BY task_ref ORDER BY version_seq DESC) = 1;
 
-CREATE OR REPLACE VIEW totals_by_county AS
+CREATE OR REPLACE MACRO totals_by_county_as_of(known) AS TABLE
 SELECT c.code AS county, c.name AS county_name, c.name_en AS county_name_en, c.country,
        {totals}
-FROM actions a
+FROM actions_as_of(known) a
 JOIN counties c ON c.code = a.county
 GROUP BY ALL
 ORDER BY county;
 
-CREATE OR REPLACE VIEW totals_by_campaign AS
-WITH keys AS (SELECT campaign_id FROM campaigns UNION SELECT campaign_id FROM actions)
-SELECT k.campaign_id, c.name, c.name_en, c.country, c.lead_agency, c.funder,
-       {totals},
-       count(DISTINCT a.county) AS counties_reached
-FROM keys k
-LEFT JOIN campaigns c ON c.campaign_id = k.campaign_id
-LEFT JOIN actions a ON a.campaign_id IS NOT DISTINCT FROM k.campaign_id
-GROUP BY ALL
-ORDER BY k.campaign_id NULLS LAST;
+-- Aggregated by key first, then joined to the definitions: one pass over the actions.
+CREATE OR REPLACE MACRO totals_by_campaign_as_of(known) AS TABLE
+WITH g AS (SELECT a.campaign_id, {totals}, count(DISTINCT a.county) AS counties_reached
+           FROM actions_as_of(known) a GROUP BY a.campaign_id),
+     camps AS (SELECT * FROM campaigns_as_of(known))
+SELECT coalesce(c.campaign_id, g.campaign_id) AS campaign_id, c.name, c.name_en, c.country, c.lead_agency,
+       c.funder,
+       {totals_or_zero},
+       coalesce(g.counties_reached, 0) AS counties_reached
+FROM g
+FULL JOIN camps c ON c.campaign_id = g.campaign_id
+ORDER BY campaign_id NULLS LAST;
 
-CREATE OR REPLACE VIEW totals_by_plan_task AS
-WITH tasked AS (SELECT unnest(plan_tasks) AS task_ref, * EXCLUDE (plan_tasks) FROM actions),
-     keys AS (SELECT task_ref FROM plan_tasks UNION SELECT task_ref FROM tasked)
-SELECT k.task_ref, p.plan_id, p.plan_title, p.part, p.task, p.title,
-       {totals},
-       count(DISTINCT a.county) AS counties_reached
-FROM keys k
-LEFT JOIN plan_tasks p ON p.task_ref = k.task_ref
-LEFT JOIN tasked a ON a.task_ref = k.task_ref
-GROUP BY ALL
-ORDER BY k.task_ref;
+CREATE OR REPLACE MACRO totals_by_plan_task_as_of(known) AS TABLE
+WITH g AS (SELECT a.task_ref, {totals}, count(DISTINCT a.county) AS counties_reached
+           FROM (SELECT unnest(plan_tasks) AS task_ref, * EXCLUDE (plan_tasks) FROM actions_as_of(known)) a
+           GROUP BY a.task_ref),
+     tasks AS (SELECT * FROM plan_tasks_as_of(known))
+SELECT coalesce(p.task_ref, g.task_ref) AS task_ref, p.plan_id, p.plan_title, p.part, p.task, p.title,
+       {totals_or_zero},
+       coalesce(g.counties_reached, 0) AS counties_reached
+FROM g
+FULL JOIN tasks p ON p.task_ref = g.task_ref
+ORDER BY task_ref;
 
 -- Totals by the month an action started, per county.
-CREATE OR REPLACE VIEW totals_by_month AS
+CREATE OR REPLACE MACRO totals_by_month_as_of(known) AS TABLE
 SELECT CAST(date_trunc('month', a.occurred_start) AS DATE) AS month, a.county,
        {totals}
-FROM actions a
+FROM actions_as_of(known) a
 GROUP BY ALL
 ORDER BY month, county;
 
 -- Participants of sessions by audience group, per county.
-CREATE OR REPLACE VIEW totals_by_audience AS
+CREATE OR REPLACE MACRO totals_by_audience_as_of(known) AS TABLE
 SELECT county, g.audience AS audience,
        count(*) AS sessions,
        CAST(coalesce(sum(g.count), 0) AS BIGINT) AS participants,
        count(*) FILTER (WHERE g.count IS NULL) AS sessions_uncounted,
        count(*) FILTER (WHERE g.estimated) AS sessions_estimated
-FROM (SELECT county, unnest(audiences) AS g FROM actions WHERE event_type = 'session_held')
+FROM (SELECT county, unnest(audiences) AS g FROM actions_as_of(known) WHERE event_type = 'session_held')
 GROUP BY ALL
 ORDER BY county, audience;
+
+CREATE OR REPLACE VIEW facts AS SELECT * FROM facts_as_of(NULL);
+CREATE OR REPLACE VIEW actions AS SELECT * FROM actions_as_of(NULL);
+CREATE OR REPLACE VIEW campaigns AS SELECT * FROM campaigns_as_of(NULL);
+CREATE OR REPLACE VIEW plan_tasks AS SELECT * FROM plan_tasks_as_of(NULL);
+CREATE OR REPLACE VIEW totals_by_county AS SELECT * FROM totals_by_county_as_of(NULL);
+CREATE OR REPLACE VIEW totals_by_campaign AS SELECT * FROM totals_by_campaign_as_of(NULL);
+CREATE OR REPLACE VIEW totals_by_plan_task AS SELECT * FROM totals_by_plan_task_as_of(NULL);
+CREATE OR REPLACE VIEW totals_by_month AS SELECT * FROM totals_by_month_as_of(NULL);
+CREATE OR REPLACE VIEW totals_by_audience AS SELECT * FROM totals_by_audience_as_of(NULL);
+
+-- For auditors: every event about a fact (the original, its corrections, its retraction), in
+-- stream order, with who published it and when it was recorded and stored.
+CREATE OR REPLACE VIEW event_history AS
+SELECT coalesce(l.refers_to, l.event_id) AS fact_id,
+       l.stream_seq, l.event_id, l.event_type, l.agency, l.recorded_at, l.stored_at,
+       l.payload ->> 'reason' AS reason,
+       l.payload
+FROM event_log l
+ORDER BY fact_id, l.stream_seq;
+
+-- Every correction and retraction with the difference it made to the totals of its fact.
+CREATE OR REPLACE VIEW corrections AS
+SELECT v.fact_id,
+       v.version_seq AS stream_seq,
+       CASE WHEN v.retracted THEN 'event_retracted' ELSE 'event_corrected' END AS kind,
+       l.event_id, l.agency, l.recorded_at, l.stored_at, l.payload ->> 'reason' AS reason,
+       p.county AS county_before, CASE WHEN v.retracted THEN NULL ELSE v.county END AS county_after,
+       v.sessions - p.sessions AS sessions_change,
+       v.participants - p.participants AS participants_change,
+       v.materials - p.materials AS materials_change,
+       v.teams - p.teams AS teams_change
+FROM fact_versions v
+JOIN fact_versions p ON p.fact_id = v.fact_id AND p.superseded_seq = v.version_seq
+JOIN event_log l ON l.stream_seq = v.version_seq
+ORDER BY stream_seq;
