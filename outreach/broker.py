@@ -36,6 +36,8 @@ def connect_options(settings: Settings, name: str) -> dict[str, Any]:
         options["token"] = settings.nats_token.get_secret_value()
     if settings.nats_creds:
         options["user_credentials"] = str(settings.nats_creds)
+    if settings.nats_inbox_prefix:
+        options["inbox_prefix"] = settings.nats_inbox_prefix
     return options
 
 
@@ -45,9 +47,20 @@ async def connect(settings: Settings, name: str) -> Client:
     # nats-py applies max_reconnect_attempts to the first connection too: try a few times, then
     # report; once connected, reconnect for ever (a restarted server must not stop a projector).
     options["max_reconnect_attempts"] = INITIAL_ATTEMPTS
+    seen: list[BaseException] = []
+
+    async def remember(exc: Exception) -> None:
+        # nats-py reports connection errors here as well as raising them; we report them once.
+        seen.append(exc)
+
     try:
-        nc = await nats.connect(**options, allow_reconnect=True, error_cb=_quiet)
+        nc = await nats.connect(**options, allow_reconnect=True, error_cb=remember)
     except Exception as exc:  # nats-py raises several unrelated types here
+        if any("authorization violation" in str(e).lower() for e in seen):
+            raise BrokerError(
+                f"NATS at {redact(settings.nats_url)} refused the credentials (authorization violation): "
+                f"check the user and password (OUTREACH_NATS_USER, OUTREACH_NATS_PASSWORD) or token"
+            ) from None
         raise BrokerError(
             f"cannot connect to NATS at {redact(settings.nats_url)}: {_describe(exc)}. "
             f"Is a server running there? `outreach server` starts one; `--nats URL` or OUTREACH_NATS_URL "
@@ -55,10 +68,6 @@ async def connect(settings: Settings, name: str) -> Client:
         ) from None
     nc.options["max_reconnect_attempts"] = -1
     return nc
-
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py reports connection errors here as well as raising them; we report them once."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -50,6 +50,12 @@ EPILOG = {
     "  outreach replay --db first-1000.duckdb --until-seq 1000",
     "bench": "examples:\n  outreach bench                       # 1,000,000 events, several minutes\n"
     "  outreach bench --events 20000 --out bench.json",
+    "verify": "example:\n  outreach verify --db outreach.duckdb",
+    "export-log": "examples:\n  outreach export-log --out log.parquet\n  outreach export-log --out log.jsonl",
+    "auth": "examples:\n  outreach auth init --dir ./auth --agency al-national-coordinator --agency iom-albania\n"
+    "  outreach auth add-agency --dir ./auth pl-opolskie-voivodeship-office\n"
+    "  outreach auth revoke --dir ./auth al-old-partner",
+    "stream": "example:\n  env $(cat auth/credentials/admin.env | xargs) outreach stream",
     "schema": "examples:\n  outreach schema > events.schema.json\n  outreach schema --out ./schemas-json",
 }
 
@@ -107,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     _nats_options(p)
     p.set_defaults(func=cmd_server)
 
+    p = command("stream", "create the stream if it is missing (as admin), and check it keeps history immutable")
+    _nats_options(p)
+    p.set_defaults(func=cmd_stream)
+
     p = command("publish", "validate files of events (JSON Lines or CSV) and publish them")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--skip-invalid", action="store_true", help="publish the valid lines even if some are invalid")
@@ -129,6 +139,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_timestamp, help="stop at what the stream had stored by this time (ISO 8601)")
     _nats_options(p)
     p.set_defaults(func=cmd_replay)
+
+    p = command("verify", "rebuild from the stream and compare with a projection, row by row")
+    p.add_argument("--db", type=Path, help="the projection to verify (OUTREACH_DB; default ./outreach.duckdb)")
+    _nats_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = command("export-log", "write the full event log with stream metadata to Parquet or JSON Lines")
+    p.add_argument("--out", type=Path, required=True, help="the file to write (.parquet or .jsonl)")
+    p.add_argument("--format", choices=["parquet", "jsonl"], help="default: from the file name")
+    _nats_options(p)
+    p.set_defaults(func=cmd_export_log)
 
     p = command("sql", "run a read-only SQL query on the projection and print the result")
     p.add_argument("query")
@@ -156,6 +177,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, help="where to keep the temporary server and databases")
     p.set_defaults(func=cmd_bench)
 
+    p = command("auth", "generate and maintain least-privilege NATS users (agencies, auditor, projector, admin)")
+    auth = p.add_subparsers(dest="auth_command", required=True, metavar="ACTION")
+    a = auth.add_parser(
+        "init",
+        help="generate the server configuration and every user's credentials",
+        epilog=EPILOG["auth"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("--dir", type=Path, required=True, help="where to write nats-server.conf and credentials/")
+    a.add_argument("--agency", action="append", default=[], help="an agency's slug (repeat for each)")
+    a.add_argument("--stream", default="OUTREACH")
+    a.add_argument("--nats", dest="nats_url", default="nats://127.0.0.1:4222", help="URL written to credentials")
+    a.set_defaults(func=cmd_auth_init)
+    a = auth.add_parser(
+        "add-agency",
+        help="add one agency with new credentials",
+        epilog="example:\n  outreach auth add-agency --dir ./auth pl-opolskie-voivodeship-office",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("name")
+    a.add_argument("--dir", type=Path, required=True)
+    a.set_defaults(func=cmd_auth_change, change="add")
+    a = auth.add_parser(
+        "revoke",
+        help="remove an agency's user",
+        epilog="example:\n  outreach auth revoke --dir ./auth al-old-partner",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("name")
+    a.add_argument("--dir", type=Path, required=True)
+    a.set_defaults(func=cmd_auth_change, change="revoke")
+
     p = command("schema", "print the JSON Schema of every event type")
     p.add_argument("--out", type=Path, help="write one <event_type>.schema.json file per type into this folder")
     p.set_defaults(func=cmd_schema)
@@ -169,6 +222,7 @@ def _nats_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nats-password", help="password (prefer OUTREACH_NATS_PASSWORD: flags show in `ps`)")
     g.add_argument("--nats-token", help="token (prefer OUTREACH_NATS_TOKEN)")
     g.add_argument("--nats-creds", type=Path, help="credentials file (OUTREACH_NATS_CREDS)")
+    g.add_argument("--nats-inbox-prefix", help="inbox prefix this user may receive on (OUTREACH_NATS_INBOX_PREFIX)")
     g.add_argument("--stream", help="stream name (OUTREACH_STREAM; default OUTREACH)")
 
 
@@ -178,7 +232,7 @@ def _db_option(p: argparse.ArgumentParser, default_help: str = "default ./outrea
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     """Flags given on the command line win over OUTREACH_* variables, which win over defaults."""
-    keys = ("nats_url", "nats_user", "nats_password", "nats_token", "nats_creds", "stream", "db")
+    keys = ("nats_url", "nats_user", "nats_password", "nats_token", "nats_creds", "nats_inbox_prefix", "stream", "db")
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     given.update(overrides)
     try:
@@ -199,6 +253,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     try:
         if args.config is None:
             asyncio.run(_ensure_stream(settings.model_copy(update={"nats_url": server.url})))
+        else:
+            print("with --config, create the stream as admin: outreach stream (with the admin's credentials)")
         print(f"nats-server with JetStream listening on {server.url}, storing in {args.data_dir}")
         print("stop with Ctrl-C")
         sys.stdout.flush()
@@ -295,7 +351,8 @@ def cmd_project(args: argparse.Namespace) -> int:
     stats = asyncio.run(run_projector(settings, until_caught_up=args.until_caught_up))
     print(
         f"applied {stats.messages} message(s) in {stats.batches} batch(es): {stats.accepted} accepted, "
-        f"{stats.rejected} rejected, {stats.duplicates} duplicate(s); database {settings.db}"
+        f"{stats.rejected} rejected, {stats.duplicates} duplicate(s); database {settings.db}; "
+        f"peak memory {peak_rss_mib():.0f} MiB"
     )
     return 0
 
@@ -322,9 +379,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     rate = stats.messages / seconds if seconds > 0 else 0.0
     print(
         f"replayed {stats.messages} message(s) into {args.db} in {seconds:.1f}s ({rate:,.0f}/s): "
-        f"{stats.accepted} accepted, {stats.rejected} rejected, {stats.duplicates} duplicate(s)"
+        f"{stats.accepted} accepted, {stats.rejected} rejected, {stats.duplicates} duplicate(s); "
+        f"peak memory {peak_rss_mib():.0f} MiB"
     )
     return 0
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since it started its program (Linux: VmHWM)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class ProgressPrinter:
@@ -356,6 +427,32 @@ class ProgressPrinter:
                 f"replay: seq {p.applied_seq}/{p.end_seq} ({share:.1%}), {rate:,.0f} msg/s, ETA {left:,.0f}s\n"
             )
         self.out.flush()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from consumers.verify import verify
+
+    settings = settings_from(args)
+    report = asyncio.run(verify(settings, settings.db))
+    if report.ok:
+        print(
+            f"OK: {settings.db} equals a fresh fold of stream {settings.stream} up to sequence {report.last_seq}, "
+            f"and the stream's digest matches the one the projector recorded"
+        )
+        return 0
+    print(f"DIFFERENCES between {settings.db} and stream {settings.stream} up to sequence {report.last_seq}:")
+    for problem in report.problems:
+        print(f"- {problem}" if not problem.startswith("    ") else problem)
+    return 1
+
+
+def cmd_export_log(args: argparse.Namespace) -> int:
+    from consumers.export import export_log
+
+    settings = settings_from(args)
+    count = asyncio.run(export_log(settings, args.out, args.format))
+    print(f"wrote {count} message(s) of stream {settings.stream} to {args.out}")
+    return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -416,6 +513,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.events < 1_000 or args.sample < 100 or args.latency_rate < 100:
         raise SettingsInvalid("bench needs --events >= 1000, --sample >= 100 and --latency-rate >= 100")
     bench(args.events, args.sample, args.latency_rate, args.latency_seconds, args.out, args.workdir)
+    return 0
+
+
+def cmd_auth_init(args: argparse.Namespace) -> int:
+    from outreach import auth
+
+    config = auth.init(args.dir, args.agency, stream=args.stream, nats_url=args.nats_url)
+    print(f"wrote {config} and {len(args.agency) + 3} credential file(s) in {args.dir / 'credentials'} (mode 0600)")
+    print(f"start the server:  outreach server --config {config} --data-dir nats-data")
+    print(f"create the stream: env $(cat {args.dir / 'credentials' / 'admin.env'} | xargs) outreach stream")
+    return 0
+
+
+def cmd_auth_change(args: argparse.Namespace) -> int:
+    from outreach import auth
+
+    config = auth.add_agency(args.dir, args.name) if args.change == "add" else auth.revoke(args.dir, args.name)
+    done = "added" if args.change == "add" else "revoked"
+    print(
+        f"{done} {args.name}; rewrote {config}. Reload the server to apply it: nats-server --signal reload "
+        f"(or restart `outreach server`)"
+    )
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    asyncio.run(_ensure_stream(settings))
+    print(f"stream {settings.stream} is in place, with immutable history")
     return 0
 
 

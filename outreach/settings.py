@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = None
     nats_token: SecretStr | None = None
     nats_creds: Path | None = Field(None, description="NATS credentials file (JWT + NKey seed)")
+    nats_inbox_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", description="this user's inbox prefix")
     db: Path = Field(Path("outreach.duckdb"), description="DuckDB projection file")
     stream: str = Field("OUTREACH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     duplicate_window_s: float = Field(24 * 3600, gt=0, description="JetStream duplicate window")

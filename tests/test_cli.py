@@ -15,7 +15,19 @@ from outreach.server import EmbeddedServer
 
 pytestmark = pytest.mark.e2e
 
-COMMANDS = ["server", "publish", "validate", "project", "sql", "demo", "schema"]
+COMMANDS = [
+    "server",
+    "publish",
+    "validate",
+    "project",
+    "replay",
+    "verify",
+    "export-log",
+    "sql",
+    "demo",
+    "bench",
+    "schema",
+]
 
 
 def outreach(
