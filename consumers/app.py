@@ -10,13 +10,15 @@ nats-py is used directly where FastStream has nothing to offer: creating and che
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from faststream import AckPolicy, Context, FastStream
 from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats.message import NatsBatchMessage, NatsMessage
 from faststream.nats.security import NatsUserPassword
 from nats.js.api import AckPolicy as ConsumerAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -28,26 +30,50 @@ from consumers.replay import tune_gc
 from outreach.broker import connect, connect_options
 from outreach.settings import Settings
 from outreach.stream import ensure_stream
+from projections.query import execute_read_only
 from projections.store import ProjectionStore
 from schemas.errors import BrokerError, OutreachError, ProjectionError
-from schemas.subjects import ALL_EVENTS
+from schemas.subjects import ALL_EVENTS, query_subject
 
 log = logging.getLogger("outreach.projector")
 
 
+class MissedDelivery(ProjectionError):
+    """A message the stream holds was not delivered: read again from the checkpoint."""
+
+
 async def check_gaps(js: Any, stream: str, last_seq: int, msgs: list[StreamMessage]) -> None:
     """A sequence missing from a batch was either deleted from the stream (a gap the projection
-    records and verify reports) or not delivered; in that case stop, and a restart re-reads it
-    from the checkpoint rather than skip it."""
+    records and verify reports) or not delivered: then nothing of the batch is applied and the
+    consumer is started again from the checkpoint, rather than skip it."""
     for first, _ in gaps(last_seq, msgs):
         try:
             await js.get_msg(stream, first)
         except NotFoundError:
             continue
-        raise ProjectionError(
-            f"stream sequence {first} exists but was not delivered; stopping at the checkpoint "
-            f"({last_seq}) so that a restart reads it again"
-        )
+        raise MissedDelivery(f"stream sequence {first} exists but was not delivered (checkpoint {last_seq})")
+
+
+def answer_query(store: ProjectionStore, request: bytes) -> bytes:
+    """One query on a cursor of the projector's own connection (external access is disabled on
+    it); the reply is JSON: columns, rows and as of which stream sequence, or an error."""
+    cursor = store.con.cursor()
+    try:
+        result = execute_read_only(cursor, request.decode("utf-8", "replace"))
+    except OutreachError as exc:
+        return json.dumps({"error": str(exc)}).encode()
+    finally:
+        cursor.close()
+    return json.dumps(
+        {
+            "columns": result.columns,
+            "rows": result.rows,
+            "as_of_seq": result.as_of_seq,
+            "as_of_stored_at": result.as_of_stored_at,
+        },
+        default=str,
+        ensure_ascii=False,
+    ).encode()
 
 
 async def raw_payloads(message: Any) -> None:  # noqa: ARG001
@@ -71,7 +97,13 @@ async def run_projector(
         store = ProjectionStore(settings.db)
         try:
             projector = Projector(store, settings.stream, info.created)
-            return await _run(settings, projector, js, until_caught_up, on_batch)
+            while True:
+                try:
+                    return await _run(settings, projector, js, until_caught_up, on_batch)
+                except MissedDelivery as exc:
+                    # A pull that timed out can lose what it had fetched (nothing is acknowledged):
+                    # the checkpoint did not move, so a new consumer from it reads them again.
+                    log.warning("%s; reading again from the checkpoint", exc)
         finally:
             store.close()
     finally:
@@ -132,6 +164,11 @@ async def _run(
             on_batch(projector)
         if until_caught_up and raw[-1].metadata.num_pending == 0 and await caught_up():
             app.exit()
+
+    @broker.subscriber(query_subject(settings.stream), decoder=raw_payloads)
+    async def answer(body: Any, message: NatsMessage = Context("message")) -> bytes:  # noqa: ARG001
+        """Analysts' read-only queries, answered from the projection while it is being written."""
+        return await asyncio.to_thread(answer_query, projector.store, message.body)
 
     await app.run(sleep_time=0.05)
     if failures:

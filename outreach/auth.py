@@ -6,6 +6,7 @@ Roles, and what the broker lets each do (everything not allowed is refused by na
   prefix (its acknowledgements); it cannot read the stream, manage consumers or touch the stream;
 - the auditor and the projector read the stream (stream info, message get, their own consumers and
   flow control) and cannot publish events, delete messages or change the stream;
+- the analyst may only ask a running projector for read-only query results;
 - the admin can do anything, and alone creates or changes the stream.
 
 Passwords are generated, never typed; the server configuration holds only their bcrypt hashes.
@@ -27,10 +28,10 @@ from typing import Any
 import bcrypt
 
 from schemas.errors import SettingsInvalid
-from schemas.subjects import agency_subjects
+from schemas.subjects import agency_subjects, query_subject
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-ROLES = ("admin", "projector", "auditor")
+ROLES = ("admin", "projector", "auditor", "analyst")
 CONFIG = "nats-server.conf"
 STATE = "users.json"
 
@@ -53,6 +54,8 @@ def permissions(user: User, stream: str) -> dict[str, Any]:
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     if user.role == "agency":
         return {"publish": {"allow": [agency_subjects(user.name)]}, "subscribe": {"allow": [inbox]}}
+    if user.role == "analyst":
+        return {"publish": {"allow": [query_subject(stream)]}, "subscribe": {"allow": [inbox]}}
     readers = [
         "$JS.API.INFO",
         f"$JS.API.STREAM.INFO.{stream}",
@@ -66,6 +69,12 @@ def permissions(user: User, stream: str) -> dict[str, Any]:
         f"$JS.FC.{stream}.>",
         f"$JS.ACK.{stream}.>",
     ]
+    if user.role == "projector":  # it also answers analysts' queries, replying to their inboxes
+        return {
+            "publish": {"allow": readers},
+            "subscribe": {"allow": [inbox, query_subject(stream)]},
+            "allow_responses": True,
+        }
     return {"publish": {"allow": readers}, "subscribe": {"allow": [inbox]}}
 
 

@@ -56,6 +56,9 @@ EPILOG = {
     "  outreach auth add-agency --dir ./auth pl-opolskie-voivodeship-office\n"
     "  outreach auth revoke --dir ./auth al-old-partner",
     "stream": "example:\n  env $(cat auth/credentials/admin.env | xargs) outreach stream",
+    "export": "examples:\n  outreach export --view totals_by_county --format xlsx --out counties.xlsx\n"
+    "  outreach export --view totals_by_county --format hxl --out counties-hxl.csv",
+    "report": "example:\n  outreach report --out report.html",
     "schema": "examples:\n  outreach schema > events.schema.json\n  outreach schema --out ./schemas-json",
 }
 
@@ -151,10 +154,23 @@ def _parser() -> argparse.ArgumentParser:
     _nats_options(p)
     p.set_defaults(func=cmd_export_log)
 
+    p = command("export", "export one view to CSV, Parquet, Excel (xlsx) or HXL-tagged CSV")
+    p.add_argument("--view", default="totals_by_county", help="the view (default totals_by_county)")
+    p.add_argument("--format", choices=["csv", "parquet", "xlsx", "hxl"], default="csv")
+    p.add_argument("--out", type=Path, required=True, help="the file to write")
+    _db_option(p)
+    p.set_defaults(func=cmd_export)
+
+    p = command("report", "write a self-contained HTML report with charts")
+    p.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file (default report.html)")
+    _db_option(p)
+    p.set_defaults(func=cmd_report)
+
     p = command("sql", "run a read-only SQL query on the projection and print the result")
     p.add_argument("query")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _db_option(p)
+    _nats_options(p)
     p.set_defaults(func=cmd_sql)
 
     p = command("demo", "publish the seed reports, project them, and print the totals")
@@ -293,15 +309,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool) -> Any:
     from outreach.broker import connect
-    from outreach.stream import ensure_stream
     from producers.files import load_files, publish_files
     from producers.publisher import Publisher
 
     load_files(files, skip_invalid=skip_invalid)  # fail before connecting when a file is invalid
     nc = await connect(settings, "outreach-publisher")
     try:
+        # Publishing needs no right on the stream itself (agencies have none): the admin creates it.
         js = nc.jetstream(publish_async_max_pending=settings.publish_window)
-        await ensure_stream(js, settings.stream, settings.duplicate_window_s)
         publisher = Publisher(
             js,
             window=settings.publish_window,
@@ -455,13 +470,66 @@ def cmd_export_log(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
-    from projections.query import run_query
+def cmd_export(args: argparse.Namespace) -> int:
+    from projections.exports import export_view
 
     settings = settings_from(args)
-    result = run_query(settings.db, args.query)
-    write_result(result.columns, result.rows, args.format, sys.stdout)
+    count = export_view(settings.db, args.view, args.format, args.out)
+    print(f"wrote {count} row(s) of {args.view} to {args.out} ({args.format})")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from projections.report import write_report
+
+    settings = settings_from(args)
+    write_report(settings.db, args.out)
+    print(f"wrote {args.out}; open it in any browser (it needs no network)")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from projections.query import LockedByProjector, run_query
+
+    settings = settings_from(args)
+    try:
+        result = run_query(settings.db, args.query)
+    except LockedByProjector:
+        result = asyncio.run(_ask_projector(settings, args.query))
+    write_result(result.columns, result.rows, args.format, sys.stdout)
+    print(f"({result.as_of})", file=sys.stderr)
+    return 0
+
+
+async def _ask_projector(settings: Settings, query: str) -> Any:
+    """The file is locked by a running projector: it answers read-only queries over NATS."""
+    from outreach.broker import connect, redact
+    from projections.query import QueryResult
+    from schemas.errors import ProjectionError, QueryRefused
+    from schemas.subjects import query_subject
+
+    nc = await connect(settings, "outreach-sql")
+    try:
+        try:
+            reply = await nc.request(query_subject(settings.stream), query.encode(), timeout=60)
+        except Exception as exc:
+            raise ProjectionError(
+                f"{settings.db} is locked by a running projector, and no projector answered on "
+                f"{query_subject(settings.stream)} at {redact(settings.nats_url)} ({type(exc).__name__})"
+            ) from None
+    finally:
+        await nc.close()
+    answer = json.loads(reply.data)
+    if "error" in answer:
+        error = answer["error"]
+        raise (QueryRefused if "refused" in error or "out of reach" in error else ProjectionError)(error)
+    stored = answer["as_of_stored_at"]
+    return QueryResult(
+        answer["columns"],
+        [tuple(r) for r in answer["rows"]],
+        answer["as_of_seq"],
+        datetime.fromisoformat(stored) if stored else None,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -481,6 +549,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = settings_from(args, **overrides)
         where = f"embedded nats-server at {server.url} (data in {args.data_dir})" if server else settings.nats_url
         print(f"NATS: {where}")
+        asyncio.run(_ensure_stream(settings))
         seeds = resources.files("schemas.data").joinpath("seed_events.jsonl")
         with resources.as_file(seeds) as seed_path:
             report = asyncio.run(_publish(settings, [seed_path], False))
@@ -520,7 +589,7 @@ def cmd_auth_init(args: argparse.Namespace) -> int:
     from outreach import auth
 
     config = auth.init(args.dir, args.agency, stream=args.stream, nats_url=args.nats_url)
-    print(f"wrote {config} and {len(args.agency) + 3} credential file(s) in {args.dir / 'credentials'} (mode 0600)")
+    print(f"wrote {config} and {len(args.agency) + 4} credential file(s) in {args.dir / 'credentials'} (mode 0600)")
     print(f"start the server:  outreach server --config {config} --data-dir nats-data")
     print(f"create the stream: env $(cat {args.dir / 'credentials' / 'admin.env'} | xargs) outreach stream")
     return 0

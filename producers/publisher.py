@@ -141,6 +141,11 @@ class Publisher:
 
 
 def _reason(error: BaseException, retries: int | None = None) -> str:
+    if isinstance(error, NoStreamResponseError):
+        return (
+            f"no stream acknowledged it after {retries} retries: has the admin created the stream "
+            f"(`outreach stream`)? ({type(error).__name__})"
+        )
     if isinstance(error, RETRYABLE):
         return f"no acknowledgement from JetStream after {retries} retries ({type(error).__name__})"
     if isinstance(error, APIError):

@@ -48,7 +48,15 @@ VIEWS_SQL = (
     .replace("{totals}", TOTALS)
     .replace("{totals_or_zero}", TOTALS_OR_ZERO)
 )
+VIEWS_SQL += _SQL_DIR.joinpath("slices.sql").read_text("utf-8").replace("{totals}", TOTALS)
 
+LOCKDOWN = [
+    "SET enable_progress_bar = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET enable_external_access = false",
+    "SET lock_configuration = true",
+]
 REFERENCE_SQL = """
 CREATE OR REPLACE TABLE counties (
     code VARCHAR PRIMARY KEY, country VARCHAR, name VARCHAR, name_en VARCHAR, kind VARCHAR);
@@ -229,6 +237,9 @@ class ProjectionStore:
             )
             self.con.execute(VIEWS_SQL)
             self.con.commit()
+            # The projector answers analysts' queries on this connection: nothing may reach outside.
+            for setting in LOCKDOWN:
+                self.con.execute(setting)
         except duckdb.Error as exc:
             self.con.rollback()
             raise ProjectionError(f"cannot create the projection schema in {self.path}: {exc}") from None

@@ -21,6 +21,11 @@ def agency_subjects(agency: str) -> str:
     return f"{PREFIX}.{agency}.>"
 
 
+def query_subject(stream: str) -> str:
+    """Where a running projector answers analysts' read-only queries (request-reply)."""
+    return f"outreach.query.{stream}"
+
+
 def parse_subject(subject: str) -> tuple[str, str] | None:
     """``(agency, event_type)`` from a subject, or None when it does not follow the scheme."""
     parts = subject.split(".")

@@ -27,6 +27,8 @@ COMMANDS = [
     "demo",
     "bench",
     "schema",
+    "auth",
+    "stream",
 ]
 
 
@@ -139,6 +141,8 @@ def test_publish_refuses_a_file_with_invalid_lines_and_names_them(tmp_path: Path
     path = tmp_path / "events.jsonl"
     path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     with EmbeddedServer(tmp_path / "nats", port=0) as server:
+        created = outreach("stream", "--nats", server.url)
+        assert created.stdout == "stream OUTREACH is in place, with immutable history\n"
         refused = outreach("publish", "--nats", server.url, str(path))
         assert refused.returncode == 1
         assert "line 2: county: unknown county code for Albania" in refused.stderr

@@ -187,3 +187,24 @@ def test_sequence_and_storage_time_come_from_either_form_of_reply_subject() -> N
     v2 = from_reply("s", b"{}", "$JS.ACK._.HASH.OUTREACH.c1.1.42.40.1700000000123456789.7.tok")
     for msg in (v1, v2):
         assert (msg.seq, msg.stored_at) == (42, datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC))
+
+
+async def test_a_gap_is_a_deleted_message_or_a_delivery_to_read_again() -> None:
+    import pytest
+    from nats.js.errors import NotFoundError
+
+    from consumers.app import MissedDelivery, check_gaps
+
+    class Stream:
+        """Answers get_msg as a stream in which sequence 3 was deleted and 5 exists."""
+
+        async def get_msg(self, stream: str, seq: int) -> object:  # noqa: ARG002 (one stream here)
+            if seq == 3:
+                raise NotFoundError
+            return object()
+
+    batch = messages(session(), session(), first_seq=4)  # sequences 4 and 5 after checkpoint 2
+    await check_gaps(Stream(), "OUTREACH", 2, batch)  # 3 was deleted: recorded later, not an error
+    with pytest.raises(MissedDelivery) as caught:
+        await check_gaps(Stream(), "OUTREACH", 4, [batch[0], *messages(session(), first_seq=6)][1:])
+    assert str(caught.value) == "stream sequence 5 exists but was not delivered (checkpoint 4)"

@@ -41,5 +41,6 @@ async def test_events_no_stream_acknowledges_fail_with_a_reason_after_retries(nc
         (str(e.event_id), n) for e, n in zip(events, lines, strict=True)
     ]
     assert {f.reason for f in report.failed} == {
-        "no acknowledgement from JetStream after 2 retries (NoStreamResponseError)"
+        "no stream acknowledged it after 2 retries: has the admin created the stream (`outreach stream`)? "
+        "(NoStreamResponseError)"
     }

@@ -109,13 +109,13 @@ def test_init_writes_hashes_to_the_config_and_secrets_to_private_files(tmp_path:
     config = auth.init(directory, ["al-a"])
     text = config.read_text()
     files = sorted(p.name for p in (directory / "credentials").iterdir())
-    assert files == ["admin.env", "al-a.env", "auditor.env", "projector.env"]
+    assert files == ["admin.env", "al-a.env", "analyst.env", "auditor.env", "projector.env"]
     for path in (directory / "credentials").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         password = path.read_text().split("OUTREACH_NATS_PASSWORD=")[1].split()[0]
         assert len(password) >= 32
         assert password not in text
-    assert text.count('password: "$2b$10$') == 4
+    assert text.count('password: "$2b$10$') == 5
     assert stat.S_IMODE((directory / "users.json").stat().st_mode) == 0o600
     with pytest.raises(SettingsInvalid) as caught:
         auth.init(directory, ["al-b"])
@@ -239,3 +239,23 @@ def test_adding_and_revoking_an_agency_keeps_the_others(tmp_path: Path) -> None:
     with pytest.raises(SettingsInvalid):
         auth.revoke(directory, "admin")
     assert os.path.exists(directory / "credentials" / "admin.env")
+
+
+def test_an_agency_publishes_a_file_with_its_credentials_file(
+    secured: tuple[EmbeddedServer, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    server, directory = secured
+    asyncio.run(admin_creates_stream(directory, server))
+    values = dict(line.split("=", 1) for line in (directory / "credentials" / "al-a.env").read_text().split())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    env.update(values, OUTREACH_NATS_URL=server.url)
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps(session("al-a")) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "publish", str(path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "1 event(s): 1 stored, 0 duplicate(s) already stored, 0 failed\n")
+    assert values["OUTREACH_NATS_PASSWORD"] not in done.stdout + done.stderr

@@ -1,0 +1,241 @@
+"""Analysts' exports: one view of a projection to CSV, Parquet, Excel (xlsx) or HXL-tagged CSV.
+
+Only the views in ``EXPORTABLE`` can be exported, and the database is only ever read. xlsx and
+HXL are written by Python from a connection opened with :func:`projections.query.open_read_only`;
+CSV and Parquet by DuckDB's COPY, on a connection with the same settings except that it may write
+one file, the export (open_read_only's may write none). Every file holds nothing but the data (a header row,
+and for HXL the row of hashtags): no notes. A file is written under a temporary name next to
+``out`` and renamed when complete, so a failed export leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from projections.query import READ_ONLY_CONFIG, open_read_only
+from schemas.errors import ProjectionError, QueryRefused, SettingsInvalid
+
+FORMATS = ("csv", "parquet", "xlsx", "hxl")
+EXPORTABLE = (
+    "totals_by_county",
+    "totals_by_campaign",
+    "totals_by_plan_task",
+    "totals_by_month",
+    "totals_by_audience",
+    "totals_by_quarter",
+    "totals_by_year",
+    "totals_by_agency",
+    "totals_by_campaign_county",
+    "campaign_coverage",
+    "facts",
+    "actions",
+    "campaigns",
+    "plan_tasks",
+    "corrections",
+    "event_history",
+)
+
+# HXL hashtags (https://hxlstandard.org) by column name; other columns get an empty tag.
+HXL_TAGS = {
+    "county": "#adm1+code",
+    "county_name": "#adm1+name",
+    "country": "#country+code",
+    "agency": "#org",
+    "campaign_id": "#activity+code",
+    "participants": "#reached",
+    "sessions": "#indicator+sessions",
+    "materials_distributed": "#indicator+materials",
+    "teams_established": "#indicator+teams",
+    "events": "#indicator+events",
+    "first_activity": "#date+start",
+    "last_activity": "#date+end",
+    "month": "#date",
+    "quarter": "#date",
+    "year": "#date+year",
+}
+
+# The view name is an identifier from EXPORTABLE, never user text: it cannot be a parameter.
+SELECT_VIEW = 'SELECT * FROM "{view}"'
+COUNT_VIEW = 'SELECT count(*) FROM "{view}"'
+# Every value as DuckDB writes it in a CSV, so HXL and CSV exports of a view read the same.
+SELECT_VIEW_AS_TEXT = 'SELECT CAST(COLUMNS(*) AS VARCHAR) FROM "{view}"'
+COPY_OPTIONS = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet, COMPRESSION zstd"}
+COPY_VIEW = 'COPY (SELECT * FROM "{view}") TO ? ({options})'
+HAS_VIEW = "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal"
+# The analysts' lockdown of open_read_only, with one exception: the file COPY writes. DuckDB takes
+# allowed_paths only before external access is disabled, and no setting after the lock.
+ALLOW_PATH = "SET allowed_paths = ?"
+LOCK_AFTER_ALLOWING = ("SET enable_external_access = false", "SET lock_configuration = true")
+
+XLSX_MAX_ROWS = 1_048_575  # Excel's 1,048,576 rows, less the header
+XLSX_WIDTH_SAMPLE = 1_000  # rows looked at to size the columns
+XLSX_MAX_WIDTH = 60
+FETCH_ROWS = 10_000
+
+
+def export_view(db: Path, view: str, fmt: str, out: Path) -> int:
+    """Write ``view`` of the projection ``db`` to ``out`` as csv, parquet, xlsx or hxl; return the rows written."""
+    if fmt not in FORMATS:
+        raise SettingsInvalid(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if view not in EXPORTABLE:
+        raise QueryRefused(f"{view!r} cannot be exported; the views that can: {', '.join(EXPORTABLE)}")
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        if fmt in COPY_OPTIONS:
+            rows = _copy(Path(db), view, fmt, partial)
+        else:
+            con = open_read_only(db)
+            try:
+                _require_view(con, db, view)
+                rows = _write_xlsx(con, view, partial) if fmt == "xlsx" else _write_hxl(con, view, partial)
+            finally:
+                con.close()
+        os.replace(partial, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    return rows
+
+
+def _require_view(con: duckdb.DuckDBPyConnection, db: Path, view: str) -> None:
+    found = con.execute(HAS_VIEW, [view]).fetchone()
+    if not found or not found[0]:
+        raise ProjectionError(
+            f"{db} has no view {view}: it was made by an older version. The views are created when the "
+            f"projector opens the file: run `outreach project` on it, or rebuild it with `outreach replay`"
+        )
+
+
+def _copy(db: Path, view: str, fmt: str, target: Path) -> int:
+    # open_read_only's connection may write no file at all, so COPY runs on a second connection
+    # with the same settings that may write exactly one: ``target``. open_read_only goes first for
+    # its checks and messages (no such file, locked by a running projector).
+    probe = open_read_only(db)
+    try:
+        _require_view(probe, db, view)
+    finally:
+        probe.close()
+    config = {k: v for k, v in READ_ONLY_CONFIG.items() if k not in ("enable_external_access", "lock_configuration")}
+    try:
+        con = duckdb.connect(str(db), read_only=True, config=config)
+    except duckdb.Error as exc:
+        raise ProjectionError(f"cannot open {db} for reading: {exc}") from None
+    try:
+        con.execute(ALLOW_PATH, [[str(target)]])
+        for setting in LOCK_AFTER_ALLOWING:
+            con.execute(setting)
+        done = con.execute(COPY_VIEW.format(view=view, options=COPY_OPTIONS[fmt]), [str(target)]).fetchone()
+    except duckdb.Error as exc:
+        raise ProjectionError(f"exporting {view} from {db} to {fmt} failed: {exc}") from None
+    finally:
+        con.close()
+    return int(done[0]) if done else 0
+
+
+def _batches(cursor: duckdb.DuckDBPyConnection) -> Iterator[list[tuple[Any, ...]]]:
+    while rows := cursor.fetchmany(FETCH_ROWS):
+        yield rows
+
+
+def _write_hxl(con: duckdb.DuckDBPyConnection, view: str, target: Path) -> int:
+    cursor = con.execute(SELECT_VIEW_AS_TEXT.format(view=view))
+    columns = [d[0] for d in cursor.description or []]
+    written = 0
+    with target.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerow([HXL_TAGS.get(name, "") for name in columns])
+        for rows in _batches(cursor):
+            writer.writerows(rows)
+            written += len(rows)
+    return written
+
+
+def _write_xlsx(con: duckdb.DuckDBPyConnection, view: str, target: Path) -> int:
+    from openpyxl import Workbook  # imported here: only xlsx exports need it
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    total = con.execute(COUNT_VIEW.format(view=view)).fetchone()
+    if total and total[0] > XLSX_MAX_ROWS:
+        raise SettingsInvalid(
+            f"{view} has {total[0]:,} rows, more than an Excel sheet holds ({XLSX_MAX_ROWS:,}): "
+            f"export it as csv or parquet"
+        )
+    cursor = con.execute(SELECT_VIEW.format(view=view))
+    columns = [d[0] for d in cursor.description or []]
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(title=view[:31])
+    # A write-only sheet takes its column widths and frozen pane before any row.
+    first = cursor.fetchmany(XLSX_WIDTH_SAMPLE)
+    cells = [[_xlsx_value(v) for v in row] for row in first]
+    for i, name in enumerate(columns):
+        longest = max([len(name)] + [len(_shown(row[i][0])) for row in cells])
+        ws.column_dimensions[get_column_letter(i + 1)].width = min(longest + 2, XLSX_MAX_WIDTH)
+    ws.freeze_panes = "A2"
+    bold = Font(bold=True)
+    header = []
+    for name in columns:
+        cell = WriteOnlyCell(ws, value=name)
+        cell.font = bold
+        header.append(cell)
+    ws.append(header)
+
+    def write(row: list[tuple[Any, str | None]]) -> None:
+        out = []
+        for value, number_format in row:
+            cell = WriteOnlyCell(ws, value=value)
+            if isinstance(value, str):
+                cell.data_type = "s"  # text, even when it starts with "=": never a formula
+            if number_format:
+                cell.number_format = number_format
+            out.append(cell)
+        ws.append(out)
+
+    for row in cells:
+        write(row)
+    written = len(cells)
+    for rows in _batches(cursor):
+        for raw in rows:
+            write([_xlsx_value(v) for v in raw])
+        written += len(rows)
+    wb.save(target)
+    return written
+
+
+def _xlsx_value(value: Any) -> tuple[Any, str | None]:
+    """A value Excel can hold, and its number format; timestamps become UTC without a zone."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    if value is None or isinstance(value, bool | int | float):
+        return value, None
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value, "yyyy-mm-dd hh:mm:ss"
+    if isinstance(value, date):
+        return value, "yyyy-mm-dd"
+    if isinstance(value, list | dict):
+        value = json.dumps(value, ensure_ascii=False, default=str)
+    # Control characters cannot be stored in the sheet's XML; they show as U+FFFD.
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", str(value)), None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, datetime):
+        return "0000-00-00 00:00:00"
+    if isinstance(value, date):
+        return "0000-00-00"
+    return "" if value is None else str(value)
