@@ -204,7 +204,7 @@ class Checkpoint:
 class ProjectionStore:
     """The projector's read-write handle on one DuckDB file."""
 
-    def __init__(self, path: str | Path, memory_limit: str = "256MB") -> None:
+    def __init__(self, path: str | Path, memory_limit: str = "192MB") -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
