@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from outreach.broker import connect, connect_options
 from outreach.settings import Settings
 from outreach.stream import ensure_stream
 from projections.query import execute_read_only
+from projections.snapshot import write_snapshot
 from projections.store import ProjectionStore
 from schemas.errors import BrokerError, OutreachError, ProjectionError
 from schemas.subjects import ALL_EVENTS, query_subject
@@ -160,6 +162,9 @@ async def _run(
             app.exit()
             return
         log.info("applied stream sequences up to %d (batch of %d)", projector.last_seq, len(raw))
+        if settings.snapshot_interval_s and time.monotonic() - last_snapshot[0] >= settings.snapshot_interval_s:
+            last_snapshot[0] = time.monotonic()
+            await asyncio.to_thread(write_snapshot, projector.store.con, settings.db)
         if on_batch is not None:
             on_batch(projector)
         if until_caught_up and raw[-1].metadata.num_pending == 0 and await caught_up():
@@ -170,7 +175,11 @@ async def _run(
         """Analysts' read-only queries, answered from the projection while it is being written."""
         return await asyncio.to_thread(answer_query, projector.store, message.body)
 
+    last_snapshot = [time.monotonic() - settings.snapshot_interval_s]
+
     await app.run(sleep_time=0.05)
+    if settings.snapshot_interval_s and not failures and projector.stats.batches:
+        write_snapshot(projector.store.con, settings.db)
     if failures:
         exc = failures[0]
         if isinstance(exc, OutreachError):

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     stream: str = Field("OUTREACH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     duplicate_window_s: float = Field(24 * 3600, gt=0, description="JetStream duplicate window")
     batch_size: int = Field(5000, ge=1, le=100_000, description="messages per projector batch")
+    snapshot_interval_s: float = Field(
+        5.0,
+        ge=0,
+        description="how often the projector refreshes the "
+        "snapshot file of the totals for analysts' own tools; 0: never",
+    )
     publish_window: int = Field(1000, ge=1, le=10_000, description="unacknowledged events in flight")
     publish_timeout_s: float = Field(5.0, gt=0)
     publish_retries: int = Field(3, ge=0, le=20)

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+import duckdb
 import pytest
 from nats.aio.client import Client
 
@@ -17,6 +18,7 @@ from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from producers.publisher import Publisher
 from projections.query import run_query
+from projections.snapshot import snapshot_path
 from schemas.parse import parse_event
 from tests import oracle
 
@@ -56,7 +58,11 @@ async def test_sql_answers_while_the_projector_applies_a_backlog(nc: Client, set
     assert report.stored == TOTAL
 
     env = dict(
-        os.environ, OUTREACH_NATS_URL=settings.nats_url, OUTREACH_DB=str(settings.db), OUTREACH_BATCH_SIZE="1000"
+        os.environ,
+        OUTREACH_NATS_URL=settings.nats_url,
+        OUTREACH_DB=str(settings.db),
+        OUTREACH_BATCH_SIZE="1000",
+        OUTREACH_SNAPSHOT_INTERVAL_S="0.5",
     )
     projector = subprocess.Popen(
         [sys.executable, "-m", "outreach", "project"],
@@ -66,6 +72,7 @@ async def test_sql_answers_while_the_projector_applies_a_backlog(nc: Client, set
         text=True,
     )
     answers: list[tuple[int, int]] = []
+    snapshots: list[int] = []
     try:
         deadline = time.monotonic() + 240
         while not answers or answers[-1][0] < TOTAL:
@@ -78,6 +85,11 @@ async def test_sql_answers_while_the_projector_applies_a_backlog(nc: Client, set
             as_of = done.stderr.strip()
             seq = 0 if "as of nothing" in as_of else int(as_of.split("stream sequence ")[1].split(",")[0])
             answers.append((seq, logged))
+            snapshot = snapshot_path(settings.db)
+            if snapshot.exists():  # analysts' own tools open the snapshot while the projector writes
+                con = duckdb.connect(str(snapshot), read_only=True)
+                snapshots.append(con.execute("SELECT as_of_seq FROM snapshot_info").fetchone()[0])
+                con.close()
     finally:
         projector.send_signal(signal.SIGTERM)
         _, err = projector.communicate(timeout=60)
@@ -87,6 +99,10 @@ async def test_sql_answers_while_the_projector_applies_a_backlog(nc: Client, set
     assert all(seq == logged for seq, logged in answers)
     assert [s for s, _ in answers] == sorted(s for s, _ in answers)
     assert len({s for s, _ in answers if 0 < s < TOTAL}) >= 2, f"too few answers mid-way: {answers}"
+    assert snapshots and snapshots == sorted(snapshots)
+    final = duckdb.connect(str(snapshot_path(settings.db)), read_only=True)
+    assert final.execute("SELECT as_of_seq FROM snapshot_info").fetchall() == [(TOTAL,)]
+    final.close()
     got: dict[str, Any] = {
         r[0]: tuple(r[1:])
         for r in run_query(

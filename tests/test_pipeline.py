@@ -25,6 +25,7 @@ from outreach.synthetic import generate
 from producers.files import publish_files
 from producers.publisher import Publisher
 from projections.query import run_query
+from projections.snapshot import snapshot_path
 from schemas.errors import BrokerError, FileInvalid, ProjectionError
 from schemas.parse import parse_event
 from tests import oracle
@@ -98,6 +99,11 @@ async def test_seed_reports_end_to_end_and_republish_changes_nothing(nc: Client,
     ]
     before = rows(settings, COUNTY_TOTALS)
     assert len(before) == 8  # AL-06 and seven voivodeships
+    # The snapshot for analysts' own tools holds the same totals, as of the same sequence.
+    snapshot = duckdb.connect(str(snapshot_path(settings.db)), read_only=True)
+    assert snapshot.execute(COUNTY_TOTALS).fetchall() == before
+    assert snapshot.execute("SELECT as_of_seq FROM snapshot_info").fetchall() == [(17,)]
+    snapshot.close()
 
     again = await publish_files(pub, [SEEDS])
     assert (again.published.stored, again.published.duplicates) == (0, 17)

@@ -1,0 +1,67 @@
+"""A consistent snapshot of the totals for analysts' own tools, while the projector writes.
+
+The projector holds the live file's write lock, so the DuckDB CLI, Python or a BI tool cannot
+open it. Every few seconds the projector copies the totals views, as of one checkpoint, into a
+separate small DuckDB file written under a temporary name and renamed over the previous one:
+a reader always opens a whole snapshot, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import duckdb
+
+SNAPSHOT_VIEWS = (
+    "totals_by_county",
+    "totals_by_campaign",
+    "totals_by_plan_task",
+    "totals_by_month",
+    "totals_by_quarter",
+    "totals_by_year",
+    "totals_by_agency",
+    "totals_by_audience",
+    "totals_by_campaign_county",
+    "campaign_coverage",
+)
+SNAPSHOT_INFO = "SELECT stream, last_seq AS as_of_seq, last_stored_at AS as_of_stored_at FROM checkpoint"
+
+
+def snapshot_path(db: Path) -> Path:
+    """Where the snapshot of ``db`` lives: ``outreach.duckdb`` -> ``outreach.snapshot.duckdb``."""
+    return db.with_name(f"{db.stem}.snapshot{db.suffix or '.duckdb'}")
+
+
+def write_snapshot(con: duckdb.DuckDBPyConnection, db: Path) -> Path:
+    """Copy the totals views (and the checkpoint they are as of) from ``con`` into the snapshot file."""
+    target = snapshot_path(db)
+    partial = target.with_name(target.name + ".partial")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    reader = con.cursor()
+    out = duckdb.connect(str(partial))
+    try:
+        reader.execute("BEGIN TRANSACTION")  # every view from the same committed state
+        for name, query in (("snapshot_info", SNAPSHOT_INFO), *((v, f"SELECT * FROM {v}") for v in SNAPSHOT_VIEWS)):
+            _copy(reader, out, name, query)
+        reader.execute("ROLLBACK")
+        out.execute("CHECKPOINT")
+    finally:
+        out.close()
+        reader.close()
+    os.replace(partial, target)
+    return target
+
+
+def _copy(reader: duckdb.DuckDBPyConnection, out: duckdb.DuckDBPyConnection, name: str, query: str) -> None:
+    """One result into a table of the same column names and types, as one INSERT over lists."""
+    described = reader.execute(f"DESCRIBE {query}").fetchall()
+    columns = [(row[0], row[1]) for row in described]
+    rows = reader.execute(query).fetchall()
+    definition = ", ".join(f'"{c}" {t}' for c, t in columns)
+    out.execute(f'CREATE TABLE "{name}" ({definition})')
+    if rows:
+        values = ", ".join(f"unnest(?::{t}[])" for _, t in columns)
+        out.execute(f'INSERT INTO "{name}" SELECT {values}', [list(col) for col in zip(*rows, strict=True)])
