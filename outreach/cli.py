@@ -323,7 +323,15 @@ async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool
             ack_timeout=settings.publish_timeout_s,
             retries=settings.publish_retries,
         )
-        return await publish_files(publisher, files, skip_invalid=skip_invalid)
+        from consumers.replay import Progress
+
+        printer = ProgressPrinter(sys.stderr, label="publish")
+        started = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            printer(Progress(done, total, done, time.monotonic() - started))
+
+        return await publish_files(publisher, files, skip_invalid=skip_invalid, progress=progress)
     finally:
         await nc.close()
 
@@ -361,9 +369,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_project(args: argparse.Namespace) -> int:
     from consumers.app import run_projector
+    from consumers.replay import Progress
 
     settings = settings_from(args)
-    stats = asyncio.run(run_projector(settings, until_caught_up=args.until_caught_up))
+    printer = ProgressPrinter(sys.stderr, label="project")
+    started = time.monotonic()
+
+    def progress(projector: Any) -> None:
+        printer(Progress(projector.last_seq, 0, projector.stats.messages, time.monotonic() - started))
+
+    stats = asyncio.run(run_projector(settings, until_caught_up=args.until_caught_up, on_batch=progress))
     print(
         f"applied {stats.messages} message(s) in {stats.batches} batch(es): {stats.accepted} accepted, "
         f"{stats.rejected} rejected, {stats.duplicates} duplicate(s); database {settings.db}; "
@@ -416,14 +431,23 @@ def peak_rss_mib() -> float:
 class ProgressPrinter:
     """A progress bar with rate and ETA on a terminal; a plain line every few seconds otherwise."""
 
-    def __init__(self, out: Any, every: float = 5.0) -> None:
+    def __init__(self, out: Any, every: float = 5.0, label: str = "replay") -> None:
         self.out = out
+        self.label = label
         self.tty = out.isatty()
         self.every = every
         self.last = 0.0
 
     def __call__(self, p: Any) -> None:
         now = time.monotonic()
+        if not p.end_seq:  # the end is not known: a count and a rate
+            if now - self.last >= (0.2 if self.tty else self.every):
+                self.last = now
+                rate = p.messages / p.seconds if p.seconds > 0 else 0.0
+                end = "\r" if self.tty else "\n"
+                self.out.write(f"{self.label}: seq {p.applied_seq:,}, {rate:,.0f} msg/s{end}")
+                self.out.flush()
+            return
         finished = p.applied_seq >= p.end_seq
         if not finished and now - self.last < (0.2 if self.tty else self.every):
             return
@@ -439,7 +463,7 @@ class ProgressPrinter:
             )
         else:
             self.out.write(
-                f"replay: seq {p.applied_seq}/{p.end_seq} ({share:.1%}), {rate:,.0f} msg/s, ETA {left:,.0f}s\n"
+                f"{self.label}: {p.applied_seq}/{p.end_seq} ({share:.1%}), {rate:,.0f}/s, ETA {left:,.0f}s\n"
             )
         self.out.flush()
 

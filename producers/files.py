@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,14 +30,28 @@ def load_files(paths: Sequence[str | Path], *, skip_invalid: bool) -> list[Loade
 
 
 async def publish_files(
-    publisher: Publisher, paths: Sequence[str | Path], *, skip_invalid: bool = False
+    publisher: Publisher,
+    paths: Sequence[str | Path],
+    *,
+    skip_invalid: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FilesReport:
-    """Validate all files, then publish their events; nothing is sent if validation fails."""
+    """Validate all files, then publish their events; nothing is sent if validation fails.
+    ``progress`` is told (events handled, events in all files) as publishing goes."""
     loaded = load_files(paths, skip_invalid=skip_invalid)
     report = FilesReport(PublishReport(), files=loaded)
+    total = sum(len(one.events) for one in loaded)
     for one in loaded:
         report.skipped.extend(Problem(p.field, p.message, p.value, p.line) for p in one.problems)
-        part = await publisher.publish([e for _, e in one.events], lines=[line for line, _ in one.events])
+        before = report.published.total
+
+        def told(done: int, before: int = before) -> None:
+            if progress is not None:
+                progress(before + done, total)
+
+        part = await publisher.publish(
+            [e for _, e in one.events], lines=[line for line, _ in one.events], progress=told
+        )
         report.published.add(part)
     return report
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -81,8 +81,14 @@ class Publisher:
         self.ack_timeout = ack_timeout
         self.retries = retries
 
-    async def publish(self, events: Iterable[EventBase], lines: Sequence[int] | None = None) -> PublishReport:
-        """Publish events (already validated: they are pydantic models) and await every ack."""
+    async def publish(
+        self,
+        events: Iterable[EventBase],
+        lines: Sequence[int] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> PublishReport:
+        """Publish events (already validated: they are pydantic models) and await every ack;
+        ``progress`` is told, after each window, how many events have been handled."""
         report = PublishReport()
         batch: list[tuple[EventBase, int | None]] = []
         for i, event in enumerate(events):
@@ -90,8 +96,12 @@ class Publisher:
             if len(batch) >= self.window:
                 report.add(await self._publish_window(batch))
                 batch = []
+                if progress is not None:
+                    progress(report.total)
         if batch:
             report.add(await self._publish_window(batch))
+            if progress is not None:
+                progress(report.total)
         return report
 
     async def _publish_window(self, batch: list[tuple[EventBase, int | None]]) -> PublishReport:

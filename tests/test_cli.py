@@ -29,6 +29,8 @@ COMMANDS = [
     "schema",
     "auth",
     "stream",
+    "export",
+    "report",
 ]
 
 
