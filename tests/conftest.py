@@ -54,3 +54,22 @@ async def async_wait_until(condition: Callable[[], bool], timeout: float = 30.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def build_demo(directory: Path) -> Path:
+    """Run `outreach demo` into ``directory`` as a user would; return its projection file."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "demo", "--data-dir", str(directory)],
+        cwd=directory,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return directory / "outreach.duckdb"

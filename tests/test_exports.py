@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
-import subprocess
-import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 from projections.exports import EXPORTABLE, FORMATS, export_view
 from projections.query import run_query
 from schemas.errors import ProjectionError, QueryRefused, SettingsInvalid
+from tests.conftest import build_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -55,22 +53,6 @@ COUNTY_HXL = [
 ]
 AL_06_CSV = ["AL-06", "Korçë", "Korçë", "AL", "7", "6", "97", "2", "0", "4000", "0", "0", "2017-12-20", "2017-12-21"]
 CAMPAIGN = "al-irregular-migration-prevention"
-
-
-def build_demo(directory: Path) -> Path:
-    """Run `outreach demo` into ``directory``; return its projection, with the slice views in it."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "outreach", "demo", "--data-dir", str(directory)],
-        cwd=directory,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    db = directory / "outreach.duckdb"
-    return db
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 
 from projections.report import write_report
 from projections.store import ProjectionStore
+from tests.conftest import build_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -102,21 +101,6 @@ class Page(HTMLParser):
     def find(self, tag: str, **attrs: str) -> list[dict[str, str]]:
         wanted = {k.replace("_", "-"): v for k, v in attrs.items()}
         return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in wanted.items())]
-
-
-def build_demo(directory: Path) -> Path:
-    """Run `outreach demo` into ``directory``; return its projection."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "outreach", "demo", "--data-dir", str(directory)],
-        cwd=directory,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return directory / "outreach.duckdb"
 
 
 @pytest.fixture(scope="module")
