@@ -302,6 +302,9 @@ async def _ensure_stream(settings: Settings) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from consumers.replay import tune_gc
+
+    tune_gc()
     settings = settings_from(args)
     report = asyncio.run(_publish(settings, args.files, args.skip_invalid))
     return _print_publish_report(report)

@@ -13,6 +13,12 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from nats.errors import (
+    ConnectionReconnectingError,
+    NoRespondersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -21,7 +27,17 @@ from nats.js.errors import APIError, NoStreamResponseError
 from schemas.events import EventBase
 from schemas.subjects import subject_for
 
-RETRYABLE = (asyncio.TimeoutError, NatsTimeoutError, NoStreamResponseError)
+# A broker restarting, a leader election, a connection being re-established: worth another try,
+# with the same Nats-Msg-Id, so that a retry can never store an event twice.
+RETRYABLE = (
+    asyncio.TimeoutError,
+    NatsTimeoutError,
+    NoStreamResponseError,
+    NoRespondersError,
+    ConnectionReconnectingError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
 
 
 @dataclass(frozen=True)
@@ -105,49 +121,45 @@ class Publisher:
         return report
 
     async def _publish_window(self, batch: list[tuple[EventBase, int | None]]) -> PublishReport:
+        """Send a window asynchronously and await every ack; send again, with the same
+        Nats-Msg-Id and backing off, whatever was not acknowledged for a reason worth retrying."""
         report = PublishReport()
-        encoded = [encode(event) for event, _ in batch]
-        futures = []
-        for subject, payload, headers in encoded:
-            futures.append(await self.js.publish_async(subject, payload, headers=headers))
-        # One timeout for the whole window: a timer per event would cost more than the publish.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), self.ack_timeout)
-        for (event, line), (subject, payload, headers), future in zip(batch, encoded, futures, strict=True):
-            if future.cancelled():
-                await self._retry(event, line, subject, payload, headers, report, TimeoutError())
-            elif (error := future.exception()) is None:
-                report._ack(future.result())
-            elif isinstance(error, RETRYABLE):
-                await self._retry(event, line, subject, payload, headers, report, error)
-            else:
-                report.failed.append(Failure(str(event.event_id), _reason(error), line))
+        pending = [(event, line, encode(event)) for event, line in batch]
+        errors: dict[int, BaseException] = {}
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
+            futures: list[asyncio.Future[PubAck]] = []
+            for _, _, (subject, payload, headers) in pending:
+                try:
+                    futures.append(await self.js.publish_async(subject, payload, headers=headers))
+                except RETRYABLE as exc:  # not even sent: the connection is being re-established
+                    futures.append(_failed(exc))
+            # One timeout for the whole window: a timer per event would cost more than the publish.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), self.ack_timeout)
+            again = []
+            for item, future in zip(pending, futures, strict=True):
+                error = TimeoutError() if future.cancelled() else future.exception()
+                if error is None:
+                    report._ack(future.result())
+                elif isinstance(error, RETRYABLE):
+                    errors[id(item)] = error
+                    again.append(item)
+                else:
+                    report.failed.append(Failure(str(item[0].event_id), _reason(error), item[1]))
+            pending = again
+            if not pending:
+                break
+        for item in pending:
+            report.failed.append(Failure(str(item[0].event_id), _reason(errors[id(item)], self.retries), item[1]))
         return report
 
-    async def _retry(
-        self,
-        event: EventBase,
-        line: int | None,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str],
-        report: PublishReport,
-        error: BaseException,
-    ) -> None:
-        """Retry one event with the same Nats-Msg-Id, backing off; record why it finally failed."""
-        for attempt in range(self.retries):
-            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-            try:
-                ack = await self.js.publish(subject, payload, timeout=self.ack_timeout, headers=headers)
-            except RETRYABLE as exc:
-                error = exc
-                continue
-            except Exception as exc:
-                error = exc
-                break
-            report._ack(ack)
-            return
-        report.failed.append(Failure(str(event.event_id), _reason(error, self.retries), line))
+
+def _failed(exc: BaseException) -> asyncio.Future[PubAck]:
+    future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 def _reason(error: BaseException, retries: int | None = None) -> str:
