@@ -40,6 +40,9 @@ from schemas.subjects import ALL_EVENTS, query_subject
 log = logging.getLogger("outreach.projector")
 
 
+STALL_SECONDS = 10.0
+
+
 class MissedDelivery(ProjectionError):
     """A message the stream holds was not delivered: read again from the checkpoint."""
 
@@ -162,9 +165,7 @@ async def _run(
             app.exit()
             return
         log.info("applied stream sequences up to %d (batch of %d)", projector.last_seq, len(raw))
-        if settings.snapshot_interval_s and time.monotonic() - last_snapshot[0] >= settings.snapshot_interval_s:
-            last_snapshot[0] = time.monotonic()
-            await asyncio.to_thread(write_snapshot, projector.store.con, settings.db)
+        await refresh_snapshot()
         if on_batch is not None:
             on_batch(projector)
         if until_caught_up and raw[-1].metadata.num_pending == 0 and await caught_up():
@@ -175,9 +176,42 @@ async def _run(
         """Analysts' read-only queries, answered from the projection while it is being written."""
         return await asyncio.to_thread(answer_query, projector.store, message.body)
 
-    last_snapshot = [time.monotonic() - settings.snapshot_interval_s]
+    last_snapshot = [time.monotonic() - settings.snapshot_interval_s, -1.0]  # when, and as of which sequence
 
-    await app.run(sleep_time=0.05)
+    async def refresh_snapshot() -> None:
+        """At most every snapshot_interval_s, and only when something new was applied."""
+        due = time.monotonic() - last_snapshot[0] >= settings.snapshot_interval_s
+        if settings.snapshot_interval_s and due and projector.last_seq != last_snapshot[1]:
+            last_snapshot[:] = [time.monotonic(), projector.last_seq]
+            await asyncio.to_thread(write_snapshot, projector.store.con, settings.db)
+
+    async def watchdog() -> None:
+        """FastStream's pull loop can stall after the broker restarts: if messages wait and none
+        has been applied for a while, start a new consumer from the checkpoint."""
+        seen = (projector.last_seq, time.monotonic())
+        while not failures:
+            await asyncio.sleep(0.5)
+            await refresh_snapshot()  # the last batch before a quiet spell is in the snapshot too
+            if projector.last_seq != seen[0]:
+                seen = (projector.last_seq, time.monotonic())
+                continue
+            if time.monotonic() - seen[1] < STALL_SECONDS:
+                continue
+            try:
+                waiting = (await js.stream_info(settings.stream)).state.last_seq - projector.last_seq
+            except Exception:
+                continue
+            if waiting > 0:
+                failures.append(MissedDelivery(f"{waiting} message(s) wait but none arrived for {STALL_SECONDS}s"))
+                app.exit()
+                return
+            seen = (projector.last_seq, time.monotonic())
+
+    guard = asyncio.create_task(watchdog())
+    try:
+        await app.run(sleep_time=0.05)
+    finally:
+        guard.cancel()
     if settings.snapshot_interval_s and not failures and projector.stats.batches:
         write_snapshot(projector.store.con, settings.db)
     if failures:

@@ -133,6 +133,7 @@ class EmbeddedServer:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self.stop()  # closes the pipe and removes the ports file's folder
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()
