@@ -18,7 +18,8 @@ from consumers.fold import StreamMessage
 from consumers.reader import read_stream
 from outreach.broker import connect
 from outreach.settings import Settings
-from schemas.errors import BrokerError, SettingsInvalid
+from outreach.stream import read_stream_info
+from schemas.errors import SettingsInvalid
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 CREATE = """
@@ -44,10 +45,7 @@ async def export_log(settings: Settings, out: Path, fmt: str | None = None) -> i
     nc = await connect(settings, "outreach-export")
     try:
         js = nc.jetstream()
-        try:
-            info = await js.stream_info(settings.stream)
-        except Exception as exc:
-            raise BrokerError(f"cannot read stream {settings.stream}: {exc}") from None
+        info = await read_stream_info(js, settings.stream)
         with tempfile.TemporaryDirectory(prefix="outreach-export-") as tmp:
             con = duckdb.connect(str(Path(tmp) / "log.duckdb"))
             con.execute(CREATE)

@@ -19,8 +19,9 @@ from consumers.projector import Projector, ProjectorStats
 from consumers.reader import read_stream
 from outreach.broker import connect
 from outreach.settings import Settings
+from outreach.stream import read_stream_info
 from projections.store import ProjectionStore
-from schemas.errors import OutreachError, ProjectionError
+from schemas.errors import ProjectionError
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,7 @@ async def replay(
     store: ProjectionStore | None = None
     try:
         js = nc.jetstream()
-        try:
-            info = await js.stream_info(settings.stream)
-        except Exception as exc:
-            raise OutreachError(f"cannot read stream {settings.stream}: {exc}") from None
+        info = await read_stream_info(js, settings.stream)
         end = info.state.last_seq if until_seq is None else min(until_seq, info.state.last_seq)
         store = ProjectionStore(db)
         projector = Projector(store, settings.stream, info.created)

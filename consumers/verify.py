@@ -26,9 +26,9 @@ from pathlib import Path
 from consumers.replay import replay
 from outreach.broker import connect
 from outreach.settings import Settings
+from outreach.stream import read_stream_info
 from projections.compare import compare
 from projections.query import open_read_only
-from schemas.errors import BrokerError
 
 
 @dataclass
@@ -58,10 +58,7 @@ async def verify(settings: Settings, live: Path) -> VerifyReport:
 
     nc = await connect(settings, "outreach-verify")
     try:
-        try:
-            info = await nc.jetstream().stream_info(settings.stream)
-        except Exception as exc:
-            raise BrokerError(f"cannot read stream {settings.stream}: {exc}") from None
+        info = await read_stream_info(nc.jetstream(), settings.stream)
     finally:
         await nc.close()
     if info.created != created:

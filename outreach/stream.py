@@ -7,8 +7,6 @@ re-published ``event_id`` (the ``Nats-Msg-Id``) a no-op at the broker.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
@@ -68,12 +66,9 @@ async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: flo
     return info
 
 
-async def stream_created(js: JetStreamContext, name: str) -> datetime:
-    """When the stream was created: a stream deleted and created anew has a different time."""
-    info = await js.stream_info(name)
-    created = info.created
-    if isinstance(created, str):
-        created = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    if created is None:
-        raise BrokerError(f"stream {name} reports no creation time")
-    return created
+async def read_stream_info(js: JetStreamContext, name: str) -> StreamInfo:
+    """The stream's configuration and state, or a ``BrokerError`` naming the stream."""
+    try:
+        return await js.stream_info(name)
+    except Exception as exc:
+        raise BrokerError(f"cannot read stream {name}: {exc}") from None
