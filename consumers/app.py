@@ -11,12 +11,14 @@ nats-py is used directly where FastStream has nothing to offer: creating and che
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 from faststream import AckPolicy, Context, FastStream
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage, NatsMessage
@@ -59,10 +61,9 @@ async def check_gaps(js: Any, stream: str, last_seq: int, msgs: list[StreamMessa
         raise MissedDelivery(f"stream sequence {first} exists but was not delivered (checkpoint {last_seq})")
 
 
-def answer_query(store: ProjectionStore, request: bytes) -> bytes:
+def answer_query(cursor: duckdb.DuckDBPyConnection, request: bytes) -> bytes:
     """One query on a cursor of the projector's own connection (external access is disabled on
     it); the reply is JSON: columns, rows and as of which stream sequence, or an error."""
-    cursor = store.con.cursor()
     try:
         result = execute_read_only(cursor, request.decode("utf-8", "replace"))
     except OutreachError as exc:
@@ -174,23 +175,29 @@ async def _run(
     @broker.subscriber(query_subject(settings.stream), decoder=raw_payloads)
     async def answer(body: Any, message: NatsMessage = Context("message")) -> bytes:  # noqa: ARG001
         """Analysts' read-only queries, answered from the projection while it is being written."""
-        return await asyncio.to_thread(answer_query, projector.store, message.body)
+        # The cursor is made here, in the loop's thread, never while that thread uses the connection.
+        return await asyncio.to_thread(answer_query, projector.store.con.cursor(), message.body)
 
-    last_snapshot = [time.monotonic() - settings.snapshot_interval_s, -1.0]  # when, and as of which sequence
+    # When the snapshot was last written, and as of which sequence: none is written before
+    # something has been applied (an empty snapshot would say nothing).
+    last_snapshot = [time.monotonic() - settings.snapshot_interval_s, float(projector.last_seq)]
+    snapshot_lock = asyncio.Lock()
 
     async def refresh_snapshot() -> None:
         """At most every snapshot_interval_s, and only when something new was applied."""
         due = time.monotonic() - last_snapshot[0] >= settings.snapshot_interval_s
         if settings.snapshot_interval_s and due and projector.last_seq != last_snapshot[1]:
             last_snapshot[:] = [time.monotonic(), projector.last_seq]
-            await asyncio.to_thread(write_snapshot, projector.store.con, settings.db)
+            async with snapshot_lock:  # one writer of the snapshot file at a time
+                await asyncio.to_thread(write_snapshot, projector.store.con.cursor(), settings.db)
 
     async def watchdog() -> None:
         """FastStream's pull loop can stall after the broker restarts: if messages wait and none
         has been applied for a while, start a new consumer from the checkpoint."""
         seen = (projector.last_seq, time.monotonic())
-        while not failures:
-            await asyncio.sleep(0.5)
+        while not failures and not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 0.5)
             await refresh_snapshot()  # the last batch before a quiet spell is in the snapshot too
             if projector.last_seq != seen[0]:
                 seen = (projector.last_seq, time.monotonic())
@@ -207,13 +214,16 @@ async def _run(
                 return
             seen = (projector.last_seq, time.monotonic())
 
+    stopping = asyncio.Event()
     guard = asyncio.create_task(watchdog())
     try:
         await app.run(sleep_time=0.05)
     finally:
-        guard.cancel()
+        stopping.set()  # and wait for it: a snapshot it is writing must finish first
+        await guard
     if settings.snapshot_interval_s and not failures and projector.stats.batches:
-        write_snapshot(projector.store.con, settings.db)
+        async with snapshot_lock:  # after any write the watchdog had under way
+            write_snapshot(projector.store.con.cursor(), settings.db)
     if failures:
         exc = failures[0]
         if isinstance(exc, OutreachError):

@@ -34,13 +34,13 @@ def snapshot_path(db: Path) -> Path:
     return db.with_name(f"{db.stem}.snapshot{db.suffix or '.duckdb'}")
 
 
-def write_snapshot(con: duckdb.DuckDBPyConnection, db: Path) -> Path:
-    """Copy the totals views (and the checkpoint they are as of) from ``con`` into the snapshot file."""
+def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path) -> Path:
+    """Copy the totals views (and the checkpoint they are as of) through ``reader``, a cursor of
+    the projection's connection made by the caller's thread, into the snapshot file. One at a time."""
     target = snapshot_path(db)
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    reader = con.cursor()
     out = duckdb.connect(str(partial))
     try:
         reader.execute("BEGIN TRANSACTION")  # every view from the same committed state
