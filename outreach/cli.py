@@ -530,20 +530,32 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 async def _ask_projector(settings: Settings, query: str) -> Any:
     """The file is locked by a running projector: it answers read-only queries over NATS."""
+    from nats.errors import NoRespondersError
+
     from outreach.broker import connect, redact
     from projections.query import QueryResult
     from schemas.errors import ProjectionError, QueryRefused
     from schemas.subjects import query_subject
 
     nc = await connect(settings, "outreach-sql")
+    deadline = time.monotonic() + 15  # a projector that is starting answers once its consumer is up
     try:
-        try:
-            reply = await nc.request(query_subject(settings.stream), query.encode(), timeout=60)
-        except Exception as exc:
-            raise ProjectionError(
-                f"{settings.db} is locked by a running projector, and no projector answered on "
-                f"{query_subject(settings.stream)} at {redact(settings.nats_url)} ({type(exc).__name__})"
-            ) from None
+        while True:
+            try:
+                reply = await nc.request(query_subject(settings.stream), query.encode(), timeout=60)
+                break
+            except NoRespondersError:
+                if time.monotonic() > deadline:
+                    raise ProjectionError(
+                        f"{settings.db} is locked by a running projector, and no projector answered on "
+                        f"{query_subject(settings.stream)} at {redact(settings.nats_url)}"
+                    ) from None
+                await asyncio.sleep(0.2)
+            except Exception as exc:
+                raise ProjectionError(
+                    f"{settings.db} is locked by a running projector, which did not answer on "
+                    f"{query_subject(settings.stream)} at {redact(settings.nats_url)} ({type(exc).__name__})"
+                ) from None
     finally:
         await nc.close()
     answer = json.loads(reply.data)
