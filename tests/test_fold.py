@@ -10,23 +10,9 @@ from typing import Any
 from consumers.fold import StreamMessage, content_hash, fold_batch, parse_batch
 from projections.rows import FactVersion, KnownEvent
 from schemas.parse import parse_event
+from tests.factories import session
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def session(agency: str = "al-a", students: int = 10, **extra: Any) -> dict[str, Any]:
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "session_held",
-        "agency": agency,
-        "recorded_at": "2025-01-01T00:00:00Z",
-        "occurred": "2024-05-01",
-        "county": "AL-06",
-        "format": "workshop",
-        "participants": [{"audience": "students", "count": students}],
-    }
-    event.update(extra)
-    return event
 
 
 def correction(original: dict[str, Any], students: int, agency: str | None = None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from projections.snapshot import snapshot_path
 from schemas.errors import BrokerError, FileInvalid, ProjectionError
 from schemas.parse import parse_event
 from tests import oracle
+from tests.factories import session
 
 pytestmark = pytest.mark.integration
 
@@ -47,21 +48,6 @@ async def publisher(nc: Client, settings: Settings) -> Publisher:
     js = nc.jetstream()
     await ensure_stream(js, settings.stream, settings.duplicate_window_s)
     return Publisher(js, window=500)
-
-
-def session(agency: str = "al-a", county: str = "AL-06", students: int = 10, **extra: Any) -> dict[str, Any]:
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "session_held",
-        "agency": agency,
-        "recorded_at": "2025-01-01T00:00:00Z",
-        "occurred": "2024-05-01",
-        "county": county,
-        "format": "school_session",
-        "participants": [{"audience": "students", "count": students}],
-    }
-    event.update(extra)
-    return event
 
 
 async def publish_raw(nc: Client, subject: str, payload: bytes | dict[str, Any], msg_id: str | None = None) -> int:
