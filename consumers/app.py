@@ -99,7 +99,7 @@ async def run_projector(
     nc = await connect(settings, "outreach-projector-control")
     try:
         js = nc.jetstream()
-        info = await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+        info = await ensure_stream(js, settings.stream, settings.duplicate_window_s, settings.stream_replicas)
         store = ProjectionStore(settings.db)
         try:
             projector = Projector(store, settings.stream, info.created)

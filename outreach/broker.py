@@ -22,7 +22,7 @@ def redact(url: str) -> str:
 def connect_options(settings: Settings, name: str) -> dict[str, Any]:
     """Keyword arguments for ``nats.connect`` (and FastStream's ``NatsBroker``)."""
     options: dict[str, Any] = {
-        "servers": [settings.nats_url],
+        "servers": settings.nats_servers,
         "name": name,
         "connect_timeout": 5,
         "max_reconnect_attempts": -1,

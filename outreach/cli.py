@@ -113,10 +113,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=4222, help="client port (0 picks a free one; default 4222)")
     p.add_argument("--data-dir", type=Path, default=Path("nats-data"), help="JetStream storage directory")
     p.add_argument("--config", type=Path, help="a nats-server configuration file")
+    c = p.add_argument_group("JetStream cluster (three or more servers; see README, Scaling out)")
+    c.add_argument("--server-name", help="this server's unique name in the cluster")
+    c.add_argument("--cluster", metavar="URL", help="where other servers route to this one, e.g. nats://0.0.0.0:6222")
+    c.add_argument("--routes", metavar="URLS", help="the other servers' cluster URLs, comma-separated")
+    c.add_argument("--cluster-name", default="outreach", help="the cluster's name (default outreach)")
     _nats_options(p)
     p.set_defaults(func=cmd_server)
 
     p = command("stream", "create the stream if it is missing (as admin), and check it keeps history immutable")
+    p.add_argument(
+        "--replicas",
+        dest="stream_replicas",
+        type=int,
+        help="in a JetStream cluster, how many servers keep the stream (OUTREACH_STREAM_REPLICAS; default 1)",
+    )
     _nats_options(p)
     p.set_defaults(func=cmd_stream)
 
@@ -233,7 +244,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _nats_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("NATS")
-    g.add_argument("--nats", dest="nats_url", help="NATS URL (OUTREACH_NATS_URL; default nats://127.0.0.1:4222)")
+    g.add_argument(
+        "--nats",
+        dest="nats_url",
+        help="NATS URL, or several comma-separated for a cluster (OUTREACH_NATS_URL; default nats://127.0.0.1:4222)",
+    )
     g.add_argument("--nats-user", help="user name (OUTREACH_NATS_USER)")
     g.add_argument("--nats-password", help="password (prefer OUTREACH_NATS_PASSWORD: flags show in `ps`)")
     g.add_argument("--nats-token", help="token (prefer OUTREACH_NATS_TOKEN)")
@@ -248,7 +263,17 @@ def _db_option(p: argparse.ArgumentParser, default_help: str = "default ./outrea
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     """Flags given on the command line win over OUTREACH_* variables, which win over defaults."""
-    keys = ("nats_url", "nats_user", "nats_password", "nats_token", "nats_creds", "nats_inbox_prefix", "stream", "db")
+    keys = (
+        "nats_url",
+        "nats_user",
+        "nats_password",
+        "nats_token",
+        "nats_creds",
+        "nats_inbox_prefix",
+        "stream",
+        "db",
+        "stream_replicas",
+    )
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     given.update(overrides)
     try:
@@ -262,12 +287,23 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from outreach.server import EmbeddedServer
+    from outreach.server import ClusterNode, EmbeddedServer
 
     settings = settings_from(args)
-    server = EmbeddedServer(args.data_dir, port=args.port, config_file=args.config).start()
+    node = None
+    if args.cluster or args.routes or args.server_name:
+        if not (args.cluster and args.routes and args.server_name):
+            raise SettingsInvalid("a cluster server needs all of --server-name, --cluster and --routes")
+        routes = tuple(r.strip() for r in args.routes.split(",") if r.strip())
+        node = ClusterNode(args.server_name, args.cluster, routes, args.cluster_name)
+    server = EmbeddedServer(args.data_dir, port=args.port, config_file=args.config, cluster=node).start()
     try:
-        if args.config is None:
+        if node is not None:
+            print(
+                "when all servers run, create the stream once: outreach stream --replicas 3 "
+                "--nats <every server's URL, comma-separated>"
+            )
+        elif args.config is None:
             asyncio.run(_ensure_stream(settings.model_copy(update={"nats_url": server.url})))
         else:
             print("with --config, create the stream as admin: outreach stream (with the admin's credentials)")
@@ -296,7 +332,7 @@ async def _ensure_stream(settings: Settings) -> None:
 
     nc = await connect(settings, "outreach-admin")
     try:
-        await ensure_stream(nc.jetstream(), settings.stream, settings.duplicate_window_s)
+        await ensure_stream(nc.jetstream(), settings.stream, settings.duplicate_window_s, settings.stream_replicas)
     finally:
         await nc.close()
 

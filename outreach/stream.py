@@ -41,9 +41,11 @@ def stream_config(name: str, duplicate_window_s: float, replicas: int = 1) -> St
 IMMUTABILITY = ("deny_delete", "deny_purge", "allow_rollup_hdrs", "storage", "subjects")
 
 
-async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: float) -> StreamInfo:
-    """Create the stream if it does not exist; refuse one that exists without immutable history."""
-    wanted = stream_config(name, duplicate_window_s)
+async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: float, replicas: int = 1) -> StreamInfo:
+    """Create the stream if it does not exist; refuse one that exists without immutable history.
+
+    ``replicas`` applies when creating it: in a JetStream cluster, how many servers keep a copy."""
+    wanted = stream_config(name, duplicate_window_s, replicas)
     try:
         info = await js.stream_info(name)
     except NotFoundError:
