@@ -1,0 +1,62 @@
+"""The broker SIGKILLed and restarted while agencies publish and the projector follows."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from outreach.server import EmbeddedServer
+from outreach.synthetic import generate
+from tests.reliability.harness import (
+    Processes,
+    assert_exact,
+    create_stream,
+    outreach_env,
+    published,
+    stream_messages,
+    wait_for_projection,
+    write_jsonl,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+PUBLISHERS = 3
+EVENTS = 45_000
+
+
+def test_broker_killed_while_agencies_publish_and_the_projector_follows(tmp_path: Path, processes: Processes) -> None:
+    events = [s.event for s in generate(EVENTS, seed=61)]
+    agencies = sorted({e["agency"] for e in events})
+    server = processes.server(EmbeddedServer(tmp_path / "nats", port=0))
+    port = server.port
+    create_stream(server.url)
+    db = tmp_path / "projection.duckdb"
+    env = outreach_env(server.url, db, snapshot_interval_s="0.5", publish_retries="8")
+    projector = processes.outreach(["project"], env)
+    publishers = []
+    for n in range(PUBLISHERS):  # each publisher owns a third of the agencies, as agencies do
+        mine = set(agencies[n::PUBLISHERS])
+        path = write_jsonl(tmp_path / f"agencies-{n}.jsonl", (e for e in events if e["agency"] in mine))
+        publishers.append(processes.outreach(["publish", str(path)], env))
+
+    deadline = time.monotonic() + 120
+    while stream_messages(server.url) < EVENTS // 6:
+        assert time.monotonic() < deadline, "publishing did not start"
+        assert all(p.running for p in publishers), "a publisher ended before the broker was killed"
+    server.kill()  # SIGKILL, mid-publishing
+    server = processes.server(EmbeddedServer(tmp_path / "nats", port=port))
+
+    for p in publishers:
+        p.finish(240)
+    reports = [published(p) for p in publishers]
+    stored = sum(r[0] for r in reports)
+    duplicates = sum(r[1] for r in reports)
+    assert stored + duplicates == EVENTS  # an event re-sent after a lost ack is a recognised duplicate
+    assert stream_messages(server.url) == EVENTS
+
+    wait_for_projection(projector, db, EVENTS, 180)
+    assert projector.stop() == 0, projector.stderr[-2000:]
+    assert_exact(db, events)
+    print(f"broker killed mid-publishing: {stored} stored, {duplicates} re-sent and recognised as duplicates")
