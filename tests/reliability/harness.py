@@ -259,6 +259,23 @@ def assert_exact(db: Path, events: list[dict[str, Any]], *, duplicates: int = 0)
     assert run_query(db, "SELECT count(*) FROM ignored_duplicates").rows == [(duplicates,)]
 
 
+def unread_bytes(port: int) -> int:
+    """Bytes clients sent to the server on ``port`` that it has not read yet (Linux's socket
+    receive queues, from /proc/net/tcp): while the server is frozen, what it will store unacknowledged."""
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # ESTABLISHED
+                total += int(fields[4].split(":")[1], 16)
+    return total
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` ports free right now on loopback (a cluster's servers must know each other's)."""
     socks = []

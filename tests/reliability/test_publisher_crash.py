@@ -1,0 +1,88 @@
+"""A publisher SIGKILLed with events sent but not yet acknowledged, then run again on the same file:
+within the broker's duplicate window the broker drops the re-sent events; after it, they are
+stored twice, and the projector's own event_id check counts each once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from outreach.server import EmbeddedServer
+from outreach.synthetic import generate
+from tests.reliability.harness import (
+    Processes,
+    assert_exact,
+    checkpoint,
+    create_stream,
+    outreach_env,
+    published,
+    stream_messages,
+    unread_bytes,
+    write_jsonl,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+EVENTS = 30_000
+
+
+@pytest.mark.parametrize("window_s", [3600.0, 1.0], ids=["within-duplicate-window", "after-duplicate-window"])
+def test_publisher_crash_then_rerun_counts_each_event_once(
+    tmp_path: Path, processes: Processes, window_s: float
+) -> None:
+    events = [s.event for s in generate(EVENTS, seed=44)]
+    server = processes.server(EmbeddedServer(tmp_path / "nats", port=0))
+    create_stream(server.url, duplicate_window_s=window_s)
+    db = tmp_path / "projection.duckdb"
+    env = outreach_env(server.url, db, snapshot_interval_s="0")
+    source = write_jsonl(tmp_path / "agency.jsonl", events)
+
+    first = processes.outreach(["publish", str(source)], env)
+    deadline = time.monotonic() + 120
+    while stream_messages(server.url) < EVENTS // 3:
+        assert time.monotonic() < deadline, "publishing did not start"
+        assert first.running, first.stderr[-2000:]
+    # Freeze the broker: it can neither store nor acknowledge. Once it holds sent events it has not
+    # read, the publisher dies: they are stored when the broker resumes, and never acknowledged.
+    acknowledged = stream_messages(server.url)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        while unread_bytes(server.port or 0) == 0:
+            assert time.monotonic() < deadline, "the publisher sent nothing more"
+            assert first.running, first.stderr[-2000:]
+        first.kill()
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    killed_at = time.monotonic()
+    assert first.process.returncode == -signal.SIGKILL
+
+    projector = processes.outreach(["project", "--until-caught-up"], env)
+    assert projector.finish(120) == 0, projector.stderr[-2000:]
+    before = stream_messages(server.url)  # what the crashed run had stored, all projected now
+    assert acknowledged < before < EVENTS  # some events were stored after their publisher died
+    assert checkpoint(db) == before
+
+    while time.monotonic() < killed_at + 2 * window_s and window_s < 60:
+        time.sleep(0.1)  # let the broker's short duplicate window pass: the stream will take them again
+
+    again = processes.outreach(["publish", str(source)], env)
+    assert again.finish(180) == 0, again.stderr[-2000:]
+    stored, duplicates = published(again)
+    if window_s < 60:
+        assert (stored, duplicates) == (EVENTS, 0)
+        assert stream_messages(server.url) == before + EVENTS
+    else:
+        assert (stored, duplicates) == (EVENTS - before, before)
+        assert stream_messages(server.url) == EVENTS
+
+    projector = processes.outreach(["project", "--until-caught-up"], env)
+    assert projector.finish(120) == 0, projector.stderr[-2000:]
+    assert_exact(db, events, duplicates=before if window_s < 60 else 0)
+    print(
+        f"publisher killed with {before - acknowledged} event(s) stored but never acknowledged ({before} of "
+        f"{EVENTS} stored); the re-run stored {stored}, {duplicates} duplicate(s)"
+    )
