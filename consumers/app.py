@@ -34,7 +34,7 @@ from outreach.broker import connect, connect_options
 from outreach.settings import Settings
 from outreach.stream import ensure_stream
 from projections.query import execute_read_only
-from projections.snapshot import write_snapshot
+from projections.snapshot import snapshot_path, write_snapshot
 from projections.store import ProjectionStore
 from schemas.errors import BrokerError, OutreachError, ProjectionError
 from schemas.subjects import ALL_EVENTS, query_subject
@@ -183,13 +183,21 @@ async def _run(
     last_snapshot = [time.monotonic() - settings.snapshot_interval_s, float(projector.last_seq)]
     snapshot_lock = asyncio.Lock()
 
+    def snapshot(cursor: duckdb.DuckDBPyConnection) -> None:
+        """The snapshot is a copy for convenience: failing to write it (a full disk) is reported and
+        the previous one stays; the projection itself goes on, or stops on its own write."""
+        try:
+            write_snapshot(cursor, settings.db)
+        except (duckdb.Error, OSError) as exc:
+            log.warning("the snapshot %s was not refreshed: %s", snapshot_path(settings.db), exc)
+
     async def refresh_snapshot() -> None:
         """At most every snapshot_interval_s, and only when something new was applied."""
         due = time.monotonic() - last_snapshot[0] >= settings.snapshot_interval_s
         if settings.snapshot_interval_s and due and projector.last_seq != last_snapshot[1]:
             last_snapshot[:] = [time.monotonic(), projector.last_seq]
             async with snapshot_lock:  # one writer of the snapshot file at a time
-                await asyncio.to_thread(write_snapshot, projector.store.con.cursor(), settings.db)
+                await asyncio.to_thread(snapshot, projector.store.con.cursor())
 
     async def watchdog() -> None:
         """FastStream's pull loop can stall after the broker restarts: if messages wait and none
@@ -223,7 +231,7 @@ async def _run(
         await guard
     if settings.snapshot_interval_s and not failures and projector.stats.batches:
         async with snapshot_lock:  # after any write the watchdog had under way
-            write_snapshot(projector.store.con.cursor(), settings.db)
+            snapshot(projector.store.con.cursor())
     if failures:
         exc = failures[0]
         if isinstance(exc, OutreachError):

@@ -286,7 +286,8 @@ class ProjectionStore:
                 con.rollback()
             raise ProjectionError(
                 f"writing the batch ending at stream sequence {update.last_seq} to {self.path} failed; "
-                f"nothing of it was kept and the checkpoint did not move: {exc}"
+                f"nothing of it was kept and the checkpoint did not move: {exc}. Once the cause is fixed "
+                f"(disk space, file permissions), start the projector again: it resumes from the checkpoint."
             ) from None
 
     def close(self) -> None:
