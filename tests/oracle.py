@@ -48,3 +48,16 @@ def totals_by_county(events: Iterable[dict[str, Any]]) -> dict[str, tuple[int, i
         else:
             row[4] += 1
     return {county: (r[0], r[1], r[2], r[3], r[4]) for county, r in acc.items()}
+
+
+def totals_by_month(events: Iterable[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, int, int, int, int]]:
+    """(first day of the month an action started, county) -> the same totals as ``totals_by_county``."""
+    by_month: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in current_facts(events).values():
+        if e["event_type"] in ACTIONS:
+            by_month[e["occurred"][:7] + "-01"].append(e)
+    return {
+        (month, county): row
+        for month, facts in by_month.items()
+        for county, row in totals_by_county(facts).items()  # facts only: nothing here corrects
+    }
