@@ -248,14 +248,14 @@ def county_totals(db: Path) -> dict[str, tuple[int, ...]]:
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
-def assert_exact(db: Path, events: list[dict[str, Any]], *, duplicates: int = 0) -> None:
-    """Totals as the oracle computes them from ``events``; each event logged once, none rejected,
-    and ``duplicates`` re-sent copies recognised as such."""
+def assert_exact(db: Path, events: list[dict[str, Any]], *, duplicates: int = 0, rejected: int = 0) -> None:
+    """Totals as the oracle computes them from ``events``; each event logged once, ``rejected``
+    messages rejected, and ``duplicates`` re-sent copies recognised as such."""
     assert county_totals(db) == oracle.totals_by_county(events)
     assert run_query(db, "SELECT count(*), count(DISTINCT event_id) FROM event_log").rows == [
         (len(events), len(events))
     ]
-    assert run_query(db, "SELECT count(*) FROM rejected_events").rows == [(0,)]
+    assert run_query(db, "SELECT count(*) FROM rejected_events").rows == [(rejected,)]
     assert run_query(db, "SELECT count(*) FROM ignored_duplicates").rows == [(duplicates,)]
 
 
