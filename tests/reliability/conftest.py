@@ -1,12 +1,16 @@
-"""Every process a reliability scenario starts ends with it, whatever happens."""
+"""Every process a reliability scenario starts ends with it, whatever happens; the figures the
+scenarios measure are printed at the end of the test run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tests.reliability.harness import Processes
+
+FIGURES: list[str] = []
 
 
 @pytest.fixture
@@ -16,3 +20,16 @@ def processes() -> Iterator[Processes]:
         yield procs
     finally:
         procs.close()
+
+
+@pytest.fixture
+def figures() -> list[str]:
+    """Lines a scenario reports (kills made, re-sends recognised, lag, memory)."""
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

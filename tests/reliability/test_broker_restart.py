@@ -26,7 +26,9 @@ PUBLISHERS = 3
 EVENTS = 45_000
 
 
-def test_broker_killed_while_agencies_publish_and_the_projector_follows(tmp_path: Path, processes: Processes) -> None:
+def test_broker_killed_while_agencies_publish_and_the_projector_follows(
+    tmp_path: Path, processes: Processes, figures: list[str]
+) -> None:
     events = [s.event for s in generate(EVENTS, seed=61)]
     agencies = sorted({e["agency"] for e in events})
     server = processes.server(EmbeddedServer(tmp_path / "nats", port=0))
@@ -59,4 +61,4 @@ def test_broker_killed_while_agencies_publish_and_the_projector_follows(tmp_path
     wait_for_projection(projector, db, EVENTS, 180)
     assert projector.stop() == 0, projector.stderr[-2000:]
     assert_exact(db, events)
-    print(f"broker killed mid-publishing: {stored} stored, {duplicates} re-sent and recognised as duplicates")
+    figures.append(f"broker killed mid-publishing: {stored} stored, {duplicates} re-sent and recognised as duplicates")

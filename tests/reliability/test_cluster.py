@@ -51,7 +51,9 @@ def replicas_current(url: str) -> bool:
         return False
 
 
-def test_stream_leader_killed_in_a_three_server_cluster(tmp_path: Path, processes: Processes) -> None:
+def test_stream_leader_killed_in_a_three_server_cluster(
+    tmp_path: Path, processes: Processes, figures: list[str]
+) -> None:
     events = [s.event for s in generate(EVENTS, seed=33)]
     agencies = sorted({e["agency"] for e in events})
     cluster = Cluster(tmp_path, processes).start()
@@ -93,7 +95,7 @@ def test_stream_leader_killed_in_a_three_server_cluster(tmp_path: Path, processe
     assert_exact(db, events)
     resent = sum(duplicates for _, duplicates in reports)
     restarts = projector.stderr.count("reading again from the checkpoint")
-    print(
+    figures.append(
         f"cluster: stream leader n{leader} killed and restarted; {resent} re-sends recognised as duplicates; "
         f"projector consumer restarted {restarts} time(s)"
     )

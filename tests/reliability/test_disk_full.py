@@ -31,7 +31,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 FIRST, REST = 5_000, 35_000
 
 
-def test_projector_stops_on_a_full_disk_and_resumes_exact(tmp_path: Path, processes: Processes) -> None:
+def test_projector_stops_on_a_full_disk_and_resumes_exact(
+    tmp_path: Path, processes: Processes, figures: list[str]
+) -> None:
     events = [s.event for s in generate(FIRST + REST, seed=66)]
     server = processes.server(EmbeddedServer(tmp_path / "nats", port=0))
     create_stream(server.url)
@@ -74,7 +76,7 @@ def test_projector_stops_on_a_full_disk_and_resumes_exact(tmp_path: Path, proces
     assert projector.finish(120) == 0, projector.stderr[-2000:]
     assert checkpoint(db) == FIRST + REST
     assert_exact(db, events)
-    print(f"disk full: stopped with the checkpoint at {stopped_at}, resumed to {FIRST + REST}")
+    figures.append(f"disk full: stopped with the checkpoint at {stopped_at}, resumed to {FIRST + REST}")
 
 
 def test_a_snapshot_that_cannot_be_written_does_not_stop_the_projector(tmp_path: Path, processes: Processes) -> None:

@@ -28,7 +28,9 @@ BACKLOG = 60_000
 KILLS = 24
 
 
-def test_projector_killed_24_times_in_a_backlog_ends_exact(tmp_path: Path, processes: Processes) -> None:
+def test_projector_killed_24_times_in_a_backlog_ends_exact(
+    tmp_path: Path, processes: Processes, figures: list[str]
+) -> None:
     rng = random.Random(24)
     events = [s.event for s in generate(BACKLOG, seed=24)]
     server = processes.server(EmbeddedServer(tmp_path / "nats", port=0))
@@ -65,4 +67,4 @@ def test_projector_killed_24_times_in_a_backlog_ends_exact(tmp_path: Path, proce
 
     verify = processes.outreach(["verify"], env)
     assert verify.finish(180) == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
-    print(f"projector killed {KILLS} times; checkpoints after each kill: {checkpoints[1:]}")
+    figures.append(f"projector killed {KILLS} times; checkpoints after each kill: {checkpoints[1:]}")

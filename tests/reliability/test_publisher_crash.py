@@ -31,7 +31,7 @@ EVENTS = 30_000
 
 @pytest.mark.parametrize("window_s", [3600.0, 1.0], ids=["within-duplicate-window", "after-duplicate-window"])
 def test_publisher_crash_then_rerun_counts_each_event_once(
-    tmp_path: Path, processes: Processes, window_s: float
+    tmp_path: Path, processes: Processes, figures: list[str], window_s: float
 ) -> None:
     events = [s.event for s in generate(EVENTS, seed=44)]
     server = processes.server(EmbeddedServer(tmp_path / "nats", port=0))
@@ -82,7 +82,7 @@ def test_publisher_crash_then_rerun_counts_each_event_once(
     projector = processes.outreach(["project", "--until-caught-up"], env)
     assert projector.finish(120) == 0, projector.stderr[-2000:]
     assert_exact(db, events, duplicates=before if window_s < 60 else 0)
-    print(
-        f"publisher killed with {before - acknowledged} event(s) stored but never acknowledged ({before} of "
-        f"{EVENTS} stored); the re-run stored {stored}, {duplicates} duplicate(s)"
+    figures.append(
+        f"publisher ({window_s:.0f} s duplicate window) killed with {before - acknowledged} event(s) stored but "
+        f"never acknowledged ({before} of {EVENTS} stored); the re-run stored {stored}, {duplicates} duplicate(s)"
     )
