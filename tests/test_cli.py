@@ -255,3 +255,18 @@ def test_server_runs_in_the_foreground_creates_the_stream_and_stops_on_sigterm(t
         proc.send_signal(signals.SIGTERM)
         assert proc.wait(30) == 0
     assert (tmp_path / "data" / "jetstream").is_dir()
+
+
+def test_a_cluster_server_needs_its_name_its_cluster_url_and_routes(tmp_path: Path) -> None:
+    done = outreach("server", "--port", "0", "--data-dir", str(tmp_path), "--cluster", "nats://127.0.0.1:6222")
+    assert done.returncode == 1
+    assert done.stderr == "error: a cluster server needs all of --server-name, --cluster and --routes\n"
+
+
+def test_several_server_urls_are_tried_in_turn(tmp_path: Path) -> None:
+    """A cluster's clients list every server: one that is down is skipped."""
+    with EmbeddedServer(tmp_path / "nats", port=0) as server:
+        urls = f"nats://127.0.0.1:1, {server.url}"
+        done = outreach("stream", "--nats", urls, "--replicas", "1")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "stream OUTREACH is in place, with immutable history\n"
