@@ -83,6 +83,7 @@ def test_publisher_crash_then_rerun_counts_each_event_once(
     assert projector.finish(120) == 0, projector.stderr[-2000:]
     assert_exact(db, events, duplicates=before if window_s < 60 else 0)
     figures.append(
-        f"publisher ({window_s:.0f} s duplicate window) killed with {before - acknowledged} event(s) stored but "
-        f"never acknowledged ({before} of {EVENTS} stored); the re-run stored {stored}, {duplicates} duplicate(s)"
+        f"publisher ({window_s:.0f} s duplicate window) killed with events in flight: {before} of {EVENTS} "
+        f"stored, {before - acknowledged} of them after the last count before the broker froze; "
+        f"the re-run stored {stored}, {duplicates} duplicate(s)"
     )
