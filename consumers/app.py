@@ -24,9 +24,10 @@ from faststream import AckPolicy, Context, FastStream
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage, NatsMessage
 from faststream.nats.security import NatsUserPassword
+from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.js.api import AckPolicy as ConsumerAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from consumers.fold import StreamMessage, from_reply, gaps
 from consumers.projector import Projector, ProjectorStats
@@ -52,6 +53,12 @@ FULL_GC_SECONDS = 10.0
 
 class MissedDelivery(ProjectionError):
     """A message the stream holds was not delivered: read again from the checkpoint."""
+
+
+# The broker did not answer in time, or has no JetStream leader for a moment (it restarts, a
+# cluster elects a new leader): nothing was applied, so start again from the checkpoint.
+BROKER_UNAVAILABLE = (TimeoutError, NoRespondersError, ServiceUnavailableError, ConnectionClosedError)
+RETRY_SECONDS = 1.0
 
 
 async def check_gaps(js: Any, stream: str, last_seq: int, msgs: list[StreamMessage]) -> None:
@@ -115,6 +122,13 @@ async def run_projector(
                     # A pull that timed out can lose what it had fetched (nothing is acknowledged):
                     # the checkpoint did not move, so a new consumer from it reads them again.
                     log.warning("%s; reading again from the checkpoint", exc)
+                except BROKER_UNAVAILABLE as exc:
+                    log.warning(
+                        "NATS did not answer while the consumer was created (%s); trying again in %.0f s",
+                        type(exc).__name__,
+                        RETRY_SECONDS,
+                    )
+                    await asyncio.sleep(RETRY_SECONDS)
         finally:
             store.close()
     finally:
@@ -166,6 +180,10 @@ async def _run(
             msgs = [from_reply(m.subject, m.data, m.reply, m.headers) for m in raw]
             await check_gaps(js, settings.stream, projector.last_seq, msgs)
             projector.apply(msgs)
+        except BROKER_UNAVAILABLE as exc:  # checking a gap, or whether caught up: nothing applied
+            failures.append(MissedDelivery(f"NATS did not answer ({type(exc).__name__})"))
+            app.exit()
+            return
         except Exception as exc:
             failures.append(exc)
             app.exit()
@@ -235,6 +253,10 @@ async def _run(
     guard = asyncio.create_task(watchdog())
     try:
         await app.run(sleep_time=0.05)
+    except BaseException:
+        with contextlib.suppress(Exception):  # a start that failed leaves the broker's connection open
+            await broker.stop()
+        raise
     finally:
         stopping.set()  # and wait for it: a snapshot it is writing must finish first
         await guard

@@ -73,9 +73,9 @@ def test_stream_leader_killed_in_a_three_server_cluster(
         assert all(p.running for p in publishers), "a publisher ended before the server was killed"
     leader = cluster.stream_leader()
     cluster.servers[leader].kill()  # SIGKILL: the stream elects a new leader among the two left
-    while stream_messages(cluster.url) < EVENTS // 2:  # publishing goes on with two servers of three
+    # Publishing goes on with two servers of three; the third comes back halfway (or at the end).
+    while stream_messages(cluster.url) < EVENTS // 2 and any(p.running for p in publishers):
         assert time.monotonic() < deadline, f"publishing stalled after server n{leader} was killed"
-        assert any(p.running for p in publishers), "publishers ended"
     cluster.servers[leader].start()
 
     for p in publishers:
