@@ -56,9 +56,18 @@ class ClusterNode:
         ]
 
 
+# nats-server acknowledges and delivers a message before its background flusher has written it to
+# the file, so a killed server loses its last few milliseconds of writes: events a projector may
+# already have applied come back at other sequence numbers. An audit log writes first. (Measured
+# here: publishing 20,000 events took 5.6 s instead of 2.3 s.) A three-server cluster is the other
+# way to survive a killed server, at full speed.
+DURABLE = "# Written by outreach: every write on disk before it is acknowledged.\njetstream { sync_interval: always }\n"
+
+
 class EmbeddedServer:
     """A nats-server process with JetStream, storing in ``data_dir``; ``port=0`` picks a free port.
-    With ``cluster``, one server of a JetStream cluster."""
+    With ``cluster``, one server of a JetStream cluster. Without ``config_file``, every write is
+    on disk before it is acknowledged (``DURABLE``); a given configuration file decides for itself."""
 
     def __init__(
         self,
@@ -104,8 +113,11 @@ class EmbeddedServer:
             "-l",
             str(self.log_file),
         ]
-        if self.config_file:
-            args += ["-c", str(self.config_file)]
+        config = self.config_file
+        if config is None:
+            config = Path(self._ports_dir) / "durable.conf"
+            config.write_text(DURABLE)
+        args += ["-c", str(config)]
         if self.cluster:
             args += self.cluster.args()
         self.process = subprocess.Popen(
