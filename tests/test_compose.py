@@ -119,6 +119,16 @@ def test_nats_runs_jetstream_on_a_named_volume(compose: dict[str, Any], services
     assert mounts[store_dir] in (compose.get("volumes") or {})
 
 
+def test_nats_writes_every_event_to_disk_before_acknowledging_it(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    nats = services["nats"]
+    command = _command(nats)
+    path = command[command.index("-c") + 1]
+    [mount] = [c for c in nats["configs"] if c["target"] == path]
+    assert compose["configs"][mount["source"]]["content"].strip() == "jetstream { sync_interval: always }"
+
+
 def test_nats_monitoring_port_serves_the_health_check(services: dict[str, Any]) -> None:
     nats = services["nats"]
     command = _command(nats)
