@@ -10,9 +10,10 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+from nats.errors import NoRespondersError
 
 from outreach.broker import connect
 from outreach.server import EmbeddedServer
@@ -54,7 +55,20 @@ async def soak(url: str, payloads: list[tuple[str, bytes, str]], pid: int) -> li
     """Publish at RATE; every SAMPLE_EVERY seconds ask the projector, as an analyst would, how much
     memory DuckDB holds; its answer also says as of which stream sequence it is."""
     nc = await connect(Settings(nats_url=url), "soak")
+
+    async def ask(query: bytes) -> dict[str, Any]:
+        """As `outreach sql` does: a projector (re)starting its consumer answers within seconds."""
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                reply = await nc.request(query_subject(STREAM), query, timeout=30)
+                return dict(json.loads(reply.data))
+            except NoRespondersError:
+                assert time.monotonic() < deadline, "the projector stopped answering queries"
+                await asyncio.sleep(0.1)
+
     try:
+        await ask(b"SELECT 1")  # the projector is up before the clock starts
         js = nc.jetstream(publish_async_max_pending=RATE)
         per_tick = RATE // 10
         samples = []
@@ -68,9 +82,7 @@ async def soak(url: str, payloads: list[tuple[str, bytes, str]], pid: int) -> li
             await asyncio.gather(*pending)
             elapsed = time.monotonic() - started
             if elapsed >= next_sample:
-                query = b"SELECT sum(memory_usage_bytes) / 1048576 FROM duckdb_memory()"
-                reply = await nc.request(query_subject(STREAM), query, timeout=30)
-                answer = json.loads(reply.data)
+                answer = await ask(b"SELECT sum(memory_usage_bytes) / 1048576 FROM duckdb_memory()")
                 assert "error" not in answer, answer
                 applied, duckdb_mib = int(answer["as_of_seq"]), float(answer["rows"][0][0])
                 samples.append(Sample(elapsed, first + len(pending), applied, rss_mib(pid), duckdb_mib))
