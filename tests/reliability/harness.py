@@ -155,6 +155,17 @@ def write_jsonl(path: Path, events: Iterable[dict[str, Any]]) -> Path:
     return path
 
 
+def by_agency_group(events: list[dict[str, Any]], groups: int) -> list[list[dict[str, Any]]]:
+    """The events split among ``groups`` publishers, each owning some agencies, as agencies do;
+    each group keeps the events' order."""
+    agencies = sorted({e["agency"] for e in events})
+    owner = {agency: i % groups for i, agency in enumerate(agencies)}
+    split: list[list[dict[str, Any]]] = [[] for _ in range(groups)]
+    for e in events:
+        split[owner[e["agency"]]].append(e)
+    return split
+
+
 def published(proc: Outreach) -> tuple[int, int]:
     """(stored, duplicates) from `outreach publish`'s report, after it ended with success."""
     out = proc.stdout

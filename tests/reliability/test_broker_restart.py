@@ -12,6 +12,7 @@ from outreach.synthetic import generate
 from tests.reliability.harness import (
     Processes,
     assert_exact,
+    by_agency_group,
     create_stream,
     outreach_env,
     published,
@@ -30,18 +31,16 @@ def test_broker_killed_while_agencies_publish_and_the_projector_follows(
     tmp_path: Path, processes: Processes, figures: list[str]
 ) -> None:
     events = [s.event for s in generate(EVENTS, seed=61)]
-    agencies = sorted({e["agency"] for e in events})
     server = processes.server(EmbeddedServer(tmp_path / "nats", port=0))
     port = server.port
     create_stream(server.url)
     db = tmp_path / "projection.duckdb"
     env = outreach_env(server.url, db, snapshot_interval_s="0.5", publish_retries="8")
     projector = processes.outreach(["project"], env)
-    publishers = []
-    for n in range(PUBLISHERS):  # each publisher owns a third of the agencies, as agencies do
-        mine = set(agencies[n::PUBLISHERS])
-        path = write_jsonl(tmp_path / f"agencies-{n}.jsonl", (e for e in events if e["agency"] in mine))
-        publishers.append(processes.outreach(["publish", str(path)], env))
+    publishers = [
+        processes.outreach(["publish", str(write_jsonl(tmp_path / f"agencies-{n}.jsonl", group))], env)
+        for n, group in enumerate(by_agency_group(events, PUBLISHERS))
+    ]
 
     deadline = time.monotonic() + 120
     while stream_messages(server.url) < EVENTS // 6:

@@ -15,6 +15,7 @@ from tests.reliability.harness import (
     Cluster,
     Processes,
     assert_exact,
+    by_agency_group,
     checkpoint,
     create_stream,
     outreach_env,
@@ -55,17 +56,15 @@ def test_stream_leader_killed_in_a_three_server_cluster(
     tmp_path: Path, processes: Processes, figures: list[str]
 ) -> None:
     events = [s.event for s in generate(EVENTS, seed=33)]
-    agencies = sorted({e["agency"] for e in events})
     cluster = Cluster(tmp_path, processes).start()
     create_stream(cluster.url, replicas=3)
     db = tmp_path / "projection.duckdb"
     env = outreach_env(cluster.url, db, snapshot_interval_s="0.5", publish_retries="8")
     projector = processes.outreach(["project"], env)
-    publishers = []
-    for n in range(PUBLISHERS):  # one publisher per group of agencies, all at once
-        mine = set(agencies[n::PUBLISHERS])
-        path = write_jsonl(tmp_path / f"agencies-{n}.jsonl", (e for e in events if e["agency"] in mine))
-        publishers.append(processes.outreach(["publish", str(path)], env))
+    publishers = [
+        processes.outreach(["publish", str(write_jsonl(tmp_path / f"agencies-{n}.jsonl", group))], env)
+        for n, group in enumerate(by_agency_group(events, PUBLISHERS))
+    ]
 
     deadline = time.monotonic() + 120
     while stream_messages(cluster.url) < EVENTS // 4:

@@ -18,6 +18,7 @@ from tests import oracle
 from tests.reliability.harness import (
     Processes,
     assert_exact,
+    by_agency_group,
     create_stream,
     outreach_env,
     published,
@@ -42,16 +43,12 @@ def newest_first(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_older_dates_and_corrections_arriving_late_end_exact(tmp_path: Path, processes: Processes) -> None:
     events = [s.event for s in generate(EVENTS, seed=77)]
-    agencies = sorted({e["agency"] for e in events})
     server = processes.server(EmbeddedServer(tmp_path / "nats", port=0))
     create_stream(server.url)
     db = tmp_path / "projection.duckdb"
     env = outreach_env(server.url, db, snapshot_interval_s="0.2", batch_size="700")
     projector = processes.outreach(["project"], env)
-    files = []
-    for n in range(PUBLISHERS):
-        mine = set(agencies[n::PUBLISHERS])
-        files.append(newest_first([e for e in events if e["agency"] in mine]))
+    files = [newest_first(group) for group in by_agency_group(events, PUBLISHERS)]
     publishers = [
         processes.outreach(["publish", str(write_jsonl(tmp_path / f"agencies-{n}.jsonl", f))], env)
         for n, f in enumerate(files)
