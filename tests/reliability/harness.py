@@ -137,6 +137,13 @@ class Processes:
         self.started.append(proc)
         return proc
 
+    def publish_files(self, directory: Path, files: list[list[dict[str, Any]]], env: dict[str, str]) -> list[Outreach]:
+        """One `outreach publish` per list of events, all running at once."""
+        return [
+            self.outreach(["publish", str(write_jsonl(directory / f"publisher-{n}.jsonl", events))], env)
+            for n, events in enumerate(files)
+        ]
+
     def server(self, server: EmbeddedServer) -> EmbeddedServer:
         self.servers.append(server)
         return server.start()
@@ -215,6 +222,15 @@ def create_stream(url: str, duplicate_window_s: float = 3600, replicas: int = 1,
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def wait_for_stream(url: str, count: int, publishers: list[Outreach], timeout: float = 120) -> None:
+    """Wait until the stream holds ``count`` messages while every publisher is still at work."""
+    deadline = time.monotonic() + timeout
+    while stream_messages(url) < count:
+        assert time.monotonic() < deadline, f"the stream did not reach {count} messages in {timeout}s"
+        for p in publishers:
+            assert p.running, f"a publisher ended before the stream held {count}: {p.stderr[-2000:]}"
 
 
 def checkpoint(db: Path) -> int:

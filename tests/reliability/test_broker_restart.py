@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from tests.reliability.harness import (
     published,
     stream_messages,
     wait_for_projection,
-    write_jsonl,
+    wait_for_stream,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -37,15 +36,8 @@ def test_broker_killed_while_agencies_publish_and_the_projector_follows(
     db = tmp_path / "projection.duckdb"
     env = outreach_env(server.url, db, snapshot_interval_s="0.5", publish_retries="8")
     projector = processes.outreach(["project"], env)
-    publishers = [
-        processes.outreach(["publish", str(write_jsonl(tmp_path / f"agencies-{n}.jsonl", group))], env)
-        for n, group in enumerate(by_agency_group(events, PUBLISHERS))
-    ]
-
-    deadline = time.monotonic() + 120
-    while stream_messages(server.url) < EVENTS // 6:
-        assert time.monotonic() < deadline, "publishing did not start"
-        assert all(p.running for p in publishers), "a publisher ended before the broker was killed"
+    publishers = processes.publish_files(tmp_path, by_agency_group(events, PUBLISHERS), env)
+    wait_for_stream(server.url, EVENTS // 6, publishers)
     server.kill()  # SIGKILL, mid-publishing
     server = processes.server(EmbeddedServer(tmp_path / "nats", port=port))
 

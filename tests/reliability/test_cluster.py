@@ -23,7 +23,7 @@ from tests.reliability.harness import (
     run,
     stream_messages,
     wait_for_projection,
-    write_jsonl,
+    wait_for_stream,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -61,15 +61,9 @@ def test_stream_leader_killed_in_a_three_server_cluster(
     db = tmp_path / "projection.duckdb"
     env = outreach_env(cluster.url, db, snapshot_interval_s="0.5", publish_retries="8")
     projector = processes.outreach(["project"], env)
-    publishers = [
-        processes.outreach(["publish", str(write_jsonl(tmp_path / f"agencies-{n}.jsonl", group))], env)
-        for n, group in enumerate(by_agency_group(events, PUBLISHERS))
-    ]
-
+    publishers = processes.publish_files(tmp_path, by_agency_group(events, PUBLISHERS), env)
+    wait_for_stream(cluster.url, EVENTS // 4, publishers)
     deadline = time.monotonic() + 120
-    while stream_messages(cluster.url) < EVENTS // 4:
-        assert time.monotonic() < deadline, "publishing did not start"
-        assert all(p.running for p in publishers), "a publisher ended before the server was killed"
     leader = cluster.stream_leader()
     cluster.servers[leader].kill()  # SIGKILL: the stream elects a new leader among the two left
     # Publishing goes on with two servers of three; the third comes back halfway (or at the end).

@@ -23,7 +23,6 @@ from tests.reliability.harness import (
     outreach_env,
     published,
     wait_for_projection,
-    write_jsonl,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -49,10 +48,7 @@ def test_older_dates_and_corrections_arriving_late_end_exact(tmp_path: Path, pro
     env = outreach_env(server.url, db, snapshot_interval_s="0.2", batch_size="700")
     projector = processes.outreach(["project"], env)
     files = [newest_first(group) for group in by_agency_group(events, PUBLISHERS)]
-    publishers = [
-        processes.outreach(["publish", str(write_jsonl(tmp_path / f"agencies-{n}.jsonl", f))], env)
-        for n, f in enumerate(files)
-    ]
+    publishers = processes.publish_files(tmp_path, files, env)
     for p in publishers:
         p.finish(180)
     assert sum(published(p)[0] for p in publishers) == EVENTS

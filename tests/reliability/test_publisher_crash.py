@@ -21,6 +21,7 @@ from tests.reliability.harness import (
     published,
     stream_messages,
     unread_bytes,
+    wait_for_stream,
     write_jsonl,
 )
 
@@ -42,9 +43,7 @@ def test_publisher_crash_then_rerun_counts_each_event_once(
 
     first = processes.outreach(["publish", str(source)], env)
     deadline = time.monotonic() + 120
-    while stream_messages(server.url) < EVENTS // 3:
-        assert time.monotonic() < deadline, "publishing did not start"
-        assert first.running, first.stderr[-2000:]
+    wait_for_stream(server.url, EVENTS // 3, [first])
     # Freeze the broker: it can neither store nor acknowledge. Once it holds sent events it has not
     # read, the publisher dies: they are stored when the broker resumes, and never acknowledged.
     acknowledged = stream_messages(server.url)
