@@ -13,6 +13,7 @@ import pytest
 from outreach.server import EmbeddedServer
 from outreach.synthetic import generate
 from tests.reliability.harness import (
+    Outreach,
     Processes,
     assert_exact,
     checkpoint,
@@ -28,6 +29,30 @@ from tests.reliability.harness import (
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 EVENTS = 30_000
+UNREAD = 16 * 1024  # bytes the frozen broker holds unread: several whole events, not a part of one
+
+
+def kill_with_a_window_unread(server: EmbeddedServer, publisher: Outreach) -> int:
+    """Freeze the broker, so it can neither store nor acknowledge, and SIGKILL the publisher once
+    the broker holds a window it sent but the broker has not read: those events are stored when
+    the broker resumes, and never acknowledged. A freeze that caught the broker with acks still to
+    send is let go and tried again. Returns the events stored before the freeze that worked."""
+    assert server.process is not None
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline, "the publisher sent no new window while the broker was frozen"
+        acknowledged = stream_messages(server.url)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            attempt = time.monotonic() + 2
+            while unread_bytes(server.port or 0) < UNREAD and time.monotonic() < attempt:
+                assert publisher.running, publisher.stderr[-2000:]
+                time.sleep(0.001)
+            if unread_bytes(server.port or 0) >= UNREAD:
+                publisher.kill()
+                return acknowledged
+        finally:
+            server.process.send_signal(signal.SIGCONT)
 
 
 @pytest.mark.parametrize("window_s", [3600.0, 1.0], ids=["within-duplicate-window", "after-duplicate-window"])
@@ -41,21 +66,11 @@ def test_publisher_crash_then_rerun_counts_each_event_once(
     env = outreach_env(server.url, db, snapshot_interval_s="0")
     source = write_jsonl(tmp_path / "agency.jsonl", events)
 
-    first = processes.outreach(["publish", str(source)], env)
-    deadline = time.monotonic() + 120
+    # A long ack timeout: while the broker is frozen, the publisher never re-sends a window, so
+    # what the broker holds unread can only be a new window, sent once every earlier ack was in.
+    first = processes.outreach(["publish", str(source)], dict(env, OUTREACH_PUBLISH_TIMEOUT_S="600"))
     wait_for_stream(server.url, EVENTS // 3, [first])
-    # Freeze the broker: it can neither store nor acknowledge. Once it holds sent events it has not
-    # read, the publisher dies: they are stored when the broker resumes, and never acknowledged.
-    acknowledged = stream_messages(server.url)
-    assert server.process is not None
-    server.process.send_signal(signal.SIGSTOP)
-    try:
-        while unread_bytes(server.port or 0) == 0:
-            assert time.monotonic() < deadline, "the publisher sent nothing more"
-            assert first.running, first.stderr[-2000:]
-        first.kill()
-    finally:
-        server.process.send_signal(signal.SIGCONT)
+    acknowledged = kill_with_a_window_unread(server, first)
     killed_at = time.monotonic()
     assert first.process.returncode == -signal.SIGKILL
 
