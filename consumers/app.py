@@ -146,6 +146,7 @@ async def _run(
         info = await js.stream_info(settings.stream)
         return projector.last_seq >= info.state.last_seq
 
+    projector.check_stream_end((await js.stream_info(settings.stream)).state.last_seq)
     if until_caught_up and await caught_up():
         return projector.stats
 
@@ -240,9 +241,15 @@ async def _run(
             if time.monotonic() - seen[1] < STALL_SECONDS:
                 continue
             try:
-                waiting = (await js.stream_info(settings.stream)).state.last_seq - projector.last_seq
+                last_seq = (await js.stream_info(settings.stream)).state.last_seq
+                projector.check_stream_end(last_seq)
+            except ProjectionError as exc:  # the server came back with fewer messages than applied
+                failures.append(exc)
+                app.exit()
+                return
             except Exception:
                 continue
+            waiting = last_seq - projector.last_seq
             if waiting > 0:
                 failures.append(MissedDelivery(f"{waiting} message(s) wait but none arrived for {STALL_SECONDS}s"))
                 app.exit()

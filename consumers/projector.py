@@ -44,6 +44,19 @@ class Projector:
         self.last_seq = checkpoint.last_seq if checkpoint else 0
         self.digest = checkpoint.digest if checkpoint else GENESIS
 
+    def check_stream_end(self, stream_last_seq: int) -> None:
+        """Refuse a stream that ends before the checkpoint: it lost messages this projection has
+        applied (a server restored from an older backup, or one that lost writes), and the events
+        published next would take sequences the projector has already passed, never to be counted."""
+        if stream_last_seq < self.last_seq:
+            raise ProjectionError(
+                f"stream {self.stream} ends at sequence {stream_last_seq}, but {self.store.path} has applied "
+                f"up to sequence {self.last_seq}: the stream lost messages the projection holds (a server "
+                f"restored from an older backup, or one that lost writes). Events published from now on would "
+                f"take sequences the projector has passed and never be counted, so it stops. The lost events "
+                f"are still in this file's event_log; `outreach verify` compares the two."
+            )
+
     def apply(self, msgs: list[StreamMessage]) -> int:
         """Apply the messages after the checkpoint; return how many were new."""
         fresh = [m for m in msgs if m.seq > self.last_seq]
