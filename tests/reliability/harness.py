@@ -137,6 +137,12 @@ class Processes:
         self.started.append(proc)
         return proc
 
+    def publish(self, path: Path, events: list[dict[str, Any]], env: dict[str, str], timeout: float = 180) -> None:
+        """Write ``events`` to ``path`` and `outreach publish` it to the end: every one stored anew."""
+        proc = self.outreach(["publish", str(write_jsonl(path, events))], env)
+        proc.finish(timeout)
+        assert published(proc) == (len(events), 0)
+
     def publish_files(self, directory: Path, files: list[list[dict[str, Any]]], env: dict[str, str]) -> list[Outreach]:
         """One `outreach publish` per list of events, all running at once."""
         return [

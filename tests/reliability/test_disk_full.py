@@ -22,8 +22,6 @@ from tests.reliability.harness import (
     county_totals,
     create_stream,
     outreach_env,
-    published,
-    write_jsonl,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -40,16 +38,11 @@ def test_projector_stops_on_a_full_disk_and_resumes_exact(
     db = tmp_path / "projection.duckdb"
     env = outreach_env(server.url, db, batch_size="1000", snapshot_interval_s="0")
 
-    def publish(name: str, batch: list[dict[str, object]]) -> None:
-        proc = processes.outreach(["publish", str(write_jsonl(tmp_path / name, batch))], env)
-        proc.finish(120)
-        assert published(proc) == (len(batch), 0)
-
-    publish("first.jsonl", events[:FIRST])
+    processes.publish(tmp_path / "first.jsonl", events[:FIRST], env)
     projector = processes.outreach(["project", "--until-caught-up"], env)
     assert projector.finish(120) == 0, projector.stderr[-2000:]
     assert checkpoint(db) == FIRST
-    publish("rest.jsonl", events[FIRST:])
+    processes.publish(tmp_path / "rest.jsonl", events[FIRST:], env)
 
     # Room for about 4 MiB more in any file: the backlog needs several times that.
     limit = db.stat().st_size + 4 * 1024 * 1024
@@ -86,8 +79,7 @@ def test_a_snapshot_that_cannot_be_written_does_not_stop_the_projector(tmp_path:
     db = tmp_path / "projection.duckdb"
     snapshot_path(db).mkdir()  # the snapshot's place is taken: it cannot be replaced
     env = outreach_env(server.url, db, batch_size="500", snapshot_interval_s="0.01")
-    publisher = processes.outreach(["publish", str(write_jsonl(tmp_path / "events.jsonl", events))], env)
-    publisher.finish(120)
+    processes.publish(tmp_path / "events.jsonl", events, env)
     projector = processes.outreach(["project", "--until-caught-up"], env)
     assert projector.finish(120) == 0, projector.stderr[-2000:]
     assert f"WARNING outreach.projector: the snapshot {snapshot_path(db)} was not refreshed" in projector.stderr

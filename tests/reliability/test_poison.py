@@ -103,9 +103,7 @@ def test_poison_among_live_traffic_is_rejected_with_reasons(tmp_path: Path, proc
     create_stream(server.url)
     db = tmp_path / "projection.duckdb"
     env = outreach_env(server.url, db, snapshot_interval_s="0.2", batch_size="500")
-    first = processes.outreach(["publish", str(write_jsonl(tmp_path / "earlier.jsonl", events[:EARLIER]))], env)
-    first.finish(120)
-    assert published(first) == (EARLIER, 0)
+    processes.publish(tmp_path / "earlier.jsonl", events[:EARLIER], env)
 
     # The poison goes out while the agency publishes its first part; the second part follows it, so
     # the poison always sits among valid traffic, however the two clients' speeds compare.
@@ -119,9 +117,7 @@ def test_poison_among_live_traffic_is_rejected_with_reasons(tmp_path: Path, proc
     assert len(stored) == len(messages)
     agency.finish(180)
     assert published(agency) == (LIVE_FIRST, 0)
-    agency = processes.outreach(["publish", str(write_jsonl(tmp_path / "live-2.jsonl", second_part))], env)
-    agency.finish(180)
-    assert published(agency) == (len(second_part), 0)
+    processes.publish(tmp_path / "live-2.jsonl", second_part, env)
     total = EARLIER + LIVE + len(messages)
     assert stream_messages(server.url) == total
     assert min(seq for seq, _ in stored) > EARLIER and max(seq for seq, _ in stored) <= total - len(second_part)

@@ -17,10 +17,8 @@ from tests.reliability.harness import (
     checkpoint,
     create_stream,
     outreach_env,
-    published,
     stream_messages,
     wait_for_projection,
-    write_jsonl,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -44,16 +42,11 @@ def test_projector_stops_when_the_stream_comes_back_shorter_than_its_checkpoint(
     db = tmp_path / "projection.duckdb"
     env = outreach_env(server.url, db, snapshot_interval_s="0.2")
 
-    def publish(name: str, batch: list[dict]) -> None:
-        proc = processes.outreach(["publish", str(write_jsonl(tmp_path / name, batch))], env)
-        proc.finish(120)
-        assert published(proc) == (len(batch), 0)
-
-    publish("backed-up.jsonl", backed_up)
+    processes.publish(tmp_path / "backed-up.jsonl", backed_up, env)
     server.stop()
     shutil.copytree(store, backup)  # the operator's backup, taken with the server stopped
     server = processes.server(EmbeddedServer(store, port=port))
-    publish("later.jsonl", later)
+    processes.publish(tmp_path / "later.jsonl", later, env)
 
     projector = processes.outreach(["project"], env)
     wait_for_projection(projector, db, BACKED_UP + LATER, 120)
@@ -63,7 +56,7 @@ def test_projector_stops_when_the_stream_comes_back_shorter_than_its_checkpoint(
     shutil.rmtree(store)
     shutil.copytree(backup, store)
     server = processes.server(EmbeddedServer(store, port=port))
-    publish("after-restore.jsonl", after_restore)
+    processes.publish(tmp_path / "after-restore.jsonl", after_restore, env)
     assert stream_messages(server.url) == BACKED_UP + AFTER_RESTORE
 
     expected = (
