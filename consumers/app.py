@@ -146,8 +146,9 @@ async def _run(
         info = await js.stream_info(settings.stream)
         return projector.last_seq >= info.state.last_seq
 
-    projector.check_stream_end((await js.stream_info(settings.stream)).state.last_seq)
-    if until_caught_up and await caught_up():
+    stream_end = (await js.stream_info(settings.stream)).state.last_seq
+    projector.check_stream_end(stream_end)
+    if until_caught_up and projector.last_seq >= stream_end:
         return projector.stats
 
     options = connect_options(settings, "outreach-projector")
