@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     field_validator,
     model_validator,
@@ -35,19 +36,35 @@ DATE_SKEW = timedelta(days=1)
 MAX_COUNT = 10_000_000
 
 
-def _no_bool(value: Any) -> Any:
+def _exact_int(value: Any) -> Any:
+    """A JSON integer, nothing else: ``"5"``, ``5.0`` and ``true`` are refused, so that what the fold
+    counts is exactly what any JSON reader (DuckDB's included) reads from the stored payload. Files
+    whose cells are text (CSV) convert them explicitly before validation."""
     if isinstance(value, bool):
         raise ValueError("must be a whole number, not true/false")
+    if isinstance(value, float):
+        raise ValueError("must be a whole number such as 12, not a decimal number")
+    if isinstance(value, str):
+        raise ValueError("must be a whole number such as 12, written without quotes")
+    if not isinstance(value, int):
+        raise ValueError("must be a whole number such as 12")
     return value
 
 
-def _exact_int(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("must be a whole number")
-    return value
+def _date_text(value: Any) -> Any:
+    """Dates and times are text on the wire: a number would otherwise be read as seconds since 1970."""
+    if isinstance(value, str | date):  # a datetime is a date too
+        return value
+    raise ValueError('must be a date written as text, e.g. "2024-03-05" (a time: "2024-03-05T10:00:00Z")')
 
 
-Count = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=MAX_COUNT)]
+Day = Annotated[date, BeforeValidator(_date_text)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_date_text)]
+
+# Whole numbers and flags are strict on the wire: JSON integers and JSON true/false only.
+WholeNumber = Annotated[int, BeforeValidator(_exact_int), Strict()]
+Count = Annotated[WholeNumber, Field(ge=0, le=MAX_COUNT)]
+Flag = Annotated[bool, Strict()]
 V1 = Annotated[Literal[1], BeforeValidator(_exact_int)]
 V2 = Annotated[Literal[2], BeforeValidator(_exact_int)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
@@ -70,8 +87,8 @@ class Occurred(Frozen):
     interval ``"2017-12-20/2017-12-21"`` for ``{"start": "2017-12-20", "end": "2017-12-21"}``.
     """
 
-    start: date
-    end: date | None = None
+    start: Day
+    end: Day | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -101,7 +118,7 @@ class EventBase(Frozen):
     event_type: str
     schema_version: int
     agency: Slug = Field(description="The publishing agency, e.g. 'al-national-coordinator'.")
-    recorded_at: AwareDatetime = Field(description="When the agency recorded the event.")
+    recorded_at: Moment = Field(description="When the agency recorded the event.")
     occurred: Occurred | None = Field(None, description="When it happened: a date or a range.")
     county: CountyCode | None = Field(None, description="ISO 3166-2 code, e.g. 'AL-06'.")
     municipality: ShortText | None = Field(None, description="A name, or a code like 'AL-06-maliq'.")
@@ -167,8 +184,8 @@ class CampaignDefined(EventBase):
     country: CountryCode
     lead_agency: Slug
     funder: ShortText | None = None
-    starts: date | None = None
-    ends: date | None = None
+    starts: Day | None = None
+    ends: Day | None = None
     target_counties: tuple[CountyCode, ...] = ()
 
     @model_validator(mode="after")
@@ -194,8 +211,8 @@ class PlanTaskDefined(EventBase):
     plan_id: Slug
     plan_title: ShortText
     country: CountryCode
-    first_year: int = Field(ge=1990, le=2100)
-    last_year: int = Field(ge=1990, le=2100)
+    first_year: Annotated[WholeNumber, Field(ge=1990, le=2100)]
+    last_year: Annotated[WholeNumber, Field(ge=1990, le=2100)]
     part: Annotated[str, StringConstraints(pattern=r"^[IVXLC0-9]{1,6}$")]
     task: Annotated[str, StringConstraints(pattern=r"^[0-9][0-9.a-z]{0,9}$")]
     title: Text
@@ -243,7 +260,7 @@ class AudienceCount(Frozen):
 
     audience: Audience
     count: Count | None
-    estimated: bool = False
+    estimated: Flag = False
 
     @model_validator(mode="after")
     def _estimate_needs_number(self) -> AudienceCount:
@@ -261,7 +278,7 @@ class SessionHeld(Action):
     title: ShortText | None = None
     participants: tuple[AudienceCount, ...] = ()
     reported_total: Count | None = Field(None, description="May exceed the breakdown, never fall short of it.")
-    total_estimated: bool = False
+    total_estimated: Flag = False
 
     @model_validator(mode="after")
     def _participants(self) -> SessionHeld:
@@ -308,7 +325,7 @@ class MaterialsDistributed(Action):
     schema_version: V1 = 1
     kind: MaterialKind
     quantity: Count | None
-    estimated: bool = False
+    estimated: Flag = False
     title: ShortText | None = None
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")] | None = None
 

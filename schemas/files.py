@@ -20,6 +20,10 @@ from schemas.parse import decode_json, parse_event
 
 LIST_FIELDS = {"plan_tasks", "partners", "target_counties", "member_institutions"}
 JSON_FIELDS = {"participants", "replacement", "occurred"}
+# Cells are text; events take JSON numbers and true/false. These are converted here, explicitly.
+WHOLE_NUMBER_FIELDS = {"quantity", "reported_total", "first_year", "last_year", "schema_version"}
+FLAG_FIELDS = {"estimated", "total_estimated"}
+FLAGS = {"true": True, "false": False}
 
 
 class CellInvalid(Exception):
@@ -124,6 +128,12 @@ def csv_record_to_event(record: dict[str | None, Any]) -> dict[str, Any]:
             obj[column] = [part.strip() for part in cell.split(";") if part.strip()]
         elif column in JSON_FIELDS and cell[0] in "[{":
             obj[column] = _json_cell(column, cell)
+        elif column in WHOLE_NUMBER_FIELDS:
+            obj[column] = _whole_number_cell(column, cell)
+        elif column in FLAG_FIELDS:
+            if cell.lower() not in FLAGS:
+                raise CellInvalid(column, f"must be true or false (got {json.dumps(cell, ensure_ascii=False)})")
+            obj[column] = FLAGS[cell.lower()]
         else:
             obj[column] = cell
     if participants:
@@ -138,6 +148,13 @@ def _json_cell(column: str, cell: str) -> Any:
         return decode_json(cell.encode(), allow=(dict, list))
     except EventInvalid as exc:
         raise CellInvalid(column, exc.problems[0].message.replace("(event)", "the cell")) from None
+
+
+def _whole_number_cell(column: str, cell: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,12}", cell):
+        shown = json.dumps(cell, ensure_ascii=False)
+        raise CellInvalid(column, f"must be a whole number such as 12 (got {shown[:80]})")
+    return int(cell)
 
 
 def _audience_cell(column: str, cell: str) -> dict[str, Any]:

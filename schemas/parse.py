@@ -28,48 +28,116 @@ def parse_event(data: bytes | str | Mapping[str, Any]) -> EventBase:
 
 
 def parse_event_versioned(data: bytes | str | Mapping[str, Any]) -> tuple[EventBase, int]:
-    """Like ``parse_event``, and also the schema_version as published (before upcasting)."""
-    if isinstance(data, Mapping):
-        return _validate_object(dict(data))
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if len(raw) > MAX_EVENT_BYTES:
-        raise EventInvalid([Problem("(event)", f"is {len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,}")])
+    """Like ``parse_event``, and also the schema_version as published (before upcasting).
+
+    Whatever the input holds, the only exception raised is ``EventInvalid``: a hostile payload
+    (a number of thousands of digits, a duplicate key, a lone surrogate) is a problem of that
+    event, never an error of the caller."""
     try:
-        # Fast path: a current-version event validates straight from JSON.
-        event = EVENT_ADAPTER.validate_json(raw)
-        return event, event.schema_version
-    except ValidationError:
-        pass
-    return _validate_object(decode_json(raw))
+        if isinstance(data, Mapping):
+            obj = dict(data)
+            problem = _check_values(obj)
+            if problem:
+                raise EventInvalid([problem])
+            return _validate_object(obj)
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if len(raw) > MAX_EVENT_BYTES:
+            raise EventInvalid([Problem("(event)", f"is {len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,}")])
+        return _validate_object(decode_json(raw))
+    except EventInvalid:
+        raise
+    except Exception as exc:  # any other failure is this event's problem, named, never the caller's
+        raise EventInvalid([Problem("(event)", f"cannot be read: {_describe(exc)}")]) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that names each key once: of ``{"count": 1, "count": 500}`` one reader
+    would count 1 and another 500, so such an object is refused rather than read either way."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class _HugeNumber(ValueError):
+    pass
+
+
+def _whole_number(text: str) -> int:
+    # No field takes more than 10,000,000; a number of thousands of digits is refused before it
+    # costs a conversion (Python refuses those over 4,300 digits anyway).
+    if len(text) > 30:
+        raise _HugeNumber(f"has a number of {len(text.lstrip('-')):,} digits; no field takes one so large")
+    return int(text)
 
 
 def decode_json(raw: bytes, allow: tuple[type, ...] = (dict,)) -> Any:
-    """Decode one JSON object (or a value of an ``allow``ed type), refusing invalid UTF-8 and deep nesting."""
+    """Decode one JSON object (or a value of an ``allow``ed type) as strict JSON: refuses invalid
+    UTF-8, duplicate keys, NaN and Infinity, numbers of more than 4,300 digits, lone surrogates
+    and NUL characters in strings, and nesting deeper than ``MAX_DEPTH``."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EventInvalid([Problem("(event)", f"is not valid UTF-8 (byte {exc.start})")]) from None
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant, parse_int=_whole_number)
+    except _DuplicateKey as exc:
+        field = _show(str(exc))
+        raise EventInvalid([Problem(field, "is given twice in one object; give each field once")]) from None
     except json.JSONDecodeError as exc:
         raise EventInvalid([Problem("(event)", f"is not valid JSON: {exc.msg} at column {exc.colno}")]) from None
     except RecursionError:
         raise EventInvalid([Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")]) from None
+    except _HugeNumber as exc:
+        raise EventInvalid([Problem("(event)", str(exc))]) from None
+    except ValueError as exc:  # NaN, Infinity, or anything else the decoder refuses
+        raise EventInvalid([Problem("(event)", f"is not valid JSON: {_describe(exc)}")]) from None
     if not isinstance(obj, allow):
         raise EventInvalid([Problem("(event)", f"must be a JSON object, not {type(obj).__name__}")])
-    if _depth(obj) > MAX_DEPTH:
-        raise EventInvalid([Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")])
+    problem = _check_values(obj)
+    if problem:
+        raise EventInvalid([problem])
     return obj
 
 
-def _depth(value: Any, level: int = 0) -> int:
+def _check_values(value: Any, level: int = 0, where: str = "(event)") -> Problem | None:
+    """Nesting no deeper than ``MAX_DEPTH``, and strings without lone surrogates or NUL
+    characters, which other JSON readers (DuckDB's among them) refuse or cut short."""
     if level > MAX_DEPTH:
-        return level
+        return Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            return Problem(where, "contains a NUL character (\\u0000), which is not allowed in text")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return Problem(where, "contains a lone surrogate (\\ud800 to \\udfff), which is not text")
+        return None
     if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+        for key, item in value.items():
+            inner = str(key)[:60] if where == "(event)" else f"{where}.{str(key)[:60]}"
+            problem = _check_values(key, level + 1, inner) or _check_values(item, level + 1, inner)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _check_values(item, level + 1, f"{where}.{index}")
+            if problem:
+                return problem
+    return None
 
 
 def _validate_object(obj: dict[str, Any]) -> tuple[EventBase, int]:
@@ -108,7 +176,7 @@ def problems_from(exc: ValidationError, line: int | None = None) -> list[Problem
         loc = [
             part for i, part in enumerate(loc) if not (i > 0 and loc[i - 1] == "replacement" and part in EVENT_TYPES)
         ]
-        field = ".".join(str(p) for p in loc) or "(event)"
+        field = ".".join(str(p) for p in loc)[:200] or "(event)"
         message = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
         shown = _show(value) if not isinstance(value, dict | list) and err["type"] != "missing" else None
@@ -117,5 +185,18 @@ def problems_from(exc: ValidationError, line: int | None = None) -> list[Problem
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    """A value as the user wrote it, cut to 80 characters; safe for any value (a number of
+    100,000 digits is shown by its size, not converted to text)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value).bit_length() > 256:
+        return f"a number of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits"
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):
+        text = type(value).__name__
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{text} ({type(exc).__name__})" if text else type(exc).__name__

@@ -148,7 +148,7 @@ def test_publish_refuses_a_file_with_invalid_lines_and_names_them(tmp_path: Path
         refused = outreach("publish", "--nats", server.url, str(path))
         assert refused.returncode == 1
         assert "line 2: county: unknown county code for Albania" in refused.stderr
-        assert "line 2: quantity: Input should be a valid integer" in refused.stderr
+        assert "line 2: quantity: must be a whole number such as 12, written without quotes" in refused.stderr
         assert "nothing was published" in refused.stderr
 
         skipped = outreach("publish", "--nats", server.url, "--skip-invalid", str(path))

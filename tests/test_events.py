@@ -501,8 +501,10 @@ def test_count_accepts_whole_numbers_up_to_ten_million(where: str, value: int) -
     [
         (-1, "Input should be greater than or equal to 0"),
         (10_000_001, "Input should be less than or equal to 10000000"),
-        (1.5, "Input should be a valid integer, got a number with a fractional part"),
-        ("thirty", "Input should be a valid integer, unable to parse string as an integer"),
+        (1.5, "must be a whole number such as 12, not a decimal number"),
+        (5.0, "must be a whole number such as 12, not a decimal number"),
+        ("thirty", "must be a whole number such as 12, written without quotes"),
+        ("5", "must be a whole number such as 12, written without quotes"),
         (True, "must be a whole number, not true/false"),
         (False, "must be a whole number, not true/false"),
     ],
@@ -1055,8 +1057,13 @@ def test_replacement_schema_version_must_be_an_integer(version: Any) -> None:
     # true == 1 in Python; it must not pass for version 1 and get a v1 replacement upcast
     v1 = session(schema_version=version, participants=DROP, audience="students")
     v1["participants"] = 10
+    message = (
+        "must be a whole number, not true/false"
+        if version is True
+        else "must be a whole number such as 12, not a decimal number"
+    )
     assert rejected(correction(replacement=v1)) == [
-        Problem("replacement.schema_version", "must be a whole number", json.dumps(version)),
+        Problem("replacement.schema_version", message, json.dumps(version)),
         Problem("replacement.participants", "Input should be a valid tuple", "10"),
         Problem("replacement.audience", "Extra inputs are not permitted", '"students"'),
     ]

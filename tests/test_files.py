@@ -444,9 +444,7 @@ def test_csv_participant_cell_with_a_non_ascii_digit(tmp_path: Path) -> None:
 def test_csv_bad_reported_total(tmp_path: Path) -> None:
     path = write_csv(tmp_path, [[*CSV_HEADER, "reported_total"], [*csv_row(), "twenty"]])
     assert load_events(path).problems == [
-        Problem(
-            "reported_total", "Input should be a valid integer, unable to parse string as an integer", '"twenty"', 2
-        )
+        Problem("reported_total", 'must be a whole number such as 12 (got "twenty")', None, 2)
     ]
 
 
