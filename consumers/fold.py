@@ -25,9 +25,11 @@ from projections.rows import (
 )
 from schemas.errors import EventInvalid
 from schemas.events import (
+    CampaignDefined,
     EventBase,
     EventCorrected,
     EventRetracted,
+    PlanTaskDefined,
 )
 from schemas.parse import parse_event_versioned
 from schemas.subjects import parse_subject
@@ -43,7 +45,7 @@ class StreamMessage:
     subject: str
     data: bytes
     stored_at: datetime
-    msg_id: str | None = None  # the Nats-Msg-Id header: the publisher's event_id
+    msg_id: str | None = None  # the Nats-Msg-Id header, if the publisher set one
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -99,7 +101,8 @@ class Parsed:
 
 
 def parse_batch(msgs: list[StreamMessage]) -> list[Parsed]:
-    """Validate every message of a batch; an invalid one carries its problem instead of an event."""
+    """Validate every message of a batch; an invalid one carries its problem instead of an event.
+    Nothing a message holds can make this raise: any failure is that message's problem."""
     out = []
     for msg in msgs:
         try:
@@ -107,22 +110,54 @@ def parse_batch(msgs: list[StreamMessage]) -> list[Parsed]:
             out.append(Parsed(msg, event, None, version))
         except EventInvalid as exc:
             out.append(Parsed(msg, None, "invalid: " + "; ".join(str(p) for p in exc.problems)))
+        except Exception as exc:  # a bug in a validator must not stop the projector for everyone
+            out.append(Parsed(msg, None, f"invalid: could not be read ({type(exc).__name__}: {exc})"))
     return out
 
 
-def referenced_ids(parsed: list[Parsed]) -> list[uuid.UUID]:
-    """Every event_id the batch mentions: its own and those it corrects or retracts."""
-    ids = set()
+# An event's identity: the publishing agency and its event_id. Two agencies may use the same
+# event_id without touching each other's events.
+EventKey = tuple[str, uuid.UUID]
+# A definition's identity: ("campaign", campaign_id) or ("plan_task", "<plan_id>/<part>/<task>").
+DefinitionKey = tuple[str, str]
+
+
+def event_key(event: EventBase) -> EventKey:
+    return event.agency, event.event_id
+
+
+def target_key(event: EventCorrected | EventRetracted) -> EventKey:
+    """The event a correction or retraction is about: always one of the same agency's."""
+    return event.agency, event.corrects if isinstance(event, EventCorrected) else event.retracts
+
+
+def referenced_ids(parsed: list[Parsed]) -> list[EventKey]:
+    """Every (agency, event_id) the batch mentions: its own and those it corrects or retracts."""
+    keys: set[EventKey] = set()
     for p in parsed:
         e = p.event
         if e is None:
             continue
-        ids.add(e.event_id)
-        if isinstance(e, EventCorrected):
-            ids.add(e.corrects)
-        elif isinstance(e, EventRetracted):
-            ids.add(e.retracts)
-    return list(ids)
+        keys.add(event_key(e))
+        if isinstance(e, EventCorrected | EventRetracted):
+            keys.add(target_key(e))
+    return list(keys)
+
+
+def definition_key(event: EventBase) -> DefinitionKey | None:
+    """What a definition defines (a correction's replacement included), else None."""
+    if isinstance(event, EventCorrected):
+        event = event.replacement
+    if isinstance(event, CampaignDefined):
+        return "campaign", event.campaign_id
+    if isinstance(event, PlanTaskDefined):
+        return "plan_task", event.task_ref
+    return None
+
+
+def referenced_definitions(parsed: list[Parsed]) -> list[DefinitionKey]:
+    """Every campaign and plan task the batch's definitions define."""
+    return list({key for p in parsed if p.event is not None and (key := definition_key(p.event)) is not None})
 
 
 def content_hash(data: bytes) -> str:
@@ -140,54 +175,74 @@ def same_event(event: EventBase, published: str | None) -> bool:
         return False
 
 
-def fold_batch(parsed: list[Parsed], known: dict[uuid.UUID, KnownEvent]) -> BatchUpdate:
-    """Fold a parsed batch into the rows it adds, given what the projection knew before it."""
+def fold_batch(
+    parsed: list[Parsed], known: dict[EventKey, KnownEvent], owners: dict[DefinitionKey, str] | None = None
+) -> BatchUpdate:
+    """Fold a parsed batch into the rows it adds, given what the projection knew before it: the
+    events it mentions (``known``) and who first defined the campaigns and plan tasks it defines
+    (``owners``). Each message ends accepted, ignored as a duplicate, or rejected with a reason;
+    an unexpected failure while folding one message is that message's rejection."""
     if not parsed:
         raise ValueError("an empty batch has nothing to fold")
     last = parsed[-1].msg
     update = BatchUpdate(last_seq=last.seq, last_stored_at=last.stored_at)
-    known = dict(known)  # grows with the batch; the caller's copy is left alone
-    current: dict[uuid.UUID, FactVersion] = {}  # versions this batch made, by fact_id
+    state = _FoldState(dict(known), dict(owners or {}), {}, update)  # the caller's copies are left alone
     for p in parsed:
-        reason = _apply(p, known, current, update)
+        try:
+            reason = _apply(p, state)
+        except Exception as exc:  # only storing can stop the projector, never one message
+            reason = f"could not be folded ({type(exc).__name__}: {exc})"
         if reason is not None:
             update.rejected.append(_rejected(p.msg, reason))
     return update
 
 
-def _apply(
-    p: Parsed, known: dict[uuid.UUID, KnownEvent], current: dict[uuid.UUID, FactVersion], update: BatchUpdate
-) -> str | None:
-    """Apply one message; return why it is rejected, or None when it was accepted or ignored."""
+@dataclass(slots=True)
+class _FoldState:
+    known: dict[EventKey, KnownEvent]  # grows with the batch
+    owners: dict[DefinitionKey, str]  # grows with the batch
+    current: dict[EventKey, FactVersion]  # versions this batch made, by fact
+    update: BatchUpdate
+
+
+def _apply(p: Parsed, state: _FoldState) -> str | None:
+    """Apply one message; return why it is rejected, or None when it was accepted or ignored.
+    Everything that can fail is computed before anything is changed, so a rejected message leaves
+    no trace but its rejection."""
     msg, event = p.msg, p.event
     if event is None:
         return p.problem
-    where = parse_subject(msg.subject)
-    if where is None:
-        return f"subject {msg.subject!r} does not follow outreach.events.<agency>.<event_type>"
-    subject_agency, subject_type = where
-    if subject_agency != event.agency:
-        return (
-            f"agency mismatch: the event says agency {event.agency!r} but was published on "
-            f"{subject_agency!r}'s subject; an agency publishes only as itself"
-        )
-    if subject_type != event.event_type:
-        return f"event type mismatch: the event is {event.event_type!r}, the subject says {subject_type!r}"
+    reason = _check_subject(msg.subject, event)
+    if reason is not None:
+        return reason
     digest = content_hash(msg.data)
-    seen = known.get(event.event_id)
+    seen = state.known.get(event_key(event))
     if seen is not None:
         if seen.content_hash == digest or same_event(event, seen.payload):
-            update.duplicates.append(DuplicateRow(msg.seq, event.event_id, msg.stored_at))
+            state.update.duplicates.append(DuplicateRow(msg.seq, event.event_id, msg.stored_at, event.agency))
             return None
         return (
             f"conflict: event_id {event.event_id} was already used at stream sequence {seen.stream_seq} "
             f"with different content; a change to an event is published as an event_corrected"
         )
+    defines = definition_key(event)
+    if defines is not None:
+        owner = state.owners.get(defines)
+        if owner is not None and owner != event.agency:
+            kind, ref = defines
+            what = "campaign" if kind == "campaign" else "plan task"
+            return (
+                f"{what} {ref!r} was defined by agency {owner!r}; only that agency may define or redefine it "
+                f"(any agency may report actions under it)"
+            )
 
+    payload = msg.data.decode("utf-8")
+    occurred = event.occurred
     refers_to: uuid.UUID | None = None
     if isinstance(event, EventCorrected | EventRetracted):
-        refers_to = event.corrects if isinstance(event, EventCorrected) else event.retracts
-        target = known.get(refers_to)
+        key = target_key(event)
+        refers_to = key[1]
+        target = state.known.get(key)
         reason = _check_target(event, refers_to, target)
         if reason is not None:
             return reason
@@ -196,37 +251,56 @@ def _apply(
             version = _version(event.replacement, msg)
         else:
             version = _retracted_version(target, msg)
-        _supersede(refers_to, version, current, update)
-        known[refers_to] = replace(target, retracted=version.retracted)
         fact_state: bool | None = None
     else:
         version = _version(event, msg)
-        current[event.event_id] = version
-        update.versions.append(version)
         fact_state = False
+    log = LogRow(
+        stream_seq=msg.seq,
+        event_id=event.event_id,
+        subject=msg.subject,
+        event_type=event.event_type,
+        schema_version=p.published_version,
+        agency=event.agency,
+        stored_at=msg.stored_at,
+        recorded_at=event.recorded_at,
+        occurred_start=occurred.start if occurred else None,
+        occurred_end=occurred.end if occurred else None,
+        refers_to=refers_to,
+        content_hash=digest,
+        payload=payload,
+    )
 
-    payload = msg.data.decode("utf-8")
-    known[event.event_id] = KnownEvent(
+    # Nothing below can fail: the message is accepted.
+    if refers_to is not None:
+        _supersede((event.agency, refers_to), version, state)
+        state.known[(event.agency, refers_to)] = replace(target, retracted=version.retracted)
+    else:
+        state.current[event_key(event)] = version
+        state.update.versions.append(version)
+    if defines is not None:
+        state.owners.setdefault(defines, event.agency)
+    state.known[event_key(event)] = KnownEvent(
         event.event_id, msg.seq, digest, event.agency, event.event_type, fact_state, payload
     )
-    occurred = event.occurred
-    update.log.append(
-        LogRow(
-            stream_seq=msg.seq,
-            event_id=event.event_id,
-            subject=msg.subject,
-            event_type=event.event_type,
-            schema_version=p.published_version,
-            agency=event.agency,
-            stored_at=msg.stored_at,
-            recorded_at=event.recorded_at,
-            occurred_start=occurred.start if occurred else None,
-            occurred_end=occurred.end if occurred else None,
-            refers_to=refers_to,
-            content_hash=digest,
-            payload=payload,
+    state.update.log.append(log)
+    return None
+
+
+def _check_subject(subject: str, event: EventBase) -> str | None:
+    where = parse_subject(subject)
+    if where is None:
+        return f"subject {subject!r} does not follow outreach.events.<agency>.<event_type>.<event_id>"
+    subject_agency, subject_type, subject_id = where
+    if subject_agency != event.agency:
+        return (
+            f"agency mismatch: the event says agency {event.agency!r} but was published on "
+            f"{subject_agency!r}'s subject; an agency publishes only as itself"
         )
-    )
+    if subject_type != event.event_type:
+        return f"event type mismatch: the event is {event.event_type!r}, the subject says {subject_type!r}"
+    if subject_id is not None and subject_id != str(event.event_id):
+        return f"event_id mismatch: the event's event_id is {event.event_id}, the subject says {subject_id!r}"
     return None
 
 
@@ -235,16 +309,14 @@ def _check_target(
 ) -> str | None:
     verb = "corrects" if isinstance(event, EventCorrected) else "retracts"
     if target is None:
-        return f"unknown event: {verb} {target_id}, which is not in the log (publish the original first)"
+        return (
+            f"unknown event: {verb} {target_id}, which agency {event.agency!r} has not published "
+            f"(publish the original first; an agency corrects or retracts only its own events)"
+        )
     if target.retracted is None:
         return (
             f"{verb} {target_id}, which is itself a {target.event_type}; "
             f"corrections and retractions refer to the original event"
-        )
-    if target.agency != event.agency:
-        return (
-            f"{verb} {target_id}, an event of agency {target.agency!r}; "
-            f"only the agency that published an event may correct or retract it"
         )
     if target.retracted:
         return f"{verb} {target_id}, which was already retracted"
@@ -256,17 +328,15 @@ def _check_target(
     return None
 
 
-def _supersede(
-    fact_id: uuid.UUID, version: FactVersion, current: dict[uuid.UUID, FactVersion], update: BatchUpdate
-) -> None:
-    previous = current.get(fact_id)
+def _supersede(fact: EventKey, version: FactVersion, state: _FoldState) -> None:
+    previous = state.current.get(fact)
     if previous is not None:
         previous.superseded_seq = version.version_seq
         previous.superseded_stored_at = version.version_stored_at
     else:
-        update.supersede.append(Supersede(fact_id, version.version_seq, version.version_stored_at))
-    current[fact_id] = version
-    update.versions.append(version)
+        state.update.supersede.append(Supersede(fact[1], version.version_seq, version.version_stored_at, fact[0]))
+    state.current[fact] = version
+    state.update.versions.append(version)
 
 
 def _version(event: EventBase, msg: StreamMessage) -> FactVersion:
@@ -291,13 +361,25 @@ def _retracted_version(target: KnownEvent, msg: StreamMessage) -> FactVersion:
 
 
 def _rejected(msg: StreamMessage, reason: str) -> RejectedRow:
-    return RejectedRow(msg.seq, msg.subject, msg.stored_at, _event_id_of(msg.data), reason[:MAX_REASON], msg.data)
+    """The rejection of one message. Its text columns are made storable whatever the message held
+    (a lone surrogate or a NUL would make DuckDB refuse the whole batch); the payload is kept as the
+    exact bytes received."""
+    return RejectedRow(
+        msg.seq, _text(msg.subject), msg.stored_at, _event_id_of(msg.data), _text(reason[:MAX_REASON]), msg.data
+    )
+
+
+def _text(value: str) -> str:
+    """Text as DuckDB stores it: lone surrogates and NULs replaced, the rest unchanged."""
+    if value.isascii() and "\x00" not in value:
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 def _event_id_of(data: bytes) -> str | None:
     """The event_id of a rejected payload, when one can be read, for auditors to search by."""
     try:
-        value = json.loads(data).get("event_id")
+        value = json.loads(data.decode("utf-8")).get("event_id")  # strict UTF-8: no surrogates let through
     except (ValueError, AttributeError, RecursionError):
         return None
-    return value[:64] if isinstance(value, str) else None
+    return _text(value[:64]) if isinstance(value, str) else None

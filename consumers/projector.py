@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from consumers.fold import GENESIS, StreamMessage, chain_digest, fold_batch, gaps, parse_batch, referenced_ids
+from consumers.fold import (
+    GENESIS,
+    StreamMessage,
+    chain_digest,
+    fold_batch,
+    gaps,
+    parse_batch,
+    referenced_definitions,
+    referenced_ids,
+)
 from projections.store import ProjectionStore
 from schemas.errors import ProjectionError
 
@@ -64,7 +73,9 @@ class Projector:
         if not fresh:
             return 0
         parsed = parse_batch(fresh)
-        update = fold_batch(parsed, self.store.lookup(referenced_ids(parsed)))
+        update = fold_batch(
+            parsed, self.store.lookup(referenced_ids(parsed)), self.store.owners(referenced_definitions(parsed))
+        )
         update.digest = chain_digest(self.digest, fresh)
         update.gaps = gaps(self.last_seq, fresh)
         self.store.apply(update, self.stream, self.stream_created)

@@ -1,11 +1,14 @@
 """The JetStream stream that holds the event log, created by the system itself, idempotently.
 
 History is immutable: the stream denies deleting messages and purging, allows no roll-ups, keeps
-everything (no limits on age, count or size), and stores on disk. Its duplicate window makes a
-re-published ``event_id`` (the ``Nats-Msg-Id``) a no-op at the broker.
+everything (no limits on age, count or size), and stores on disk. Each event has a subject of its
+own, stored once (publishers send ``Nats-Expected-Last-Subject-Sequence: 0``); direct gets let an
+agency read back what is stored on its own subjects, to tell a re-send from a changed event.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
@@ -35,6 +38,7 @@ def stream_config(name: str, duplicate_window_s: float, replicas: int = 1) -> St
         deny_delete=True,
         deny_purge=True,
         allow_rollup_hdrs=False,
+        allow_direct=True,
     )
 
 
@@ -65,6 +69,13 @@ async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: flo
             f"stream {name} exists but does not keep history immutable: {', '.join(wrong)}. "
             f"An operator must fix it (e.g. `nats stream edit {name}`); this tool will not change it."
         )
+    if not info.config.allow_direct:
+        # A stream made by an older version: direct gets are what lets a publisher compare a
+        # re-sent event with the stored one. Only the admin may change the stream; others go on.
+        config = info.config
+        config.allow_direct = True
+        with contextlib.suppress(Exception):
+            info = await js.update_stream(config)
     return info
 
 

@@ -75,7 +75,7 @@ def generate(
         nonlocal count
         count += 1
         payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
-        return Synthetic(subject_for(event["agency"], event["event_type"]), payload, event)
+        return Synthetic(subject_for(event["agency"], event["event_type"], event["event_id"]), payload, event)
 
     for i, campaign_id in enumerate(campaign_ids):
         if count >= n:

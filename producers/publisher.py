@@ -1,18 +1,27 @@
 """Publishing validated events to JetStream: every one acknowledged, none ever duplicated.
 
-``event_id`` is sent as ``Nats-Msg-Id``, so the broker drops a re-published event within its
-duplicate window (and the projector drops an identical one after it). Events go out
-asynchronously in windows; every acknowledgement is awaited; a timeout is retried with the same
-``Nats-Msg-Id``, so a retry can never store an event twice.
+Each event goes on a subject of its own, ``outreach.events.<agency>.<event_type>.<event_id>``, with
+``Nats-Expected-Last-Subject-Sequence: 0``: the stream stores it only if nothing is stored on that
+subject yet, for ever, and only the agency itself may publish there. So a retry can never store an
+event twice, and no other agency can take an event_id first (an ``Nats-Msg-Id`` would be shared by
+every agency, and any of them could set another's). When the stream answers that the subject holds
+a message already, the publisher reads that message back (a direct get on its own subject, which
+an agency may do) and compares: the same event is a duplicate, as a re-send should be; a different
+one is a conflict, reported with the way out (an ``event_corrected``). Events go out
+asynchronously in windows; every acknowledgement is awaited; timeouts are retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import (
     ConnectionReconnectingError,
     NoRespondersError,
@@ -24,8 +33,14 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
+from schemas.errors import EventInvalid
 from schemas.events import EventBase
+from schemas.parse import parse_event
 from schemas.subjects import subject_for
+
+# The stream's answer when the expected last sequence of a subject is not the one it holds.
+WRONG_LAST_SEQUENCE = 10071
+EXPECT_NEW_SUBJECT = {"Nats-Expected-Last-Subject-Sequence": "0"}
 
 # A broker restarting, a leader election, a connection being re-established: worth another try,
 # with the same Nats-Msg-Id, so that a retry can never store an event twice.
@@ -82,17 +97,87 @@ class PublishReport:
 def encode(event: EventBase) -> tuple[str, bytes, dict[str, str]]:
     """Subject, payload and headers of one event."""
     return (
-        subject_for(event.agency, event.event_type),
+        subject_for(event.agency, event.event_type, event.event_id),
         event.model_dump_json().encode(),
-        {"Nats-Msg-Id": str(event.event_id)},
+        EXPECT_NEW_SUBJECT,
     )
+
+
+@dataclass(frozen=True)
+class StoredAlready:
+    """The stream holds a message on this event's subject already, at ``seq``."""
+
+    seq: int
+
+
+def _stored_already(error: BaseException) -> StoredAlready | None:
+    if isinstance(error, APIError) and error.err_code == WRONG_LAST_SEQUENCE:
+        words = (error.description or "").rsplit(" ", 1)
+        return StoredAlready(int(words[-1]) if words[-1].isdigit() else 0)
+    return None
+
+
+class _Acks:
+    """Publishes with a reply subject under one inbox subscription and resolves one future per
+    message with the stream's acknowledgement or its error. (nats-py's ``publish_async`` loses
+    error acknowledgements: its reply handler raises them instead of handing them to the future,
+    which then only times out; "already stored" is such an error.)"""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.prefix = nc.new_inbox()
+        self.futures: dict[str, asyncio.Future[PubAck]] = {}
+        self.count = 0
+        self.subscription: Any = None
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future[PubAck]:
+        if self.subscription is None:
+            self.subscription = await self.nc.subscribe(f"{self.prefix}.*", cb=self._reply)
+        self.count += 1
+        token = str(self.count)
+        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        self.futures[token] = future
+        future.add_done_callback(lambda _: self.futures.pop(token, None))
+        await self.nc.publish(subject, payload, reply=f"{self.prefix}.{token}", headers=headers)
+        return future
+
+    async def _reply(self, msg: Msg) -> None:
+        future = self.futures.get(msg.subject.rsplit(".", 1)[1])
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_exception(NoStreamResponseError())
+            return
+        try:
+            response = json.loads(msg.data)
+            if "error" in response:
+                APIError.from_error(response["error"])  # raises the error of its kind
+            future.set_result(PubAck.from_response(response))
+        except Exception as exc:  # the error, or an answer that is not an acknowledgement
+            future.set_exception(exc)
+
+    async def close(self) -> None:
+        if self.subscription is not None:
+            with contextlib.suppress(Exception):
+                await self.subscription.unsubscribe()
+            self.subscription = None
 
 
 class Publisher:
     """An agency's publisher. ``await publisher.publish(events)`` returns a ``PublishReport``."""
 
-    def __init__(self, js: JetStreamContext, *, window: int = 1000, ack_timeout: float = 5.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        stream: str = "OUTREACH",
+        window: int = 1000,
+        ack_timeout: float = 5.0,
+        retries: int = 3,
+    ) -> None:
         self.js = js
+        self.nc: Client = js._nc  # the connection under the JetStream context: acks and direct gets
+        self.stream = stream
         self.window = window
         self.ack_timeout = ack_timeout
         self.retries = retries
@@ -106,6 +191,20 @@ class Publisher:
         """Publish events (already validated: they are pydantic models) and await every ack;
         ``progress`` is told, after each window, how many events have been handled."""
         report = PublishReport()
+        self.acks = _Acks(self.nc)
+        try:
+            await self._publish_all(report, events, lines, progress)
+        finally:
+            await self.acks.close()
+        return report
+
+    async def _publish_all(
+        self,
+        report: PublishReport,
+        events: Iterable[EventBase],
+        lines: Sequence[int] | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
         batch: list[tuple[EventBase, int | None]] = []
         for i, event in enumerate(events):
             batch.append((event, lines[i] if lines is not None else None))
@@ -118,7 +217,6 @@ class Publisher:
             report.add(await self._publish_window(batch))
             if progress is not None:
                 progress(report.total)
-        return report
 
     async def _publish_window(self, batch: list[tuple[EventBase, int | None]]) -> PublishReport:
         """Send a window asynchronously and await every ack; send again, with the same
@@ -126,13 +224,14 @@ class Publisher:
         report = PublishReport()
         pending = [(event, line, encode(event)) for event, line in batch]
         errors: dict[int, BaseException] = {}
+        resent: list[tuple[tuple[EventBase, int | None, tuple[str, bytes, dict[str, str]]], StoredAlready]] = []
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
             futures: list[asyncio.Future[PubAck]] = []
             for _, _, (subject, payload, headers) in pending:
                 try:
-                    futures.append(await self.js.publish_async(subject, payload, headers=headers))
+                    futures.append(await self.acks.publish(subject, payload, headers))
                 except RETRYABLE as exc:  # not even sent: the connection is being re-established
                     futures.append(_failed(exc))
             # One timeout for the whole window: a timer per event would cost more than the publish.
@@ -143,6 +242,8 @@ class Publisher:
                 error = TimeoutError() if future.cancelled() else future.exception()
                 if error is None:
                     report._ack(future.result())
+                elif (already := _stored_already(error)) is not None:
+                    resent.append((item, already))
                 elif isinstance(error, RETRYABLE):
                     errors[id(item)] = error
                     again.append(item)
@@ -153,7 +254,44 @@ class Publisher:
                 break
         for item in pending:
             report.failed.append(Failure(str(item[0].event_id), _reason(errors[id(item)], self.retries), item[1]))
+        if resent:
+            verdicts = await asyncio.gather(*(self._compare(item, already) for item, already in resent))
+            for (item, _), problem in zip(resent, verdicts, strict=True):
+                if problem is None:
+                    report.duplicates += 1
+                else:
+                    report.failed.append(Failure(str(item[0].event_id), problem, item[1]))
         return report
+
+    async def _compare(
+        self, item: tuple[EventBase, int | None, tuple[str, bytes, dict[str, str]]], already: StoredAlready
+    ) -> str | None:
+        """None when the message stored on the event's subject states the same event (a re-send);
+        else why it is a conflict, or why it could not be compared."""
+        event, _, (subject, payload, _) = item
+        try:
+            stored = await self.nc.request(f"$JS.API.DIRECT.GET.{self.stream}.{subject}", b"", timeout=self.ack_timeout)
+        except Exception as exc:  # no responder, a timeout, a permission
+            return (
+                f"the stream already holds a message for event_id {event.event_id} (stream sequence {already.seq}) "
+                f"and it could not be read back to compare ({type(exc).__name__}); if it is a changed event, "
+                f"publish an event_corrected"
+            )
+        seq = (stored.headers or {}).get("Nats-Sequence", str(already.seq))
+        if stored.data == payload or _same(stored.data, event):
+            return None
+        return (
+            f"conflict: event_id {event.event_id} is already stored (stream sequence {seq}) with different "
+            f"content; an event is never changed: publish an event_corrected that corrects {event.event_id} "
+            f"with the new figures"
+        )
+
+
+def _same(data: bytes, event: EventBase) -> bool:
+    try:
+        return parse_event(data) == event
+    except EventInvalid:
+        return False
 
 
 def _failed(exc: BaseException) -> asyncio.Future[PubAck]:

@@ -39,6 +39,7 @@ class DuplicateRow:
     stream_seq: int
     event_id: uuid.UUID
     stored_at: datetime
+    agency: str
 
 
 @dataclass(slots=True)
@@ -64,6 +65,7 @@ class Supersede:
     fact_id: uuid.UUID
     seq: int
     stored_at: datetime
+    agency: str
 
 
 @dataclass(frozen=True, slots=True)

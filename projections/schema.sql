@@ -60,8 +60,10 @@ CREATE TABLE IF NOT EXISTS rejected_events (
 CREATE TABLE IF NOT EXISTS ignored_duplicates (
     stream_seq      UBIGINT NOT NULL,
     event_id        UUID NOT NULL,
-    stored_at       TIMESTAMPTZ NOT NULL
+    stored_at       TIMESTAMPTZ NOT NULL,
+    agency          VARCHAR                 -- the publishing agency: an event is (agency, event_id)
 );
+ALTER TABLE ignored_duplicates ADD COLUMN IF NOT EXISTS agency VARCHAR;  -- files made before it was kept
 
 -- Every version of every fact (an event that is not a correction or retraction). A correction adds
 -- a version; a retraction adds a version with retracted = true. A version is in force from

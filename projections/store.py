@@ -73,17 +73,36 @@ ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_stored_at 
 """
 INSERT_CHECKPOINT_LOG = "INSERT INTO checkpoint_log VALUES (?, ?, ?, ?, ?)"
 INSERT_GAPS = "INSERT INTO stream_gaps SELECT unnest(?::UBIGINT[]), unnest(?::UBIGINT[]), ?"
+# An event's identity is (agency, event_id): two agencies' events never meet here.
 SELECT_KNOWN = """
-WITH found AS (SELECT * FROM event_log WHERE event_id IN (SELECT unnest(?::UUID[])))
+WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS agency, unnest(?::UUID[]) AS event_id),
+found AS (SELECT l.* FROM event_log l SEMI JOIN wanted w ON l.agency = w.agency AND l.event_id = w.event_id
+          WHERE l.event_id IN (SELECT event_id FROM wanted))
 SELECT f.event_id, f.stream_seq, f.content_hash, f.agency, f.event_type, v.retracted, f.payload
 FROM found f
-LEFT JOIN (SELECT fact_id, retracted FROM fact_versions
-           WHERE superseded_seq IS NULL AND fact_id IN (SELECT event_id FROM found)) v ON v.fact_id = f.event_id
+LEFT JOIN (SELECT fact_id, agency, retracted FROM fact_versions
+           WHERE superseded_seq IS NULL AND fact_id IN (SELECT event_id FROM found)) v
+       ON v.fact_id = f.event_id AND v.agency = f.agency
+"""
+# Who first defined each campaign and plan task: only that agency may define it again.
+SELECT_OWNERS = """
+WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS kind, unnest(?::VARCHAR[]) AS ref),
+defined AS (
+    SELECT CASE event_type WHEN 'campaign_defined' THEN 'campaign' ELSE 'plan_task' END AS kind,
+           CASE event_type WHEN 'campaign_defined' THEN payload ->> 'campaign_id'
+                ELSE concat_ws('/', payload ->> 'plan_id', payload ->> 'part', payload ->> 'task') END AS ref,
+           agency, version_seq
+    FROM fact_versions
+    WHERE event_type IN ('campaign_defined', 'plan_task_defined') AND payload IS NOT NULL
+)
+SELECT d.kind, d.ref, arg_min(d.agency, d.version_seq) FROM defined d SEMI JOIN wanted w USING (kind, ref)
+GROUP BY d.kind, d.ref
 """
 SUPERSEDE = """
 UPDATE fact_versions SET superseded_seq = s.seq, superseded_stored_at = s.stored_at
-FROM (SELECT unnest(?::UUID[]) AS fact_id, unnest(?::UBIGINT[]) AS seq, unnest(?::TIMESTAMPTZ[]) AS stored_at) AS s
-WHERE fact_versions.fact_id = s.fact_id AND fact_versions.superseded_seq IS NULL
+FROM (SELECT unnest(?::UUID[]) AS fact_id, unnest(?::UBIGINT[]) AS seq, unnest(?::TIMESTAMPTZ[]) AS stored_at,
+             unnest(?::VARCHAR[]) AS agency) AS s
+WHERE fact_versions.fact_id = s.fact_id AND fact_versions.agency = s.agency AND fact_versions.superseded_seq IS NULL
 """
 
 # DuckDB types of each row class's fields, in field order; the INSERTs are built from these.
@@ -111,7 +130,7 @@ _TYPES: dict[type, dict[str, str]] = {
         "reason": "VARCHAR",
         "payload": "BLOB",
     },
-    DuplicateRow: {"stream_seq": "UBIGINT", "event_id": "UUID", "stored_at": "TIMESTAMPTZ"},
+    DuplicateRow: {"stream_seq": "UBIGINT", "event_id": "UUID", "stored_at": "TIMESTAMPTZ", "agency": "VARCHAR"},
     FactVersion: {
         "fact_id": "UUID",
         "version_seq": "UBIGINT",
@@ -248,12 +267,19 @@ class ProjectionStore:
         row = self.con.execute(SELECT_CHECKPOINT, [stream]).fetchone()
         return Checkpoint(int(row[0]), row[1], row[2]) if row else None
 
-    def lookup(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, KnownEvent]:
-        """What the projection knows of these event_ids (only those it has)."""
-        if not event_ids:
+    def lookup(self, keys: list[tuple[str, uuid.UUID]]) -> dict[tuple[str, uuid.UUID], KnownEvent]:
+        """What the projection knows of these (agency, event_id) pairs (only those it has)."""
+        if not keys:
             return {}
-        rows = self.con.execute(SELECT_KNOWN, [event_ids]).fetchall()
-        return {r[0]: KnownEvent(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
+        rows = self.con.execute(SELECT_KNOWN, [[k[0] for k in keys], [k[1] for k in keys]]).fetchall()
+        return {(r[3], r[0]): KnownEvent(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
+
+    def owners(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The agency that first defined each of these campaigns and plan tasks (only those defined)."""
+        if not keys:
+            return {}
+        rows = self.con.execute(SELECT_OWNERS, [[k[0] for k in keys], [k[1] for k in keys]]).fetchall()
+        return {(r[0], r[1]): r[2] for r in rows}
 
     def apply(self, update: BatchUpdate, stream: str, stream_created: datetime) -> None:
         """Write one batch and its checkpoint in one transaction; on error nothing is written."""
@@ -269,7 +295,10 @@ class ProjectionStore:
                     con.execute(INSERTS[row_type], _columns(row_type, rows))
             if update.supersede:
                 s = update.supersede
-                con.execute(SUPERSEDE, [[x.fact_id for x in s], [x.seq for x in s], [x.stored_at for x in s]])
+                con.execute(
+                    SUPERSEDE,
+                    [[x.fact_id for x in s], [x.seq for x in s], [x.stored_at for x in s], [x.agency for x in s]],
+                )
             if update.versions:
                 con.execute(INSERTS[FactVersion], _columns(FactVersion, update.versions))
             now = datetime.now(UTC)

@@ -134,6 +134,6 @@ SELECT v.fact_id,
        v.materials - p.materials AS materials_change,
        v.teams - p.teams AS teams_change
 FROM fact_versions v
-JOIN fact_versions p ON p.fact_id = v.fact_id AND p.superseded_seq = v.version_seq
+JOIN fact_versions p ON p.fact_id = v.fact_id AND p.agency = v.agency AND p.superseded_seq = v.version_seq
 JOIN event_log l ON l.stream_seq = v.version_seq
 ORDER BY stream_seq;

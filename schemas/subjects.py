@@ -1,8 +1,12 @@
-"""The subject scheme: ``outreach.events.<agency>.<event_type>``.
+"""The subject scheme: ``outreach.events.<agency>.<event_type>.<event_id>``.
 
-The agency token is the publishing agency's slug; NATS permissions can then allow each agency to
-publish only below ``outreach.events.<its slug>.>``, and the projector checks that the envelope's
-``agency`` matches the subject it arrived on.
+The agency token is the publishing agency's slug; the broker lets each agency publish only below
+``outreach.events.<its slug>.>``, and the projector checks that the envelope's ``agency``,
+``event_type`` and ``event_id`` match the subject the event arrived on. One subject per event is
+what scopes an event's identity by agency at the broker: an agency publishes with
+``Nats-Expected-Last-Subject-Sequence: 0``, so the stream stores an event_id once per agency and
+type, for ever, and no other agency can take that subject. The older form without the event_id
+(``outreach.events.<agency>.<event_type>``) is still read.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ PREFIX = "outreach.events"
 ALL_EVENTS = f"{PREFIX}.>"
 
 
-def subject_for(agency: str, event_type: str) -> str:
-    """The subject an agency publishes an event of this type on."""
-    return f"{PREFIX}.{agency}.{event_type}"
+def subject_for(agency: str, event_type: str, event_id: object) -> str:
+    """The subject an agency publishes one event on."""
+    return f"{PREFIX}.{agency}.{event_type}.{event_id}"
 
 
 def agency_subjects(agency: str) -> str:
@@ -26,9 +30,15 @@ def query_subject(stream: str) -> str:
     return f"outreach.query.{stream}"
 
 
-def parse_subject(subject: str) -> tuple[str, str] | None:
-    """``(agency, event_type)`` from a subject, or None when it does not follow the scheme."""
+def status_subject(agency: str) -> str:
+    """Where an agency asks a running projector for the fate of its own events (request-reply)."""
+    return f"outreach.status.{agency}"
+
+
+def parse_subject(subject: str) -> tuple[str, str, str | None] | None:
+    """``(agency, event_type, event_id or None)`` from a subject, or None when it does not follow
+    the scheme."""
     parts = subject.split(".")
-    if len(parts) != 4 or f"{parts[0]}.{parts[1]}" != PREFIX:
+    if len(parts) not in (4, 5) or f"{parts[0]}.{parts[1]}" != PREFIX:
         return None
-    return parts[2], parts[3]
+    return parts[2], parts[3], parts[4] if len(parts) == 5 else None

@@ -52,10 +52,12 @@ def messages(*events: dict[str, Any], first_seq: int = 1) -> list[StreamMessage]
     ]
 
 
-def known_from(event: dict[str, Any], seq: int, retracted: bool | None = False) -> dict[uuid.UUID, KnownEvent]:
+def known_from(
+    event: dict[str, Any], seq: int, retracted: bool | None = False
+) -> dict[tuple[str, uuid.UUID], KnownEvent]:
     parsed = parse_event(event)
     return {
-        parsed.event_id: KnownEvent(
+        (parsed.agency, parsed.event_id): KnownEvent(
             parsed.event_id, seq, content_hash(json.dumps(event).encode()), parsed.agency, parsed.event_type, retracted
         )
     }

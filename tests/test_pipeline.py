@@ -161,7 +161,10 @@ async def test_bad_events_are_rejected_with_reasons_and_good_ones_after_them_pro
     assert reasons[3] == "event type mismatch: the event is 'session_held', the subject says 'team_established'"
     conflict_reason = f"conflict: event_id {good_a['event_id']} was already used at stream sequence {seqs[0]}"
     assert reasons[4].startswith(conflict_reason)
-    assert reasons[5].startswith(f"corrects {good_a['event_id']}, an event of agency 'al-a'")
+    assert reasons[5] == (
+        f"unknown event: corrects {good_a['event_id']}, which agency 'al-b' has not published "
+        f"(publish the original first; an agency corrects or retracts only its own events)"
+    )
     assert reasons[6].startswith(f"unknown event: retracts {unknown_fix['retracts']}")
     raw = rows(settings, f"SELECT payload FROM rejected_events WHERE stream_seq = {seqs[1]}")
     assert raw == [(b"{not json",)]

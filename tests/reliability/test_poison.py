@@ -43,7 +43,9 @@ EXPECTED = {
     "malformed JSON": r"invalid: .*(JSON|EOF|json)",
     "unknown schema version": r"invalid: .*schema_version",
     "unknown event type": r"invalid: .*(event_type|parade_held)",
-    "correction of a missing event": r"unknown event: corrects [0-9a-f-]{36}, which is not in the log",
+    "correction of a missing event": (
+        r"unknown event: corrects [0-9a-f-]{36}, which agency '[a-z0-9-]+' has not published"
+    ),
     "event_id reused with other content": r"conflict: event_id [0-9a-f-]{36} was already used at stream sequence \d+",
 }
 
