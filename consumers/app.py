@@ -37,9 +37,10 @@ from outreach.settings import Settings
 from outreach.stream import ensure_stream
 from projections.query import execute_read_only
 from projections.snapshot import snapshot_path, write_snapshot
+from projections.status import agency_status
 from projections.store import ProjectionStore
 from schemas.errors import BrokerError, OutreachError, ProjectionError
-from schemas.subjects import ALL_EVENTS, query_subject
+from schemas.subjects import ALL_EVENTS, query_subject, status_subject
 
 log = logging.getLogger("outreach.projector")
 
@@ -92,6 +93,27 @@ def answer_query(cursor: duckdb.DuckDBPyConnection, request: bytes) -> bytes:
         default=str,
         ensure_ascii=False,
     ).encode()
+
+
+# Replies go only to inboxes: a client's own (_INBOX…) or, across accounts, the private subject a
+# service import maps the asker's reply to (_R_.…). Any other reply subject could name a subject
+# that a stream stores; such a request is refused and logged.
+REPLY_PREFIXES = ("_INBOX", "_R_.")
+
+
+def may_answer(reply: str | None) -> bool:
+    if reply and reply.startswith(REPLY_PREFIXES):
+        return True
+    log.warning("refused a request whose reply subject %r is not an inbox", (reply or "")[:200])
+    return False
+
+
+def answer_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes) -> bytes:
+    """One agency's receipts on a cursor of the projector's own connection, as JSON."""
+    try:
+        return agency_status(cursor, agency, request).model_dump_json().encode()
+    finally:
+        cursor.close()
 
 
 async def raw_payloads(message: Any) -> None:  # noqa: ARG001
@@ -197,11 +219,24 @@ async def _run(
         if until_caught_up and raw[-1].metadata.num_pending == 0 and await caught_up():
             app.exit()
 
-    @broker.subscriber(query_subject(settings.stream), decoder=raw_payloads)
-    async def answer(body: Any, message: NatsMessage = Context("message")) -> bytes:  # noqa: ARG001
+    @broker.subscriber(query_subject(settings.stream), decoder=raw_payloads, no_reply=True)
+    async def answer(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
         """Analysts' read-only queries, answered from the projection while it is being written."""
+        raw = message.raw_message
+        if not may_answer(raw.reply):
+            return
         # The cursor is made here, in the loop's thread, never while that thread uses the connection.
-        return await asyncio.to_thread(answer_query, projector.store.con.cursor(), message.body)
+        await raw.respond(await asyncio.to_thread(answer_query, projector.store.con.cursor(), message.body))
+
+    @broker.subscriber(status_subject("*"), decoder=raw_payloads, no_reply=True)
+    async def status(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
+        """An agency's receipts: the agency is the subject's last token, which the broker lets only
+        that agency (its account) reach."""
+        raw = message.raw_message
+        if not may_answer(raw.reply):
+            return
+        agency = raw.subject.rsplit(".", 1)[1]
+        await raw.respond(await asyncio.to_thread(answer_status, projector.store.con.cursor(), agency, raw.data))
 
     # When the snapshot was last written, and as of which sequence: none is written before
     # something has been applied (an empty snapshot would say nothing).

@@ -1,11 +1,23 @@
 """``outreach auth``: a nats-server configuration with one least-privilege user per role.
 
-Roles, and what the broker lets each do (everything not allowed is refused by nats-server):
+Every agency has a NATS account of its own; the stream lives in the ``LEDGER`` account (admin,
+projector, auditor), and analysts share the ``ANALYSTS`` account. An account sees nothing of
+another but what is exported to it and imported by it::
 
-- an agency publishes only on ``outreach.events.<its slug>.>`` and receives only on its own inbox
-  prefix (its acknowledgements); it cannot read the stream, manage consumers or touch the stream;
+    agency-<slug>  ──imports──▶  outreach.events.<slug>.>                 (its events, into the stream)
+                                 $JS.API.DIRECT.GET.<stream>.outreach.events.<slug>.>  (read back its own)
+                                 outreach.status.<slug>                   (the fate of its own events)
+    ANALYSTS       ──imports──▶  outreach.query.<stream>                  (read-only SQL)
+
+Because the imports are services, every reply crosses back into the asker's account on a private
+``_R_`` subject: a JetStream acknowledgement or a query's answer can never be published on a
+subject of the stream's account, whatever reply subject the asker sets. Within its account:
+
+- an agency publishes only its own events, reads back only its own subjects, asks only for its
+  own receipts, and receives only on its inbox; it cannot read the stream or touch it;
 - the auditor and the projector read the stream (stream info, message get, their own consumers and
-  flow control) and cannot publish events, delete messages or change the stream;
+  flow control) and cannot publish events, delete messages or change the stream; the projector
+  answers only on ``_R_`` reply subjects (replies to imported services);
 - the analyst may only ask a running projector for read-only query results;
 - the admin can do anything, and alone creates or changes the stream.
 
@@ -28,10 +40,12 @@ from typing import Any
 import bcrypt
 
 from schemas.errors import SettingsInvalid
-from schemas.subjects import agency_subjects, query_subject
+from schemas.subjects import agency_subjects, query_subject, status_subject
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 ROLES = ("admin", "projector", "auditor", "analyst")
+LEDGER = "LEDGER"  # the stream's account: admin, projector, auditor
+ANALYSTS = "ANALYSTS"
 CONFIG = "nats-server.conf"
 STATE = "users.json"
 
@@ -46,6 +60,17 @@ class User:
     def inbox_prefix(self) -> str:
         return f"_INBOX_{self.name}"
 
+    @property
+    def account(self) -> str:
+        if self.role == "agency":
+            return f"agency-{self.name}"
+        return ANALYSTS if self.role == "analyst" else LEDGER
+
+
+def direct_get_subjects(agency: str, stream: str) -> str:
+    """The direct gets an agency may make: the last message on each of its own subjects."""
+    return f"$JS.API.DIRECT.GET.{stream}.{agency_subjects(agency)}"
+
 
 def permissions(user: User, stream: str) -> dict[str, Any]:
     """The publish/subscribe permissions of one user."""
@@ -53,7 +78,8 @@ def permissions(user: User, stream: str) -> dict[str, Any]:
     if user.role == "admin":
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     if user.role == "agency":
-        return {"publish": {"allow": [agency_subjects(user.name)]}, "subscribe": {"allow": [inbox]}}
+        own = [agency_subjects(user.name), direct_get_subjects(user.name, stream), status_subject(user.name)]
+        return {"publish": {"allow": own}, "subscribe": {"allow": [inbox]}}
     if user.role == "analyst":
         return {"publish": {"allow": [query_subject(stream)]}, "subscribe": {"allow": [inbox]}}
     readers = [
@@ -69,11 +95,12 @@ def permissions(user: User, stream: str) -> dict[str, Any]:
         f"$JS.FC.{stream}.>",
         f"$JS.ACK.{stream}.>",
     ]
-    if user.role == "projector":  # it also answers analysts' queries, replying to their inboxes
+    if user.role == "projector":
+        # It answers analysts' queries and agencies' status requests, which arrive through the
+        # accounts' service imports: replies go to _R_ subjects, and nowhere else.
         return {
-            "publish": {"allow": readers},
-            "subscribe": {"allow": [inbox, query_subject(stream)]},
-            "allow_responses": True,
+            "publish": {"allow": [*readers, "_R_.>"]},
+            "subscribe": {"allow": [inbox, query_subject(stream), status_subject("*")]},
         }
     return {"publish": {"allow": readers}, "subscribe": {"allow": [inbox]}}
 
@@ -91,10 +118,11 @@ def _write_secret(path: Path, text: str) -> None:
 
 def _credentials(directory: Path, user: User, password: str, nats_url: str) -> Path:
     path = directory / "credentials" / f"{user.name}.env"
+    agency = f"OUTREACH_AGENCY={user.name}\n" if user.role == "agency" else ""
     _write_secret(
         path,
         f"OUTREACH_NATS_URL={nats_url}\nOUTREACH_NATS_USER={user.name}\n"
-        f"OUTREACH_NATS_PASSWORD={password}\nOUTREACH_NATS_INBOX_PREFIX={user.inbox_prefix}\n",
+        f"OUTREACH_NATS_PASSWORD={password}\nOUTREACH_NATS_INBOX_PREFIX={user.inbox_prefix}\n{agency}",
     )
     return path
 
@@ -117,18 +145,50 @@ def _save(directory: Path, state: dict[str, Any], users: list[User]) -> Path:
 
 
 def render(users: list[User], stream: str) -> str:
-    """The nats-server configuration: no anonymous access, one entry per user, hashes only."""
-    entries = []
-    for user in users:
-        perms = json.dumps(permissions(user, stream), indent=None)
-        entries.append(f'    {{user: "{user.name}", password: "{user.password_hash}", permissions: {perms}}}')
+    """The nats-server configuration: an account per agency, no anonymous access, hashes only."""
+    agencies = [u for u in users if u.role == "agency"]
+    exports: list[dict[str, Any]] = [{"service": query_subject(stream), "accounts": [ANALYSTS]}]
+    for agency in agencies:
+        only = [agency.account]
+        exports += [
+            {"service": agency_subjects(agency.name), "accounts": only},
+            {"service": direct_get_subjects(agency.name, stream), "accounts": only},
+            {"service": status_subject(agency.name), "accounts": only},
+        ]
+    accounts = {
+        LEDGER: {"jetstream": "enabled", "users": _entries(users, LEDGER, stream), "exports": exports},
+        ANALYSTS: {
+            "users": _entries(users, ANALYSTS, stream),
+            "imports": [{"service": {"account": LEDGER, "subject": query_subject(stream)}}],
+        },
+    }
+    for agency in agencies:
+        imports = [
+            agency_subjects(agency.name),
+            direct_get_subjects(agency.name, stream),
+            status_subject(agency.name),
+        ]
+        accounts[agency.account] = {
+            "users": _entries(users, agency.account, stream),
+            "imports": [{"service": {"account": LEDGER, "subject": subject}} for subject in imports],
+        }
+    body = ",\n".join(f"  {json.dumps(name)}: {json.dumps(account)}" for name, account in accounts.items())
     return (
         "# Generated by `outreach auth`; edit users with `outreach auth add-agency|revoke`, then reload\n"
         "# the server (nats-server --signal reload, or restart it). No anonymous connections.\n"
-        "authorization {\n  users = [\n" + ",\n".join(entries) + "\n  ]\n}\n"
+        "# Each agency has an account of its own; see outreach/auth.py for what crosses between them.\n"
+        "accounts {\n" + body + "\n}\n"
         "# Every write on disk before it is acknowledged: a killed server loses no event.\n"
         "jetstream { sync_interval: always }\n"
     )
+
+
+def _entries(users: list[User], account: str, stream: str) -> list[dict[str, Any]]:
+    return [
+        {"user": u.name, "password": u.password_hash, "permissions": permissions(u, stream)}
+        for u in users
+        if u.account == account
+    ]
 
 
 def init(

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from outreach.settings import Settings
 from schemas.errors import FileInvalid, OutreachError, SettingsInvalid
@@ -113,6 +113,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=4222, help="client port (0 picks a free one; default 4222)")
     p.add_argument("--data-dir", type=Path, default=Path("nats-data"), help="JetStream storage directory")
     p.add_argument("--config", type=Path, help="a nats-server configuration file")
+    p.add_argument(
+        "--auth",
+        type=Path,
+        metavar="DIR",
+        help="close the server: users from DIR (made there by `outreach auth init` on first use, with the "
+        "--agency slugs given), an account per agency, and the stream created as admin",
+    )
+    p.add_argument(
+        "--agency",
+        dest="auth_agencies",
+        action="append",
+        default=[],
+        help="with --auth on first use: an agency's slug (repeat)",
+    )
     c = p.add_argument_group("JetStream cluster (three or more servers; see README, Scaling out)")
     c.add_argument("--server-name", help="this server's unique name in the cluster")
     c.add_argument("--cluster", metavar="URL", help="where other servers route to this one, e.g. nats://0.0.0.0:6222")
@@ -134,8 +148,26 @@ def _parser() -> argparse.ArgumentParser:
     p = command("publish", "validate files of events (JSON Lines or CSV) and publish them")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--skip-invalid", action="store_true", help="publish the valid lines even if some are invalid")
+    p.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=60.0,
+        metavar="SECONDS",
+        help="then wait (default 60 s) for the projector's receipts: exit 1 if any event was rejected",
+    )
+    _agency_option(p)
     _nats_options(p)
     p.set_defaults(func=cmd_publish)
+
+    p = command("status", "the fate of your agency's events: accepted, duplicate, or rejected with the reason")
+    p.add_argument("--since", type=_timestamp, help="only events stored since this time (ISO 8601)")
+    p.add_argument("--after-seq", type=int, default=0, help="only events after this stream sequence")
+    p.add_argument("--rejected", action="store_true", help="list only the rejected events")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    _agency_option(p)
+    _nats_options(p)
+    p.set_defaults(func=cmd_status)
 
     p = command("validate", "validate files of events without publishing; lists every problem")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -257,6 +289,13 @@ def _nats_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stream", help="stream name (OUTREACH_STREAM; default OUTREACH)")
 
 
+def _agency_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agency",
+        help="your agency's slug (OUTREACH_AGENCY, which `outreach auth` writes into each agency's credentials)",
+    )
+
+
 def _db_option(p: argparse.ArgumentParser, default_help: str = "default ./outreach.duckdb") -> None:
     p.add_argument("--db", type=Path, help=f"DuckDB projection file (OUTREACH_DB; {default_help})")
 
@@ -273,6 +312,7 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
         "stream",
         "db",
         "stream_replicas",
+        "agency",
     )
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     given.update(overrides)
@@ -296,15 +336,26 @@ def cmd_server(args: argparse.Namespace) -> int:
             raise SettingsInvalid("a cluster server needs all of --server-name, --cluster and --routes")
         routes = tuple(r.strip() for r in args.routes.split(",") if r.strip())
         node = ClusterNode(args.server_name, args.cluster, routes, args.cluster_name)
-    server = EmbeddedServer(args.data_dir, port=args.port, config_file=args.config, cluster=node).start()
+    if args.auth and args.config:
+        raise SettingsInvalid("give --auth DIR or --config FILE, not both (--auth writes DIR/nats-server.conf)")
+    if args.auth_agencies and not args.auth:
+        raise SettingsInvalid("--agency is for --auth DIR; to add an agency later: outreach auth add-agency")
+    config = _auth_config(args, settings) if args.auth else args.config
+    server = EmbeddedServer(args.data_dir, port=args.port, config_file=config, cluster=node).start()
     try:
+        if config is None:
+            print(OPEN_SERVER_WARNING, file=sys.stderr)
         if node is not None:
             print(
                 "when all servers run, create the stream once: outreach stream --replicas 3 "
                 "--nats <every server's URL, comma-separated>"
             )
-        elif args.config is None:
+        elif config is None:
             asyncio.run(_ensure_stream(settings.model_copy(update={"nats_url": server.url})))
+        elif args.auth:
+            admin = _credentials_settings(args.auth / "credentials" / "admin.env", server.url, settings)
+            asyncio.run(_ensure_stream(admin))
+            print(f"users and credentials in {args.auth}; each agency's in {args.auth / 'credentials'}/<agency>.env")
         else:
             print("with --config, create the stream as admin: outreach stream (with the admin's credentials)")
         print(f"nats-server with JetStream listening on {server.url}, storing in {args.data_dir}")
@@ -319,6 +370,44 @@ def cmd_server(args: argparse.Namespace) -> int:
         return 0
     finally:
         server.stop()
+
+
+OPEN_SERVER_WARNING = (
+    "warning: this server is open: it accepts anonymous clients, and anyone who can reach it may publish as any "
+    "agency, read every event, or delete the stream. Close it with users and an account per agency:\n"
+    "  outreach server --auth ./auth --agency <agency-slug> [--agency …]\n"
+    "(see README, Security model)"
+)
+
+
+def _auth_config(args: argparse.Namespace, settings: Settings) -> Path:
+    """The configuration in the --auth folder, made there on first use."""
+    from outreach import auth
+
+    if (args.auth / auth.STATE).exists():
+        if args.auth_agencies:
+            raise SettingsInvalid(
+                f"{args.auth} has users already; add an agency with `outreach auth add-agency --dir {args.auth} NAME`"
+            )
+        return args.auth / auth.CONFIG
+    port = args.port or 4222
+    agencies = args.auth_agencies
+    config = auth.init(args.auth, agencies, settings.stream, f"nats://127.0.0.1:{port}")
+    print(f"generated users for {len(agencies)} agenc{'y' if len(agencies) == 1 else 'ies'} in {args.auth}")
+    return config
+
+
+def _credentials_settings(path: Path, url: str, base: Settings) -> Settings:
+    """Settings with the user and password of one credentials file, at ``url``."""
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return base.model_copy(
+        update={
+            "nats_url": url,
+            "nats_user": values.get("OUTREACH_NATS_USER"),
+            "nats_password": SecretStr(values.get("OUTREACH_NATS_PASSWORD", "")),
+            "nats_inbox_prefix": values.get("OUTREACH_NATS_INBOX_PREFIX"),
+        }
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:  # noqa: ARG001
@@ -342,11 +431,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     tune_gc()
     settings = settings_from(args)
-    report = asyncio.run(_publish(settings, args.files, args.skip_invalid))
+    if args.wait is not None:
+        _agency(settings)  # refuse before publishing when receipts could not be asked for
+    report = asyncio.run(_publish(settings, args.files, args.skip_invalid, args.wait))
     return _print_publish_report(report)
 
 
-async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool) -> Any:
+def _agency(settings: Settings) -> str:
+    agency = settings.agency or settings.nats_user
+    if not agency:
+        raise SettingsInvalid("which agency? give --agency SLUG or OUTREACH_AGENCY (agency credentials carry it)")
+    return agency
+
+
+async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool, wait: float | None = None) -> Any:
     from outreach.broker import connect
     from producers.files import load_files, publish_files
     from producers.publisher import Publisher
@@ -358,6 +456,7 @@ async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool
         js = nc.jetstream(publish_async_max_pending=settings.publish_window)
         publisher = Publisher(
             js,
+            stream=settings.stream,
             window=settings.publish_window,
             ack_timeout=settings.publish_timeout_s,
             retries=settings.publish_retries,
@@ -370,7 +469,17 @@ async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool
         def progress(done: int, total: int) -> None:
             printer(Progress(done, total, done, time.monotonic() - started))
 
-        return await publish_files(publisher, files, skip_invalid=skip_invalid, progress=progress)
+        report = await publish_files(publisher, files, skip_invalid=skip_invalid, progress=progress)
+        if wait is not None:
+            from producers.receipts import wait_for_receipts
+
+            published = [str(e.event_id) for one in report.files for _, e in one.events]
+            failed = {f.event_id for f in report.published.failed}
+            wanted = [e for e in published if e not in failed]
+            report.receipts, report.unanswered = await wait_for_receipts(
+                nc, _agency(settings), wanted, report.published.last_seq, wait
+            )
+        return report
     finally:
         await nc.close()
 
@@ -387,7 +496,61 @@ def _print_publish_report(report: Any) -> int:
     for failure in pub.failed:
         where = f"line {failure.line}: " if failure.line is not None else ""
         print(f"failed: {where}event {failure.event_id}: {failure.reason}", file=sys.stderr)
-    return 1 if pub.failed else 0
+    if report.receipts is None:
+        return 1 if pub.failed else 0
+    fates = _count_fates(report.receipts)
+    print(
+        f"projector: {fates['accepted']} accepted, {fates['duplicate']} duplicate(s), {fates['rejected']} rejected, "
+        f"{len(report.unanswered)} without a receipt yet"
+    )
+    for receipt in report.receipts:
+        if receipt.fate == "rejected":
+            print(
+                f"rejected: event {receipt.event_id} (stream sequence {receipt.stream_seq}): {receipt.reason}",
+                file=sys.stderr,
+            )
+    for event_id in report.unanswered:
+        print(f"no receipt yet: event {event_id}; ask later with `outreach status`", file=sys.stderr)
+    return 1 if pub.failed or fates["rejected"] or report.unanswered else 0
+
+
+def _count_fates(receipts: Sequence[Any]) -> dict[str, int]:
+    fates = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for receipt in receipts:
+        fates[receipt.fate] += 1
+    return fates
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    agency = _agency(settings)
+    found = asyncio.run(_status(settings, agency, args.since, args.after_seq))
+    shown = [r for r in found[0] if r.fate == "rejected"] if args.rejected else found[0]
+    for r in shown:
+        if args.json:
+            print(r.model_dump_json())
+            continue
+        what = r.event_type or "?"
+        line = f"{r.stream_seq:>10}  {r.fate:<9}  {what:<21}  {r.event_id or '(no event_id)'}"
+        print(line + (f"  {r.reason}" if r.reason else ""))
+    fates = _count_fates(found[0])
+    print(
+        f"agency {agency}: {fates['accepted']} accepted, {fates['duplicate']} duplicate(s), "
+        f"{fates['rejected']} rejected (projector as of stream sequence {found[1]})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _status(settings: Settings, agency: str, since: datetime | None, after_seq: int) -> Any:
+    from outreach.broker import connect
+    from producers.receipts import receipts
+
+    nc = await connect(settings, "outreach-status")
+    try:
+        return await receipts(nc, agency, after_seq=after_seq, since=since)
+    finally:
+        await nc.close()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

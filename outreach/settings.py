@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     nats_token: SecretStr | None = None
     nats_creds: Path | None = Field(None, description="NATS credentials file (JWT + NKey seed)")
     nats_inbox_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", description="this user's inbox prefix")
+    agency: str | None = Field(
+        None, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", description="the agency these credentials publish as"
+    )
     db: Path = Field(Path("outreach.duckdb"), description="DuckDB projection file")
     stream: str = Field("OUTREACH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     stream_replicas: int = Field(1, ge=1, le=5, description="copies of the stream a cluster keeps (when creating it)")

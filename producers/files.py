@@ -9,6 +9,7 @@ from pathlib import Path
 from producers.publisher import Publisher, PublishReport
 from schemas.errors import FileInvalid, Problem
 from schemas.files import LoadedFile, load_events
+from schemas.receipts import Receipt
 
 
 @dataclass
@@ -18,6 +19,8 @@ class FilesReport:
     published: PublishReport
     skipped: list[Problem] = field(default_factory=list)
     files: list[LoadedFile] = field(default_factory=list)
+    receipts: list[Receipt] | None = None  # with ``publish --wait``: what the projector made of them
+    unanswered: list[str] = field(default_factory=list)  # event_ids without a receipt by the deadline
 
 
 def load_files(paths: Sequence[str | Path], *, skip_invalid: bool) -> list[LoadedFile]:

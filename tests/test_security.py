@@ -115,7 +115,7 @@ def test_init_writes_hashes_to_the_config_and_secrets_to_private_files(tmp_path:
         password = path.read_text().split("OUTREACH_NATS_PASSWORD=")[1].split()[0]
         assert len(password) >= 32
         assert password not in text
-    assert text.count('password: "$2b$10$') == 5
+    assert text.count('"password": "$2b$10$') == 5
     assert stat.S_IMODE((directory / "users.json").stat().st_mode) == 0o600
     with pytest.raises(SettingsInvalid) as caught:
         auth.init(directory, ["al-b"])

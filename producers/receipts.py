@@ -1,0 +1,86 @@
+"""An agency asks a running projector what became of its own events (``schemas.receipts``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import datetime
+
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from schemas.errors import BrokerError
+from schemas.receipts import Receipt, StatusReply, StatusRequest
+from schemas.subjects import status_subject
+
+ASK_TIMEOUT_S = 10.0
+IDS_PER_REQUEST = 1_000
+
+
+async def ask(nc: Client, agency: str, request: StatusRequest) -> StatusReply:
+    """One request, one page of receipts; a ``BrokerError`` when no projector answers or it refuses."""
+    subject = status_subject(agency)
+    try:
+        msg = await nc.request(subject, request.model_dump_json().encode(), timeout=ASK_TIMEOUT_S)
+    except (TimeoutError, NoRespondersError, NatsTimeoutError) as exc:
+        raise BrokerError(
+            f"no projector answered on {subject} ({type(exc).__name__}): receipts come from a running "
+            f"`outreach project`; is one running, and may these credentials ask for agency {agency!r}?"
+        ) from None
+    reply = StatusReply.model_validate_json(msg.data)
+    if reply.error:
+        raise BrokerError(f"the projector refused the status request: {reply.error}")
+    return reply
+
+
+async def receipts(
+    nc: Client,
+    agency: str,
+    *,
+    after_seq: int = 0,
+    since: datetime | None = None,
+    event_ids: Sequence[str] | None = None,
+) -> tuple[list[Receipt], int]:
+    """Every receipt asked for, page after page, and the projector's checkpoint when answering."""
+    found: list[Receipt] = []
+    as_of = 0
+    chunks = (
+        [None]
+        if event_ids is None
+        else [event_ids[i : i + IDS_PER_REQUEST] for i in range(0, len(event_ids), IDS_PER_REQUEST)]
+    )
+    for chunk in chunks:
+        after = after_seq
+        while True:
+            request = StatusRequest(after_seq=after, since=since, event_ids=tuple(chunk) if chunk is not None else None)
+            reply = await ask(nc, agency, request)
+            as_of = reply.as_of_seq
+            found.extend(reply.receipts)
+            if not reply.more or not reply.receipts:
+                break
+            after = reply.receipts[-1].stream_seq
+    found.sort(key=lambda r: r.stream_seq)
+    return found, as_of
+
+
+async def wait_for_receipts(
+    nc: Client, agency: str, event_ids: Sequence[str], last_seq: int | None, timeout_s: float
+) -> tuple[list[Receipt], list[str]]:
+    """Wait until the projector has applied the stream up to ``last_seq`` and has a receipt for
+    each event_id; return the receipts and the event_ids still without one at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            found, as_of = await receipts(nc, agency, event_ids=event_ids)
+        except BrokerError:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.2)  # a projector starting, or restarting: ask again
+            continue
+        have = {r.event_id for r in found}
+        missing = [e for e in event_ids if e not in have]
+        if (not missing and as_of >= (last_seq or 0)) or time.monotonic() >= deadline:
+            return found, missing
+        await asyncio.sleep(0.2)  # polling a service that answers from the projection: no message to wait on

@@ -1,0 +1,53 @@
+"""Receipts: what became of an agency's events, as the projector tells the agency itself.
+
+An agency asks on ``outreach.status.<its slug>`` (see ``schemas.subjects.status_subject``) with a
+``StatusRequest``; a running projector answers with a ``StatusReply`` listing a ``Receipt`` per
+stream message of that agency: accepted, an ignored duplicate, or rejected with the reason. The
+broker lets each agency ask only on its own subject, so an agency learns only of its own events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+MAX_RECEIPTS = 200  # per reply: a reply stays far below the broker's 1 MiB message limit
+
+
+class StatusRequest(BaseModel):
+    """Which receipts to send: those after a stream sequence, stored since a time, and (when
+    given) only for these event_ids; at most ``limit``, in stream order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after_seq: int = Field(0, ge=0)
+    since: AwareDatetime | None = None
+    event_ids: tuple[str, ...] | None = Field(None, max_length=10_000)
+    limit: int = Field(MAX_RECEIPTS, ge=1, le=MAX_RECEIPTS)
+
+
+class Receipt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stream_seq: int
+    event_id: str | None
+    event_type: str | None
+    fate: Literal["accepted", "duplicate", "rejected"]
+    reason: str | None = None
+    stored_at: datetime
+
+
+class StatusReply(BaseModel):
+    """The receipts, and how far the projector had got: ``as_of_seq`` is its checkpoint, so a
+    message stored after it has no receipt yet. ``more`` says another page follows after the
+    last receipt's sequence. ``error`` is set, and nothing else, when the request was refused."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agency: str = ""
+    as_of_seq: int = 0
+    receipts: tuple[Receipt, ...] = ()
+    more: bool = False
+    error: str | None = None
