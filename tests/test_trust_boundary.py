@@ -21,6 +21,8 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 
 from consumers.app import run_projector
+from consumers.replay import replay
+from consumers.verify import verify
 from outreach import auth
 from outreach.broker import connect
 from outreach.server import EmbeddedServer
@@ -176,6 +178,10 @@ async def test_a_5000_digit_quantity_is_rejected_and_the_projector_goes_on(
     assert run_query(db, "SELECT participants FROM totals_by_county").rows == [(12,)]
     again = await project(directory, server, db)  # a restart does not meet it again
     assert (again.accepted, again.rejected) == (0, 0)
+    auditor = creds(directory, "auditor", server)
+    replayed = await replay(auditor, tmp_path / "replayed.duckdb")  # the auditor's replay goes past it too
+    assert (replayed.accepted, replayed.rejected) == (1, 1)
+    assert (await verify(auditor, db)).problems == []
 
     # The agency's own tools say it in one line, no traceback.
     path = tmp_path / "huge.jsonl"
