@@ -106,7 +106,8 @@ def parse_batch(msgs: list[StreamMessage]) -> list[Parsed]:
     out = []
     for msg in msgs:
         try:
-            event, version = parse_event_versioned(msg.data)
+            # "In the future" means after the stream stored it: the fold is the same in any year.
+            event, version = parse_event_versioned(msg.data, stored_at=msg.stored_at)
             out.append(Parsed(msg, event, None, version))
         except EventInvalid as exc:
             out.append(Parsed(msg, None, "invalid: " + "; ".join(str(p) for p in exc.problems)))
@@ -165,12 +166,13 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def same_event(event: EventBase, published: str | None) -> bool:
-    """Whether an earlier payload states the same event (it may be written differently)."""
+def same_event(event: EventBase, published: str | None, stored_at: datetime) -> bool:
+    """Whether an earlier payload states the same event (it may be written differently); judged
+    as of ``stored_at``, the later message's storage time, never the wall clock."""
     if published is None:
         return False
     try:
-        return parse_event_versioned(published.encode())[0] == event
+        return parse_event_versioned(published.encode(), stored_at=stored_at)[0] == event
     except EventInvalid:
         return False
 
@@ -218,7 +220,7 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
     digest = content_hash(msg.data)
     seen = state.known.get(event_key(event))
     if seen is not None:
-        if seen.content_hash == digest or same_event(event, seen.payload):
+        if seen.content_hash == digest or same_event(event, seen.payload, msg.stored_at):
             state.update.duplicates.append(DuplicateRow(msg.seq, event.event_id, msg.stored_at, event.agency))
             return None
         return (

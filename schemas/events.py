@@ -23,13 +23,14 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from schemas.reference import check_county, check_municipality, regions
 
-# A recorded time may run this far ahead of our clock before we call it "in the future".
+# A recorded time may run this far ahead of "now" before we call it "in the future".
 CLOCK_SKEW = timedelta(minutes=5)
 # An occurred date may be "tomorrow" in UTC for an agency east of Greenwich.
 DATE_SKEW = timedelta(days=1)
@@ -49,6 +50,21 @@ def _exact_int(value: Any) -> Any:
     if not isinstance(value, int):
         raise ValueError("must be a whole number such as 12")
     return value
+
+
+def wall_clock() -> datetime:
+    """This machine's time: what a producer checks its own events against."""
+    return datetime.now(UTC)
+
+
+def judged_at(info: ValidationInfo) -> tuple[datetime, bool]:
+    """The moment "the future" is judged against, and whether it is the stream's storage time.
+
+    The projector validates with ``context={"stored_at": …}``: the time the stream stored the
+    message, so the same log folds to the same rows in any year. Producers validate without it, on
+    their own clock, before anything is sent."""
+    stored_at = info.context.get("stored_at") if isinstance(info.context, dict) else None
+    return (stored_at, True) if stored_at is not None else (wall_clock(), False)
 
 
 def _date_text(value: Any) -> Any:
@@ -130,8 +146,14 @@ class EventBase(Frozen):
 
     @field_validator("recorded_at")
     @classmethod
-    def _not_future_recorded(cls, value: datetime) -> datetime:
-        if value > datetime.now(UTC) + CLOCK_SKEW:
+    def _not_future_recorded(cls, value: datetime, info: ValidationInfo) -> datetime:
+        now, stored = judged_at(info)
+        if value > now + CLOCK_SKEW:
+            if stored:
+                raise ValueError(
+                    f"is later than when the stream stored the event ({now.isoformat()}), beyond the "
+                    f"{CLOCK_SKEW.seconds // 60} minutes' clock skew allowed: the agency's clock is ahead"
+                )
             raise ValueError("is in the future")
         return value
 
@@ -150,9 +172,11 @@ class EventBase(Frozen):
         return value
 
     @model_validator(mode="after")
-    def _envelope(self) -> EventBase:
-        if self.occurred is not None and self.occurred.last_day > datetime.now(UTC).date() + DATE_SKEW:
-            raise ValueError(f"occurred {self.occurred.last_day} is in the future")
+    def _envelope(self, info: ValidationInfo) -> EventBase:
+        now, stored = judged_at(info)
+        if self.occurred is not None and self.occurred.last_day > now.date() + DATE_SKEW:
+            when = f"after the day the stream stored it ({now.date()})" if stored else "in the future"
+            raise ValueError(f"occurred {self.occurred.last_day} is {when}")
         if self.municipality is not None:
             if self.county is None:
                 raise ValueError("a municipality needs a county")

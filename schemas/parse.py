@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -22,12 +23,17 @@ MAX_DEPTH = 8
 EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 
 
-def parse_event(data: bytes | str | Mapping[str, Any]) -> EventBase:
-    """Validate one event (JSON text or an already decoded object); raise ``EventInvalid``."""
-    return parse_event_versioned(data)[0]
+def parse_event(data: bytes | str | Mapping[str, Any], *, stored_at: datetime | None = None) -> EventBase:
+    """Validate one event (JSON text or an already decoded object); raise ``EventInvalid``.
+
+    "In the future" is judged against ``stored_at`` when given (the stream's storage time: the
+    projector's way, the same in any year), else against this machine's clock (a producer's way)."""
+    return parse_event_versioned(data, stored_at=stored_at)[0]
 
 
-def parse_event_versioned(data: bytes | str | Mapping[str, Any]) -> tuple[EventBase, int]:
+def parse_event_versioned(
+    data: bytes | str | Mapping[str, Any], *, stored_at: datetime | None = None
+) -> tuple[EventBase, int]:
     """Like ``parse_event``, and also the schema_version as published (before upcasting).
 
     Whatever the input holds, the only exception raised is ``EventInvalid``: a hostile payload
@@ -39,11 +45,11 @@ def parse_event_versioned(data: bytes | str | Mapping[str, Any]) -> tuple[EventB
             problem = _check_values(obj)
             if problem:
                 raise EventInvalid([problem])
-            return _validate_object(obj)
+            return _validate_object(obj, stored_at)
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
         if len(raw) > MAX_EVENT_BYTES:
             raise EventInvalid([Problem("(event)", f"is {len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,}")])
-        return _validate_object(decode_json(raw))
+        return _validate_object(decode_json(raw), stored_at)
     except EventInvalid:
         raise
     except Exception as exc:  # any other failure is this event's problem, named, never the caller's
@@ -140,13 +146,14 @@ def _check_values(value: Any, level: int = 0, where: str = "(event)") -> Problem
     return None
 
 
-def _validate_object(obj: dict[str, Any]) -> tuple[EventBase, int]:
+def _validate_object(obj: dict[str, Any], stored_at: datetime | None = None) -> tuple[EventBase, int]:
     version_problem = _check_version(obj)
     if version_problem:
         raise EventInvalid([version_problem])
     published = obj.get("schema_version", CURRENT_VERSIONS[obj["event_type"]])
     try:
-        return EVENT_ADAPTER.validate_python(upcast(obj)), published
+        context = {"stored_at": stored_at} if stored_at is not None else None
+        return EVENT_ADAPTER.validate_python(upcast(obj), context=context), published
     except ValidationError as exc:
         raise EventInvalid(problems_from(exc)) from None
 

@@ -12,7 +12,7 @@ from projections.rows import FactVersion, KnownEvent
 from schemas.parse import parse_event
 from tests.factories import session
 
-AT = datetime(2025, 1, 1, tzinfo=UTC)
+AT = datetime(2026, 1, 1, tzinfo=UTC)  # stored after every recorded_at the tests use
 
 
 def correction(original: dict[str, Any], students: int, agency: str | None = None) -> dict[str, Any]:

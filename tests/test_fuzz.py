@@ -37,7 +37,7 @@ pytestmark = pytest.mark.fuzz
 
 EXAMPLES = int(os.environ.get("OUTREACH_FUZZ_EXAMPLES", "1000"))
 CORPUS = [item for item in generate(400, seed=61)]
-AT = datetime(2025, 6, 1, tzinfo=UTC)
+AT = datetime(2027, 1, 1, tzinfo=UTC)  # stored after every recorded_at of the corpus
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
