@@ -53,7 +53,10 @@ async def publish_files(
                 progress(before + done, total)
 
         part = await publisher.publish(
-            [e for _, e in one.events], lines=[line for line, _ in one.events], progress=told
+            [e for _, e in one.events],
+            lines=[line for line, _ in one.events],
+            progress=told,
+            payloads=one.payloads,
         )
         report.published.add(part)
     return report

@@ -94,13 +94,16 @@ class PublishReport:
         self.last_seq = ack.seq if self.last_seq is None else max(self.last_seq, ack.seq)
 
 
-def encode(event: EventBase) -> tuple[str, bytes, dict[str, str]]:
-    """Subject, payload and headers of one event."""
-    return (
-        subject_for(event.agency, event.event_type, event.event_id),
-        event.model_dump_json().encode(),
-        EXPECT_NEW_SUBJECT,
-    )
+Encoded = tuple[str, bytes, dict[str, str]]  # subject, payload, headers
+Item = tuple[EventBase, int | None, Encoded]  # an event, its line in a file, what is sent
+
+
+def encode(event: EventBase, payload: bytes | None = None) -> Encoded:
+    """Subject, payload and headers of one event. ``payload`` is the event as the agency wrote it
+    (validated into ``event``) and is sent unchanged: an old version stays the old version in the
+    log, upcast only when folded. Without it, the model's own JSON is sent."""
+    subject = subject_for(event.agency, event.event_type, event.event_id)
+    return subject, payload if payload is not None else event.model_dump_json().encode(), EXPECT_NEW_SUBJECT
 
 
 @dataclass(frozen=True)
@@ -187,13 +190,15 @@ class Publisher:
         events: Iterable[EventBase],
         lines: Sequence[int] | None = None,
         progress: Callable[[int], None] | None = None,
+        payloads: Sequence[bytes] | None = None,
     ) -> PublishReport:
         """Publish events (already validated: they are pydantic models) and await every ack;
+        ``payloads``, when given, are the bytes each event was validated from, sent as they are;
         ``progress`` is told, after each window, how many events have been handled."""
         report = PublishReport()
         self.acks = _Acks(self.nc)
         try:
-            await self._publish_all(report, events, lines, progress)
+            await self._publish_all(report, events, lines, progress, payloads)
         finally:
             await self.acks.close()
         return report
@@ -204,10 +209,12 @@ class Publisher:
         events: Iterable[EventBase],
         lines: Sequence[int] | None,
         progress: Callable[[int], None] | None,
+        payloads: Sequence[bytes] | None,
     ) -> None:
-        batch: list[tuple[EventBase, int | None]] = []
+        batch: list[Item] = []
         for i, event in enumerate(events):
-            batch.append((event, lines[i] if lines is not None else None))
+            encoded = encode(event, payloads[i] if payloads is not None else None)
+            batch.append((event, lines[i] if lines is not None else None, encoded))
             if len(batch) >= self.window:
                 report.add(await self._publish_window(batch))
                 batch = []
@@ -218,13 +225,13 @@ class Publisher:
             if progress is not None:
                 progress(report.total)
 
-    async def _publish_window(self, batch: list[tuple[EventBase, int | None]]) -> PublishReport:
-        """Send a window asynchronously and await every ack; send again, with the same
-        Nats-Msg-Id and backing off, whatever was not acknowledged for a reason worth retrying."""
+    async def _publish_window(self, batch: list[Item]) -> PublishReport:
+        """Send a window asynchronously and await every ack; send again, backing off, whatever
+        was not acknowledged for a reason worth retrying (the subject makes a retry harmless)."""
         report = PublishReport()
-        pending = [(event, line, encode(event)) for event, line in batch]
+        pending = list(batch)
         errors: dict[int, BaseException] = {}
-        resent: list[tuple[tuple[EventBase, int | None, tuple[str, bytes, dict[str, str]]], StoredAlready]] = []
+        resent: list[tuple[Item, StoredAlready]] = []
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
@@ -263,9 +270,7 @@ class Publisher:
                     report.failed.append(Failure(str(item[0].event_id), problem, item[1]))
         return report
 
-    async def _compare(
-        self, item: tuple[EventBase, int | None, tuple[str, bytes, dict[str, str]]], already: StoredAlready
-    ) -> str | None:
+    async def _compare(self, item: Item, already: StoredAlready) -> str | None:
         """None when the message stored on the event's subject states the same event (a re-send);
         else why it is a conflict, or why it could not be compared."""
         event, _, (subject, payload, _) = item

@@ -41,6 +41,10 @@ class LoadedFile:
 
     path: str
     events: list[tuple[int, EventBase]] = field(default_factory=list)
+    # What is published for each event, in the same order: the line's bytes as the agency wrote
+    # them (JSON Lines), or the row as a JSON object (CSV); never a re-serialisation of the model,
+    # which would change an old version's payload into the current one.
+    payloads: list[bytes] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     lines_total: int = 0
 
@@ -77,8 +81,13 @@ def load_events(path: str | Path) -> LoadedFile:
             continue  # the same event twice in one file is published once
         seen[event.event_id] = (line, event)
         loaded.events.append((line, event))
+        loaded.payloads.append(row if isinstance(row, bytes) else _as_json(row))
     loaded.problems.sort(key=lambda p: p.line or 0)
     return loaded
+
+
+def _as_json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _jsonl_rows(data: bytes) -> list[tuple[int, bytes | dict[str, Any]]]:
