@@ -66,10 +66,14 @@ INSERT_COUNTIES = "INSERT INTO counties SELECT unnest(?), unnest(?), unnest(?), 
 INSERT_MUNICIPALITIES = "INSERT INTO municipalities SELECT unnest(?), unnest(?), unnest(?)"
 
 SELECT_CHECKPOINT = "SELECT last_seq, stream_created, digest FROM checkpoint WHERE stream = ?"
-UPSERT_CHECKPOINT = """
+# The checkpoint only moves forward, and the database itself refuses anything else: a second
+# writer, or a bug, that would apply a batch again changes no row here, and its transaction is
+# rolled back whole.
+ADVANCE_CHECKPOINT = """
 INSERT INTO checkpoint (stream, stream_created, last_seq, last_stored_at, digest, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_stored_at = excluded.last_stored_at,
     digest = excluded.digest, updated_at = excluded.updated_at
+WHERE checkpoint.last_seq < excluded.last_seq
 """
 INSERT_CHECKPOINT_LOG = "INSERT INTO checkpoint_log VALUES (?, ?, ?, ?, ?)"
 INSERT_GAPS = "INSERT INTO stream_gaps SELECT unnest(?::UBIGINT[]), unnest(?::UBIGINT[]), ?"
@@ -213,6 +217,10 @@ def _columns(row_type: type, rows: list[Any]) -> list[list[Any]]:
     return [list(column) for column in zip(*map(_GETTERS[row_type], rows), strict=True)]
 
 
+class CheckpointNotAdvanced(ProjectionError):
+    """A batch would not move the checkpoint forward: it was refused, and nothing of it written."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     last_seq: int
@@ -256,12 +264,15 @@ class ProjectionStore:
             )
             self.con.execute(VIEWS_SQL)
             self.con.commit()
-            # The projector answers analysts' queries on this connection: nothing may reach outside.
-            for setting in LOCKDOWN:
-                self.con.execute(setting)
         except duckdb.Error as exc:
             self.con.rollback()
             raise ProjectionError(f"cannot create the projection schema in {self.path}: {exc}") from None
+        # The projector answers analysts' queries on this connection: nothing may reach outside.
+        # The settings hold for the whole database, so a second handle in this process finds them set.
+        locked = self.con.execute("SELECT current_setting('lock_configuration')").fetchone()
+        if not (locked and locked[0]):
+            for setting in LOCKDOWN:
+                self.con.execute(setting)
 
     def checkpoint(self, stream: str) -> Checkpoint | None:
         row = self.con.execute(SELECT_CHECKPOINT, [stream]).fetchone()
@@ -305,9 +316,18 @@ class ProjectionStore:
             if update.gaps:
                 firsts, lasts = zip(*update.gaps, strict=True)
                 con.execute(INSERT_GAPS, [list(firsts), list(lasts), now])
-            con.execute(
-                UPSERT_CHECKPOINT, [stream, stream_created, update.last_seq, update.last_stored_at, update.digest, now]
-            )
+            moved = con.execute(
+                ADVANCE_CHECKPOINT, [stream, stream_created, update.last_seq, update.last_stored_at, update.digest, now]
+            ).fetchone()
+            if not moved or moved[0] != 1:
+                con.rollback()
+                stored = self.checkpoint(stream)
+                raise CheckpointNotAdvanced(
+                    f"refused to apply the batch ending at stream sequence {update.last_seq} to {self.path}: its "
+                    f"checkpoint is already at {stored.last_seq if stored else '?'}, and a checkpoint only moves "
+                    f"forward. Another projector writes this file, or the batch was applied before; nothing of it "
+                    f"was kept."
+                )
             con.execute(INSERT_CHECKPOINT_LOG, [stream, update.last_seq, update.last_stored_at, update.digest, now])
             con.commit()
         except duckdb.Error as exc:
