@@ -1,4 +1,9 @@
-"""Comparing two projection files row by row: the live one and one rebuilt from the stream."""
+"""Comparing two projection files: the live one and one rebuilt from the stream.
+
+First the totals an analyst reads, cell by cell: each difference names the view, the key and the
+column, with both values and the stream sequences of the events behind that cell. Then every table
+the fold writes, row by row, which also catches what no total shows (a payload changed in the log).
+"""
 
 from __future__ import annotations
 
@@ -22,15 +27,117 @@ ORDER BY ALL LIMIT ?
 """
 
 
+# Each totals view, the columns that identify a row, and how to find the facts (in `actions`)
+# behind a row: a condition on the key's values, in order.
+TOTALS_VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
+    "totals_by_county": (("county",), "county = ?"),
+    "totals_by_campaign": (("campaign_id",), "campaign_id IS NOT DISTINCT FROM ?"),
+    "totals_by_plan_task": (("task_ref",), "list_contains(plan_tasks, ?)"),
+    "totals_by_month": (("month", "county"), "CAST(date_trunc('month', occurred_start) AS DATE) = ? AND county = ?"),
+    "totals_by_audience": (
+        ("county", "audience"),
+        "county = ? AND event_type = 'session_held' "
+        "AND list_contains(list_transform(audiences, lambda g: g.audience), ?)",
+    ),
+}
+SEQUENCES_SHOWN = 20
+
+
 def compare(live: Path, rebuilt: Path, limit: int = 10) -> list[str]:
-    """Each difference between the two files' projection tables, as a sentence (empty: equal)."""
-    con = duckdb.connect()
+    """Each difference between the two files, as a sentence (empty: equal): the totals cell by
+    cell first, then the projection tables row by row."""
+    return compare_totals(live, rebuilt, limit) + compare_tables(live, rebuilt, limit)
+
+
+def compare_totals(live: Path, rebuilt: Path, limit: int = 10) -> list[str]:
+    """Every totals cell that differs: "totals_by_county AL-10 participants: projection 143, fold
+    of the log 43", with the stream sequences of the fact versions behind it (at most ``limit``
+    cells a view)."""
+    con = _attach(live, rebuilt)
     try:
-        for name, path in (("live", live), ("rebuilt", rebuilt)):
-            try:
-                con.execute(f"ATTACH '{_quoted(path)}' AS {name} (READ_ONLY)")
-            except duckdb.Error as exc:
-                raise ProjectionError(f"cannot open {path} to compare it: {exc}") from None
+        differences: list[str] = []
+        for view, (keys, behind) in TOTALS_VIEWS.items():
+            sides = {name: _rows(con, name, view, keys) for name in ("live", "rebuilt")}
+            columns = [c for c in sides["live"][0] if c not in keys]
+            shown = 0
+            for key in sorted(set(sides["live"][1]) | set(sides["rebuilt"][1]), key=_sortable):
+                a, b = sides["live"][1].get(key), sides["rebuilt"][1].get(key)
+                if a == b:
+                    continue
+                label = f"{view} {' '.join('(none)' if k is None else str(k) for k in key)}"
+                if a is None or b is None:
+                    where = "the live projection" if b is None else "the fold of the log"
+                    cells = [f"{label}: a row only in {where}"]
+                else:
+                    cells = [
+                        f"{label} {column}: projection {_value(x)}, fold of the log {_value(y)}"
+                        for column, x, y in zip(columns, a, b, strict=True)
+                        if x != y
+                    ]
+                sequences = _behind(con, behind, key)
+                differences.extend(f"{cell}; {sequences}" for cell in cells)
+                shown += 1
+                if shown >= limit:
+                    break
+        return differences
+    finally:
+        con.close()
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, name: str, view: str, keys: tuple[str, ...]
+) -> tuple[list[str], dict[tuple[object, ...], tuple[object, ...]]]:
+    cursor = con.execute(f"SELECT * FROM {name}.main.{view}")
+    columns = [d[0] for d in cursor.description]
+    at = [columns.index(k) for k in keys]
+    rows = {}
+    for row in cursor.fetchall():
+        rows[tuple(row[i] for i in at)] = tuple(v for i, v in enumerate(row) if i not in at)
+    return columns, rows
+
+
+def _behind(con: duckdb.DuckDBPyConnection, condition: str, key: tuple[object, ...]) -> str:
+    """The stream sequences of the fact versions in force behind one totals row, on both sides."""
+    found = {}
+    for name in ("live", "rebuilt"):
+        sql = f"SELECT version_seq FROM {name}.main.actions WHERE {condition} ORDER BY version_seq"
+        found[name] = [int(r[0]) for r in con.execute(sql, list(key)).fetchall()]
+    if found["live"] == found["rebuilt"]:
+        return f"events behind it: {_sequences(found['live'])}"
+    return f"events behind it: {_sequences(found['live'])} in the projection, {_sequences(found['rebuilt'])} in the log"
+
+
+def _sequences(seqs: list[int]) -> str:
+    if not seqs:
+        return "none"
+    shown = ", ".join(str(s) for s in seqs[:SEQUENCES_SHOWN])
+    more = f" and {len(seqs) - SEQUENCES_SHOWN} more" if len(seqs) > SEQUENCES_SHOWN else ""
+    return f"stream sequence{'s' if len(seqs) > 1 else ''} {shown}{more}"
+
+
+def _value(value: object) -> str:
+    return "NULL" if value is None else str(value)
+
+
+def _sortable(key: tuple[object, ...]) -> tuple[str, ...]:
+    return tuple("" if k is None else str(k) for k in key)
+
+
+def _attach(live: Path, rebuilt: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for name, path in (("live", live), ("rebuilt", rebuilt)):
+        try:
+            con.execute(f"ATTACH '{_quoted(path)}' AS {name} (READ_ONLY)")
+        except duckdb.Error as exc:
+            con.close()
+            raise ProjectionError(f"cannot open {path} to compare it: {exc}") from None
+    return con
+
+
+def compare_tables(live: Path, rebuilt: Path, limit: int = 10) -> list[str]:
+    """Each difference between the two files' projection tables, row by row (empty: equal)."""
+    con = _attach(live, rebuilt)
+    try:
         differences = []
         for table, columns in COMPARED.items():
             for a, b, where in (
