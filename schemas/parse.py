@@ -112,10 +112,28 @@ def decode_json(raw: bytes, allow: tuple[type, ...] = (dict,)) -> Any:
         raise EventInvalid([Problem("(event)", f"is not valid JSON: {_describe(exc)}")]) from None
     if not isinstance(obj, allow):
         raise EventInvalid([Problem("(event)", f"must be a JSON object, not {type(obj).__name__}")])
-    problem = _check_values(obj)
-    if problem:
+    # Cheap tests first, each a scan in C: the walks below run only when they could find something.
+    # The text is strict UTF-8 without raw control characters (the decoder refuses those), so a NUL
+    # or a lone surrogate can only have come in as a \u escape.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _deeper_than(obj, MAX_DEPTH):
+        raise EventInvalid([Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")])
+    if "\\u" in text and (problem := _check_values(obj)):
         raise EventInvalid([problem])
     return obj
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels deep (strings are not visited)."""
+    level = [(value, 1)]  # the object itself is level 1
+    while level:
+        item, depth = level.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            level.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            level.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
 
 
 def _check_values(value: Any, level: int = 0, where: str = "(event)") -> Problem | None:
