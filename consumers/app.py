@@ -5,7 +5,7 @@ messages to the ``Projector``. The consumer is ephemeral, starts right after the
 acknowledges nothing (ack policy none): the checkpoint in DuckDB is the only position that counts.
 
 nats-py is used directly where FastStream has nothing to offer: creating and checking the stream
-(``outreach.stream``) and reading the stream's last sequence to know when we are caught up.
+(``runtime.stream``) and reading the stream's last sequence to know when we are caught up.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from nats.js.errors import NotFoundError, ServiceUnavailableError
 from consumers.fold import StreamMessage, from_reply, gaps
 from consumers.projector import Projector, ProjectorStats
 from consumers.replay import tune_gc
-from outreach.broker import connect, connect_options
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from projections.query import execute_read_only
 from projections.snapshot import snapshot_path, write_snapshot
 from projections.status import agency_status
 from projections.store import ProjectionStore
+from runtime.connection import connect, connect_options
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.errors import BrokerError, OutreachError, ProjectionError
 from schemas.subjects import ALL_EVENTS, query_subject, status_subject
 

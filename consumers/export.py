@@ -16,9 +16,9 @@ import duckdb
 
 from consumers.fold import StreamMessage
 from consumers.reader import read_stream
-from outreach.broker import connect
-from outreach.settings import Settings
-from outreach.stream import read_stream_info
+from runtime.connection import connect
+from runtime.settings import Settings
+from runtime.stream import read_stream_info
 from schemas.errors import SettingsInvalid
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}

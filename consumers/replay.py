@@ -17,10 +17,10 @@ from pathlib import Path
 from consumers.fold import StreamMessage
 from consumers.projector import Projector, ProjectorStats
 from consumers.reader import read_stream
-from outreach.broker import connect
-from outreach.settings import Settings
-from outreach.stream import read_stream_info
 from projections.store import ProjectionStore
+from runtime.connection import connect
+from runtime.settings import Settings
+from runtime.stream import read_stream_info
 from schemas.errors import ProjectionError
 
 

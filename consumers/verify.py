@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consumers.replay import replay
-from outreach.broker import connect
-from outreach.settings import Settings
-from outreach.stream import read_stream_info
 from projections.compare import compare
 from projections.query import open_read_only
+from runtime.connection import connect
+from runtime.settings import Settings
+from runtime.stream import read_stream_info
 
 
 @dataclass

@@ -32,11 +32,11 @@ import duckdb
 import nats
 from nats.js.api import StreamConfig
 
-from outreach.server import EmbeddedServer
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from producers.publisher import Publisher
+from runtime.server import EmbeddedServer
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.parse import parse_event
 
 RAW_STREAM = "BENCH_RAW"

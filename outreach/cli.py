@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from outreach.settings import Settings
+from runtime.settings import Settings
 from schemas.errors import FileInvalid, OutreachError, SettingsInvalid
 
 DEMO_QUERIES = {
@@ -327,7 +327,7 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from outreach.server import ClusterNode, EmbeddedServer
+    from runtime.server import ClusterNode, EmbeddedServer
 
     settings = settings_from(args)
     node = None
@@ -416,8 +416,8 @@ def _interrupt(signum: int, frame: object) -> None:  # noqa: ARG001
 
 
 async def _ensure_stream(settings: Settings) -> None:
-    from outreach.broker import connect
-    from outreach.stream import ensure_stream
+    from runtime.connection import connect
+    from runtime.stream import ensure_stream
 
     nc = await connect(settings, "outreach-admin")
     try:
@@ -445,9 +445,9 @@ def _agency(settings: Settings) -> str:
 
 
 async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool, wait: float | None = None) -> Any:
-    from outreach.broker import connect
     from producers.files import load_files, publish_files
     from producers.publisher import Publisher
+    from runtime.connection import connect
 
     load_files(files, skip_invalid=skip_invalid)  # fail before connecting when a file is invalid
     nc = await connect(settings, "outreach-publisher")
@@ -543,8 +543,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _status(settings: Settings, agency: str, since: datetime | None, after_seq: int) -> Any:
-    from outreach.broker import connect
     from producers.receipts import receipts
+    from runtime.connection import connect
 
     nc = await connect(settings, "outreach-status")
     try:
@@ -731,8 +731,8 @@ async def _ask_projector(settings: Settings, query: str) -> Any:
     """The file is locked by a running projector: it answers read-only queries over NATS."""
     from nats.errors import NoRespondersError
 
-    from outreach.broker import connect, redact
     from projections.query import QueryResult
+    from runtime.connection import connect, redact
     from schemas.errors import ProjectionError, QueryRefused
     from schemas.subjects import query_subject
 
@@ -774,8 +774,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from importlib import resources
 
     from consumers.app import run_projector
-    from outreach.server import EmbeddedServer
     from projections.query import run_query
+    from runtime.server import EmbeddedServer
 
     use_embedded = args.nats_url is None and "OUTREACH_NATS_URL" not in os.environ
     db = args.db or (Path(args.data_dir) / "outreach.duckdb" if use_embedded else None)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from outreach.broker import connect
-from outreach.server import EmbeddedServer
-from outreach.settings import Settings
+from runtime.connection import connect
+from runtime.server import EmbeddedServer
+from runtime.settings import Settings
 
 
 @pytest.fixture

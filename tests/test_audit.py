@@ -19,11 +19,11 @@ from consumers.app import run_projector
 from consumers.export import export_log
 from consumers.replay import replay
 from consumers.verify import verify
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from producers.publisher import Publisher
 from projections.query import run_query
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.parse import parse_event
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,7 @@ def test_verify_on_the_command_line_prints_ok_and_exits_0(tmp_path: Path) -> Non
         timeout=120,
     )
     assert demo.returncode == 0, demo.stderr
-    from outreach.server import EmbeddedServer
+    from runtime.server import EmbeddedServer
 
     with EmbeddedServer(tmp_path / "d" / "nats", port=0) as server:
         done = subprocess.run(

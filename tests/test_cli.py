@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach.server import EmbeddedServer
+from runtime.server import EmbeddedServer
 
 pytestmark = pytest.mark.e2e
 
@@ -233,8 +233,8 @@ def test_server_runs_in_the_foreground_creates_the_stream_and_stops_on_sigterm(t
     import asyncio
     import signal as signals
 
-    from outreach.broker import connect
-    from outreach.settings import Settings
+    from runtime.connection import connect
+    from runtime.settings import Settings
 
     command = [sys.executable, "-m", "outreach", "server", "--port", "0", "--data-dir", str(tmp_path / "data")]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:

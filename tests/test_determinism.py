@@ -23,12 +23,12 @@ from consumers.fold import StreamMessage
 from consumers.projector import Projector
 from consumers.replay import replay
 from consumers.verify import verify
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from projections.compare import compare
 from projections.query import run_query
 from projections.store import CheckpointNotAdvanced, ProjectionStore
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.errors import EventInvalid
 from schemas.files import load_events
 from schemas.parse import parse_event

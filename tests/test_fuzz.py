@@ -25,11 +25,11 @@ from nats.aio.client import Client
 
 from consumers.fold import StreamMessage
 from consumers.projector import Projector
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from projections.query import run_query
 from projections.store import ProjectionStore
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from tests import oracle
 from tests.hostile import INVALID, hostile
 

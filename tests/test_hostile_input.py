@@ -13,10 +13,10 @@ import pytest
 from nats.aio.client import Client
 
 from consumers.app import run_projector
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from projections.query import run_query
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from tests import oracle
 
 pytestmark = pytest.mark.integration

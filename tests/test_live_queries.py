@@ -13,12 +13,12 @@ import duckdb
 import pytest
 from nats.aio.client import Client
 
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from producers.publisher import Publisher
 from projections.query import run_query
 from projections.snapshot import snapshot_path
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.parse import parse_event
 from tests import oracle
 

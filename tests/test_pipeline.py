@@ -19,13 +19,13 @@ from nats.js.api import StreamConfig
 from nats.js.errors import APIError
 
 from consumers.app import run_projector
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from producers.files import publish_files
 from producers.publisher import Publisher
 from projections.query import run_query
 from projections.snapshot import snapshot_path
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.errors import BrokerError, FileInvalid, ProjectionError
 from schemas.parse import parse_event
 from tests import oracle

@@ -18,11 +18,11 @@ from nats.js.errors import NotFoundError
 
 from consumers.app import run_projector
 from consumers.replay import replay
-from outreach.broker import connect
-from outreach.server import EmbeddedServer
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from projections.query import run_query
+from runtime.connection import connect
+from runtime.server import EmbeddedServer
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 
 pytestmark = pytest.mark.integration
 

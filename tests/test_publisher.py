@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from producers.publisher import Publisher
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.parse import parse_event
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ from nats.aio.client import Client
 
 from consumers.app import run_projector
 from consumers.replay import replay
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from outreach.synthetic import generate
 from producers.publisher import Publisher
 from projections.query import run_query
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.errors import ProjectionError
 from schemas.parse import parse_event
 from tests import oracle

@@ -21,12 +21,12 @@ from pydantic import SecretStr
 from consumers.app import run_projector
 from consumers.reader import read_stream
 from outreach import auth
-from outreach.broker import connect
-from outreach.server import EmbeddedServer
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from producers.publisher import Publisher
 from projections.query import run_query
+from runtime.connection import connect
+from runtime.server import EmbeddedServer
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.errors import BrokerError, SettingsInvalid
 from schemas.parse import parse_event
 from tests.conftest import async_wait_until

@@ -24,13 +24,13 @@ from consumers.app import run_projector
 from consumers.replay import replay
 from consumers.verify import verify
 from outreach import auth
-from outreach.broker import connect
-from outreach.server import EmbeddedServer
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from producers.publisher import Publisher
 from producers.receipts import receipts
 from projections.query import run_query
+from runtime.connection import connect
+from runtime.server import EmbeddedServer
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.errors import BrokerError
 from schemas.parse import parse_event
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import duckdb
 
-from outreach.broker import connect
-from outreach.server import ClusterNode, EmbeddedServer
-from outreach.settings import Settings
-from outreach.stream import ensure_stream
 from projections.query import run_query
 from projections.snapshot import snapshot_path
+from runtime.connection import connect
+from runtime.server import ClusterNode, EmbeddedServer
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from tests import oracle
 
 STREAM = "OUTREACH"

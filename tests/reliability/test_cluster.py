@@ -34,8 +34,8 @@ PUBLISHERS = 3
 
 def replicas_current(url: str) -> bool:
     """Whether every replica of the stream has caught up with its leader."""
-    from outreach.broker import connect
-    from outreach.settings import Settings
+    from runtime.connection import connect
+    from runtime.settings import Settings
 
     async def current() -> bool:
         nc = await connect(Settings(nats_url=url), "reliability-probe")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from outreach.server import EmbeddedServer
 from outreach.synthetic import generate
 from projections.query import run_query
 from projections.snapshot import snapshot_path
+from runtime.server import EmbeddedServer
 from tests import oracle
 from tests.reliability.harness import (
     Processes,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from outreach.server import EmbeddedServer
 from outreach.synthetic import generate
 from projections.query import run_query
+from runtime.server import EmbeddedServer
 from tests import oracle
 from tests.reliability.harness import (
     Processes,

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from outreach.broker import connect
-from outreach.server import EmbeddedServer
-from outreach.settings import Settings
 from outreach.synthetic import generate
 from projections.query import run_query
+from runtime.connection import connect
+from runtime.server import EmbeddedServer
+from runtime.settings import Settings
 from tests.reliability.harness import (
     STREAM,
     Processes,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from outreach.server import EmbeddedServer
 from outreach.synthetic import generate
+from runtime.server import EmbeddedServer
 from tests.reliability.harness import (
     Processes,
     assert_exact,

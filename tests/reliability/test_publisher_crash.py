@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from outreach.server import EmbeddedServer
 from outreach.synthetic import generate
+from runtime.server import EmbeddedServer
 from tests.reliability.harness import (
     Outreach,
     Processes,

@@ -15,10 +15,10 @@ from typing import Any, NamedTuple
 import pytest
 from nats.errors import NoRespondersError
 
-from outreach.broker import connect
-from outreach.server import EmbeddedServer
-from outreach.settings import Settings
 from outreach.synthetic import generate
+from runtime.connection import connect
+from runtime.server import EmbeddedServer
+from runtime.settings import Settings
 from schemas.subjects import query_subject
 from tests.reliability.harness import (
     STREAM,

@@ -8,7 +8,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
-from outreach.settings import Settings
+from runtime.settings import Settings
 from schemas.errors import BrokerError
 
 INITIAL_ATTEMPTS = 3
