@@ -13,6 +13,7 @@ from datetime import datetime
 
 from consumers.fold import (
     GENESIS,
+    Parsed,
     StreamMessage,
     chain_digest,
     fold_batch,
@@ -68,11 +69,17 @@ class Projector:
 
     def apply(self, msgs: list[StreamMessage]) -> int:
         """Apply the messages after the checkpoint; return how many were new."""
-        fresh = [m for m in msgs if m.seq > self.last_seq]
-        self.stats.skipped += len(msgs) - len(fresh)
+        return self.apply_parsed(parse_batch([m for m in msgs if m.seq > self.last_seq]), len(msgs))
+
+    def apply_parsed(self, parsed: list[Parsed], received: int | None = None) -> int:
+        """Apply messages already parsed (``parse_batch``, which needs no database and so can run
+        while the previous batch is written); those at or below the checkpoint are skipped."""
+        fresh_parsed = [p for p in parsed if p.msg.seq > self.last_seq]
+        self.stats.skipped += (received if received is not None else len(parsed)) - len(fresh_parsed)
+        parsed = fresh_parsed
+        fresh = [p.msg for p in parsed]
         if not fresh:
             return 0
-        parsed = parse_batch(fresh)
         update = fold_batch(
             parsed, self.store.lookup(referenced_ids(parsed)), self.store.owners(referenced_definitions(parsed))
         )

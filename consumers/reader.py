@@ -1,16 +1,24 @@
-"""Reading the whole stream, or a stretch of it, in large batches through an ordered consumer.
+"""The one way the stream is read: an ordered consumer, in batches, in stream order.
 
-nats-py directly: FastStream has no ordered consumer that starts at a given sequence. The Python
-client delivers several times more messages per second to an ordered push consumer than through
-pull fetches, and its flow control ties delivery to processing, so memory stays flat however
-long the stream.
+The live projector, replay, verify and export all read through ``StreamReader``. nats-py directly:
+FastStream has no ordered consumer that starts at a given sequence. The Python client delivers
+several times more messages per second to an ordered push consumer than through pull fetches; it
+recreates the consumer itself after a gap in delivery, and its flow control ties delivery to
+processing, so memory stays flat however long the stream.
+
+A reader with an ``end_seq`` stops there (or at the stream's last message, or at the last one
+stored by ``as_of``); without one it follows the stream's end for as long as it is iterated.
+Messages are handed over in batches of up to ``batch_size``: a batch ends early when the stream
+had nothing more stored, so a message published to a quiet stream is handed over at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +28,151 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from consumers.fold import StreamMessage, from_reply
 from schemas.errors import OutreachError, ProjectionError
 from schemas.subjects import ALL_EVENTS
+
+# Heartbeats the ordered consumer expects; it recreates itself after missing two. A slow writer
+# holds the message callback back for a few batches at most, far less than two of these.
+IDLE_HEARTBEAT_S = 30.0
+# Messages nats-py may hold for the callback. Delivery is bounded by the server's flow control
+# (answered only once the callback has taken messages), not by this: past it nats-py would drop
+# messages, and the ordered consumer would stall on the gap.
+PENDING_LIMIT = 1_000_000
+
+
+class StreamReader:
+    """``async with StreamReader(...) as reader: async for batch in reader: …``
+
+    Messages collect into a batch; a full batch is handed over, and so is a partial one as soon
+    as the stream had nothing more stored and the consumer of the batches asks for one. At most
+    two full batches wait beyond the one collecting: then delivery waits (and the broker's flow
+    control with it), so memory stays bounded whatever the consumer's speed."""
+
+    def __init__(
+        self,
+        js: Any,
+        stream: str,
+        *,
+        start_seq: int,
+        batch_size: int,
+        end_seq: int | None = None,
+        as_of: datetime | None = None,
+        idle_timeout: float | None = 30.0,
+    ) -> None:
+        self.js = js
+        self.stream = stream
+        self.start_seq = start_seq
+        self.batch_size = batch_size
+        self.end_seq = end_seq
+        self.as_of = as_of
+        self.idle_timeout = idle_timeout if end_seq is not None else None  # a follower may wait for ever
+        self.ready: deque[list[StreamMessage]] = deque()  # full batches, in order
+        self.current: list[StreamMessage] = []  # the batch collecting
+        self.flushable = False  # hand ``current`` over as soon as asked: the stream had nothing more
+        self.finished = False  # nothing more will be added
+        self.done = False  # no more messages are taken
+        self.wake = asyncio.Event()  # something to hand over
+        self.room = asyncio.Event()  # room for delivery to go on
+        self.failure: BaseException | None = None
+        self.last_seen = time.monotonic()
+        self.subscription: Any = None
+
+    async def __aenter__(self) -> StreamReader:
+        self.subscription = await self.js.subscribe(
+            ALL_EVENTS,
+            stream=self.stream,
+            cb=self._on_message,
+            ordered_consumer=True,
+            idle_heartbeat=IDLE_HEARTBEAT_S,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.start_seq),
+            pending_msgs_limit=PENDING_LIMIT,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        if self.subscription is not None:
+            with contextlib.suppress(Exception):  # a closed connection has nothing left to unsubscribe
+                await self.subscription.unsubscribe()
+
+    async def _on_message(self, msg: Msg) -> None:
+        if self.done:
+            return
+        self.last_seen = time.monotonic()
+        try:
+            m = from_reply(msg.subject, msg.data, msg.reply, msg.headers)
+            if self.as_of is not None and m.stored_at > self.as_of:
+                self._finish()
+                return
+            self.current.append(m)
+            caught_up = pending(msg.reply) == 0
+            last = self.end_seq is not None and (m.seq >= self.end_seq or caught_up)
+            if last:
+                self._finish()
+                return
+            if len(self.current) >= self.batch_size:
+                self.ready.append(self.current)
+                self.current, self.flushable = [], False
+                self.wake.set()
+                while len(self.ready) >= 2 and not self.done:  # the consumer is behind: wait for it
+                    self.room.clear()
+                    await self.room.wait()
+            elif caught_up:
+                self.flushable = True
+                self.wake.set()
+        except Exception as exc:  # stop at the first failure; the iteration raises it
+            self.failure = exc
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.current:
+            self.ready.append(self.current)
+            self.current = []
+        self.finished = self.done = True
+        self.wake.set()
+
+    def stop(self, failure: BaseException | None = None, *, discard: bool = False) -> None:
+        """Stop reading: the batches already collected are still handed over (unless ``discard``),
+        then the iteration ends, raising ``failure`` if given."""
+        if failure is not None and self.failure is None:
+            self.failure = failure
+        if discard:
+            self.ready.clear()
+            self.current = []
+        self._finish()
+        self.room.set()
+
+    def __aiter__(self) -> AsyncIterator[list[StreamMessage]]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[list[StreamMessage]]:
+        while (batch := await self._next()) is not None:
+            yield batch
+        if self.failure is not None:
+            exc = self.failure
+            if isinstance(exc, OutreachError):
+                raise exc
+            raise ProjectionError(f"reading stream {self.stream} stopped: {exc}") from exc
+
+    async def _next(self) -> list[StreamMessage] | None:
+        """The next batch, or None at the end."""
+        while True:
+            if self.ready:
+                batch = self.ready.popleft()
+                self.room.set()
+                return batch
+            if self.current and (self.flushable or self.finished):
+                batch, self.current, self.flushable = self.current, [], False
+                return batch
+            if self.finished:
+                return None
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+            except TimeoutError:
+                if self.idle_timeout is not None and time.monotonic() - self.last_seen > self.idle_timeout:
+                    raise ProjectionError(
+                        f"nothing arrived from stream {self.stream} for {self.idle_timeout:.0f}s while reading up "
+                        f"to sequence {self.end_seq}; is the server still up?"
+                    ) from None
 
 
 async def read_stream(
@@ -35,64 +188,13 @@ async def read_stream(
 ) -> None:
     """Hand batches of messages from ``start_seq`` to ``end_seq`` (or to the last one stored by
     ``as_of``) to ``handle``, in stream order. Stops early at the stream's last message, so a
-    deleted tail does not leave it waiting. The first error from ``handle`` stops the reading
-    and is raised."""
-    done = asyncio.Event()
-    failures: list[BaseException] = []
-    batch: list[StreamMessage] = []
-    last_seen = time.monotonic()
-
-    def flush() -> None:
-        if batch:
-            handle(batch[:])
-            batch.clear()
-
-    async def on_message(msg: Msg) -> None:
-        nonlocal last_seen
-        if done.is_set():
-            return
-        last_seen = time.monotonic()
-        try:
-            m = from_reply(msg.subject, msg.data, msg.reply, msg.headers)
-            if as_of is not None and m.stored_at > as_of:
-                flush()
-                done.set()
-                return
-            batch.append(m)
-            last = m.seq >= end_seq or pending(msg.reply) == 0
-            if len(batch) >= batch_size or last:
-                flush()
-            if last:
-                done.set()
-        except Exception as exc:  # stop at the first failure
-            failures.append(exc)
-            done.set()
-
-    sub = await js.subscribe(
-        ALL_EVENTS,
-        stream=stream,
-        cb=on_message,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq),
-        pending_msgs_limit=4 * batch_size + 1000,
+    deleted tail does not leave it waiting. The first error from ``handle`` is raised."""
+    reader = StreamReader(
+        js, stream, start_seq=start_seq, batch_size=batch_size, end_seq=end_seq, as_of=as_of, idle_timeout=idle_timeout
     )
-    try:
-        while not done.is_set():
-            try:
-                await asyncio.wait_for(done.wait(), timeout=1.0)
-            except TimeoutError:
-                if time.monotonic() - last_seen > idle_timeout:
-                    raise ProjectionError(
-                        f"nothing arrived from stream {stream} for {idle_timeout:.0f}s while reading up to "
-                        f"sequence {end_seq}; is the server still up?"
-                    ) from None
-    finally:
-        await sub.unsubscribe()
-    if failures:
-        exc = failures[0]
-        if isinstance(exc, OutreachError):
-            raise exc
-        raise ProjectionError(f"reading stream {stream} stopped: {exc}") from exc
+    async with reader:
+        async for batch in reader:
+            handle(batch)
 
 
 def pending(reply: str) -> int:

@@ -1,8 +1,8 @@
 """Replay: rebuild a projection from the stream into a new database file, as fast as it can be read.
 
-The stream is read through an ordered consumer in large batches (``consumers.reader``) and every
-batch goes through the same ``Projector`` as the live path, so a replay and the live projection
-are the same fold of the same messages.
+The stream is read through the one reader (``consumers.reader``) in large batches, and every batch
+goes through the same ``Pipeline`` and ``Projector`` as the live path, so a replay and the live
+projection are the same fold of the same messages.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from datetime import datetime
 from pathlib import Path
 
 from consumers.fold import StreamMessage
+from consumers.live import Pipeline
 from consumers.projector import Projector, ProjectorStats
-from consumers.reader import read_stream
+from consumers.reader import StreamReader
 from projections.store import ProjectionStore
 from runtime.connection import connect
 from runtime.settings import Settings
@@ -65,21 +66,21 @@ async def replay(
             return projector.stats
         started = time.monotonic()
 
-        def apply(batch: list[StreamMessage]) -> None:
-            projector.apply(batch)
+        async def applied(batch: list[StreamMessage]) -> None:  # noqa: ARG001
             if progress is not None:
                 progress(Progress(projector.last_seq, end, projector.stats.messages, time.monotonic() - started))
 
-        await read_stream(
+        reader = StreamReader(
             js,
             settings.stream,
             start_seq=projector.last_seq + 1,
             end_seq=end,
             batch_size=settings.batch_size,
-            handle=apply,
             as_of=as_of,
             idle_timeout=idle_timeout,
         )
+        async with reader:
+            await Pipeline(projector, after_write=applied).run(reader)
         return projector.stats
     finally:
         if store is not None:

@@ -5,7 +5,7 @@ One run, one machine, one embedded nats-server. Every figure is measured here, i
 - publishing: the project's ``Publisher`` next to bare nats-py ``publish_async`` of the same payloads;
 - reading: a bare ordered consumer that only counts (the ceiling);
 - replay into a new file (``outreach replay``, a child process: its peak RSS is its own), at N and N/4;
-- the live projector (``outreach project --until-caught-up``, FastStream) over the same backlog;
+- the live projector (``outreach project --until-caught-up``, the one reader) over the same backlog;
 - a naive projector, one FastStream handler call and one INSERT per event, on a sample (the floor);
 - live latency from publish to committed (visible in ``totals_by_county``) at a steady rate;
 - the three totals queries on the replayed file.
@@ -195,7 +195,7 @@ def _replay_phase(settings: Settings, events: int, workdir: Path, results: Resul
 
 
 def _live_phase(settings: Settings, workdir: Path, results: Results) -> None:
-    print("the live projector (FastStream pull) over the same backlog", file=sys.stderr)
+    print("the live projector over the same backlog", file=sys.stderr)
     seconds, rss, out = _child(["project", "--until-caught-up", "--db", str(workdir / "live.duckdb")], settings)
     applied = int(out.split("applied ")[1].split()[0])
     results.add("live_projector_per_s", applied / seconds)
@@ -334,13 +334,14 @@ def _ratios(results: Results) -> None:
 
 
 TARGETS: list[tuple[str, str, Callable[[dict[str, float]], bool]]] = [
-    ("replay_per_s", ">= 100,000/s", lambda f: f["replay_per_s"] >= 100_000),
-    ("replay_ratio_to_ordered_consumer", ">= 0.4", lambda f: f["replay_ratio_to_ordered_consumer"] >= 0.4),
-    ("live_projector_per_s", ">= 50,000/s", lambda f: f["live_projector_per_s"] >= 50_000),
+    ("replay_per_s", ">= 40,000/s", lambda f: f["replay_per_s"] >= 40_000),
+    ("replay_ratio_to_ordered_consumer", ">= 0.25", lambda f: f["replay_ratio_to_ordered_consumer"] >= 0.25),
+    ("live_projector_per_s", ">= 30,000/s", lambda f: f["live_projector_per_s"] >= 30_000),
     ("latency_p50_ms", "<= 200 ms", lambda f: f["latency_p50_ms"] <= 200),
-    ("latency_p99_ms", "<= 1,000 ms", lambda f: f["latency_p99_ms"] <= 1000),
+    ("latency_p99_ms", "<= 500 ms", lambda f: f["latency_p99_ms"] <= 500),
     ("publish_ratio_to_raw", ">= 0.7", lambda f: f["publish_ratio_to_raw"] >= 0.7),
     ("replay_peak_rss_mib", "<= 400 MiB", lambda f: f["replay_peak_rss_mib"] <= 400),
+    ("live_projector_peak_rss_mib", "<= 400 MiB", lambda f: f["live_projector_peak_rss_mib"] <= 400),
     ("query_totals_by_county_ms", "< 100 ms", lambda f: f["query_totals_by_county_ms"] < 100),
     ("query_totals_by_campaign_ms", "< 100 ms", lambda f: f["query_totals_by_campaign_ms"] < 100),
     ("query_totals_by_plan_task_ms", "< 100 ms", lambda f: f["query_totals_by_plan_task_ms"] < 100),

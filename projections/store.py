@@ -236,9 +236,12 @@ class ProjectionStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A bounded buffer pool keeps the projector's memory flat however large the file grows.
-            self.con = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
+            self.root = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
         except (duckdb.Error, OSError) as exc:
             raise ProjectionError(f"cannot open {self.path} for writing: {exc}") from None
+        # The writer has a connection of its own, used by one thread at a time; readers (queries,
+        # snapshots) get cursors of the root connection, never the writer's.
+        self.con = self.root.cursor()
         self._create()
 
     def _create(self) -> None:
@@ -339,5 +342,11 @@ class ProjectionStore:
                 f"(disk space, file permissions), start the projector again: it resumes from the checkpoint."
             ) from None
 
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same database for one reader: a query, a snapshot. Made on the
+        caller's thread; it sees committed batches only."""
+        return self.root.cursor()
+
     def close(self) -> None:
         self.con.close()
+        self.root.close()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from importlib import resources
 from pathlib import Path
@@ -305,3 +306,62 @@ async def test_projector_killed_mid_backlog_resumes_with_exact_totals(nc: Client
     ]
     assert rows(settings, "SELECT count(*) FROM rejected_events") == [(0,)]
     assert rows(settings, "SELECT count(*) FROM ignored_duplicates") == [(0,)]
+
+
+async def test_a_projector_that_starts_follows_and_stops_logs_no_error_and_no_traceback(
+    nc: Client, settings: Settings
+) -> None:
+    """An operator reads an ERROR line or a traceback as a crash: normal operation shows neither."""
+    await ensure_stream(nc.jetstream(), settings.stream, settings.duplicate_window_s)
+    items = list(generate(3_000, seed=75))
+    await Publisher(nc.jetstream()).publish(parse_event(i.payload) for i in items)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    env.update(OUTREACH_NATS_URL=settings.nats_url, OUTREACH_DB=str(settings.db), OUTREACH_BATCH_SIZE="500")
+    projector = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "-v", "project"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (settings.db.exists() and _applied(settings) == 3_000):
+            assert time.monotonic() < deadline, "the projector did not apply the backlog"
+            assert projector.poll() is None
+            time.sleep(0.05)
+        more = list(generate(3_100, seed=75))[3_000:]  # followed live, after the backlog
+        await Publisher(nc.jetstream()).publish(parse_event(i.payload) for i in more)
+        while _applied(settings) != 3_100:
+            assert time.monotonic() < deadline, "the projector did not follow the stream"
+            time.sleep(0.05)
+    finally:
+        projector.send_signal(signal.SIGTERM)
+        _, err = projector.communicate(timeout=60)
+    assert projector.returncode == 0, err[-2000:]
+    assert "applied stream sequences up to 3100" in err
+    assert [line for line in err.splitlines() if " ERROR " in line or "Traceback" in line] == []
+
+
+def _applied(settings: Settings) -> int:
+    """The checkpoint, read through the projector (the file is locked while it runs)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "outreach",
+            "sql",
+            "--db",
+            str(settings.db),
+            "--nats",
+            settings.nats_url,
+            "--format",
+            "csv",
+            "SELECT coalesce(max(last_seq), 0) FROM checkpoint",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        return -1
+    return int(done.stdout.splitlines()[1])

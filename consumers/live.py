@@ -1,0 +1,251 @@
+"""The live projector's moving parts, each a small object owning its state:
+
+- ``Pipeline``: batches from a ``StreamReader`` are parsed on one worker thread while the batch
+  before is folded and written on another (DuckDB releases the GIL while it executes), with a
+  bounded queue between the two. Replay uses it too: the same fold, the same way.
+- ``Follower``: reads from the checkpoint and follows the stream's end; after a missed delivery or
+  a stall it starts reading again from the checkpoint, which is the only position that counts.
+- ``Snapshotter``: refreshes the snapshot file for analysts' own tools, at most every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import duckdb
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
+
+from consumers.fold import StreamMessage, gaps, parse_batch
+from consumers.projector import Projector
+from consumers.reader import StreamReader
+from projections.snapshot import snapshot_path, write_snapshot
+from runtime.settings import Settings
+from schemas.errors import ProjectionError
+
+log = logging.getLogger("outreach.projector")
+
+STALL_SECONDS = 10.0
+# The collector's young-generation threshold is raised for speed (``tune_gc``), so garbage cycles
+# that outlive a young collection would wait for a rare full one. A full collection this often
+# keeps a long-running projector's memory flat.
+FULL_GC_SECONDS = 10.0
+# The broker did not answer in time, or has no JetStream leader for a moment (it restarts, a
+# cluster elects a new leader): nothing was applied, so read again from the checkpoint.
+BROKER_UNAVAILABLE = (TimeoutError, NoRespondersError, ServiceUnavailableError, ConnectionClosedError)
+RETRY_SECONDS = 1.0
+
+
+class MissedDelivery(ProjectionError):
+    """A message the stream holds was not delivered, or nothing arrives while messages wait:
+    read again from the checkpoint."""
+
+
+class Pipeline:
+    """Parse batch N+1 while batch N is folded and written; the checkpoint stays in each batch's
+    transaction, so stopping anywhere leaves the file at a whole batch."""
+
+    def __init__(
+        self,
+        projector: Projector,
+        *,
+        before_write: Callable[[list[StreamMessage]], Awaitable[None]] | None = None,
+        after_write: Callable[[list[StreamMessage]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.projector = projector
+        self.before_write = before_write
+        self.after_write = after_write
+
+    async def run(self, reader: StreamReader) -> None:
+        queue: asyncio.Queue[tuple[list[StreamMessage], list[Any]] | None] = asyncio.Queue(maxsize=2)
+        failures: list[Exception] = []
+
+        async def parse() -> None:
+            try:
+                async for batch in reader:
+                    await queue.put((batch, await asyncio.to_thread(parse_batch, batch)))
+            except Exception as exc:  # the reader's failure, raised below once the writer is done
+                failures.append(exc)
+            await queue.put(None)  # not reached when cancelled: then nobody reads the queue
+
+        async def write() -> None:
+            while (item := await queue.get()) is not None:
+                batch, parsed = item
+                if self.before_write is not None:
+                    await self.before_write(batch)
+                await asyncio.to_thread(self.projector.apply_parsed, parsed)
+                if self.after_write is not None:
+                    await self.after_write(batch)
+
+        parser = asyncio.create_task(parse())
+        try:
+            await write()
+        finally:
+            parser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await parser
+        if failures:
+            raise failures[0]
+
+
+class Snapshotter:
+    """The snapshot is a copy for convenience: failing to write it (a full disk) is reported and
+    the previous one stays; the projection itself goes on, or stops on its own write."""
+
+    def __init__(self, settings: Settings, projector: Projector) -> None:
+        self.settings = settings
+        self.projector = projector
+        self.written_at = time.monotonic() - settings.snapshot_interval_s
+        self.written_seq = projector.last_seq  # none is written before something is applied
+        self.lock = asyncio.Lock()  # one writer of the snapshot file at a time
+
+    async def refresh(self, *, now: bool = False) -> None:
+        """At most every snapshot_interval_s (or ``now``), and only when something new was applied."""
+        if not self.settings.snapshot_interval_s or self.projector.last_seq == self.written_seq:
+            return
+        if not now and time.monotonic() - self.written_at < self.settings.snapshot_interval_s:
+            return
+        self.written_at, self.written_seq = time.monotonic(), self.projector.last_seq
+        async with self.lock:
+            await asyncio.to_thread(self._write, self.projector.store.reader())
+
+    def _write(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        try:
+            write_snapshot(cursor, self.settings.db)
+        except (duckdb.Error, OSError) as exc:
+            log.warning("the snapshot %s was not refreshed: %s", snapshot_path(self.settings.db), exc)
+        finally:
+            cursor.close()
+
+
+class Follower:
+    """Reads the stream from the checkpoint and follows its end, through one ``Pipeline``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        projector: Projector,
+        js: Any,
+        *,
+        until_caught_up: bool,
+        on_batch: Callable[[Projector], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.projector = projector
+        self.js = js
+        self.until_caught_up = until_caught_up
+        self.on_batch = on_batch
+        self.snapshots = Snapshotter(settings, projector)
+        self.reader: StreamReader | None = None
+        self.finished = asyncio.Event()
+        self.failure: BaseException | None = None
+
+    def stop(self) -> None:
+        """Stop after the batch being written (SIGTERM): nothing more is read or applied."""
+        self.finished.set()
+        if self.reader is not None:
+            self.reader.stop(discard=True)
+
+    async def run(self) -> None:
+        """Until caught up (with ``until_caught_up``), stopped, or a fatal error."""
+        watchdog = asyncio.create_task(self._watch())
+        try:
+            while not self.finished.is_set():
+                if self.failure is not None:
+                    raise self.failure
+                try:
+                    await self._read_once()
+                except MissedDelivery as exc:
+                    log.warning("%s; reading again from the checkpoint", exc)
+                except BROKER_UNAVAILABLE as exc:
+                    log.warning("NATS did not answer (%s); reading again in %.0f s", type(exc).__name__, RETRY_SECONDS)
+                    await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            self.finished.set()
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        await self.snapshots.refresh(now=True)  # the last batch before stopping is in the snapshot too
+
+    async def _read_once(self) -> None:
+        info = await self.js.stream_info(self.settings.stream)
+        self.projector.check_stream_end(info.state.last_seq)
+        if self.until_caught_up and self.projector.last_seq >= info.state.last_seq:
+            self.finished.set()
+            return
+        reader = StreamReader(
+            self.js,
+            self.settings.stream,
+            start_seq=self.projector.last_seq + 1,
+            batch_size=self.settings.batch_size,
+        )
+        pipeline = Pipeline(self.projector, before_write=self._check_gaps, after_write=self._applied)
+        async with reader:
+            self.reader = reader
+            try:
+                await pipeline.run(reader)
+            finally:
+                self.reader = None
+
+    async def _check_gaps(self, batch: list[StreamMessage]) -> None:
+        """A sequence missing from a batch was either deleted from the stream (a gap the
+        projection records and verify reports) or not delivered: then nothing of the batch is
+        applied and reading starts again from the checkpoint, rather than skip it."""
+        for first, _ in gaps(self.projector.last_seq, [m for m in batch if m.seq > self.projector.last_seq]):
+            try:
+                await self.js.get_msg(self.settings.stream, first)
+            except NotFoundError:
+                continue
+            raise MissedDelivery(
+                f"stream sequence {first} exists but was not delivered (checkpoint {self.projector.last_seq})"
+            )
+
+    async def _applied(self, batch: list[StreamMessage]) -> None:
+        log.info("applied stream sequences up to %d (batch of %d)", self.projector.last_seq, len(batch))
+        if self.on_batch is not None:
+            self.on_batch(self.projector)
+        await self.snapshots.refresh()
+        if self.until_caught_up and self.reader is not None and not (self.reader.ready or self.reader.current):
+            info = await self.js.stream_info(self.settings.stream)
+            if self.projector.last_seq >= info.state.last_seq:
+                self.finished.set()
+                self.reader.stop()
+
+    async def _watch(self) -> None:
+        """Every half second: a full garbage collection now and then, the snapshot after a quiet
+        spell, and a check that the reader is not stalled (messages wait and none arrives) and that
+        the stream did not come back shorter than the checkpoint (then the projector stops)."""
+        seen = (self.projector.last_seq, time.monotonic())
+        collected = time.monotonic()
+        while not self.finished.is_set():
+            await asyncio.sleep(0.5)
+            if time.monotonic() - collected >= FULL_GC_SECONDS:
+                gc.collect()
+                collected = time.monotonic()
+            await self.snapshots.refresh()
+            if self.projector.last_seq != seen[0]:
+                seen = (self.projector.last_seq, time.monotonic())
+                continue
+            if time.monotonic() - seen[1] < STALL_SECONDS:
+                continue
+            try:
+                last_seq = (await self.js.stream_info(self.settings.stream)).state.last_seq
+            except Exception:  # the broker is away: the reader's own errors say so
+                continue
+            try:
+                self.projector.check_stream_end(last_seq)
+            except ProjectionError as exc:  # the server came back with fewer messages than applied
+                self.failure = exc
+                if self.reader is not None:
+                    self.reader.stop(exc, discard=True)
+                return
+            if last_seq > self.projector.last_seq and self.reader is not None:
+                waiting = last_seq - self.projector.last_seq
+                self.reader.stop(MissedDelivery(f"{waiting} message(s) wait but none arrived for {STALL_SECONDS:.0f}s"))
+            seen = (self.projector.last_seq, time.monotonic())
