@@ -32,10 +32,13 @@ from schemas.subjects import ALL_EVENTS
 # Heartbeats the ordered consumer expects; it recreates itself after missing two. A slow writer
 # holds the message callback back for a few batches at most, far less than two of these.
 IDLE_HEARTBEAT_S = 30.0
-# Messages nats-py may hold for the callback. Delivery is bounded by the server's flow control
-# (answered only once the callback has taken messages), not by this: past it nats-py would drop
-# messages, and the ordered consumer would stall on the gap.
+# What nats-py may hold for the callback. The broker sends ahead up to its flow-control window
+# (measured here: more than 16 MiB, less than 32 MiB), answered only as the callback takes
+# messages; past these limits nats-py would drop messages and the ordered consumer would stall on
+# the gap (seen with 16 MiB, in batches of 500). So the limits are above that window, and the
+# window, not they, bounds the memory that reading takes.
 PENDING_LIMIT = 1_000_000
+PENDING_BYTES = 64 * 1024 * 1024
 
 
 class StreamReader:
@@ -84,6 +87,7 @@ class StreamReader:
             idle_heartbeat=IDLE_HEARTBEAT_S,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.start_seq),
             pending_msgs_limit=PENDING_LIMIT,
+            pending_bytes_limit=PENDING_BYTES,
         )
         return self
 
