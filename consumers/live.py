@@ -47,6 +47,18 @@ class MissedDelivery(ProjectionError):
     read again from the checkpoint."""
 
 
+async def check_gaps(js: Any, stream: str, last_seq: int, msgs: list[StreamMessage]) -> None:
+    """A sequence missing from a batch was either deleted from the stream (a gap the projection
+    records and verify reports) or not delivered: then nothing of the batch is applied and reading
+    starts again from the checkpoint, rather than skip it."""
+    for first, _ in gaps(last_seq, [m for m in msgs if m.seq > last_seq]):
+        try:
+            await js.get_msg(stream, first)
+        except NotFoundError:
+            continue
+        raise MissedDelivery(f"stream sequence {first} exists but was not delivered (checkpoint {last_seq})")
+
+
 class Pipeline:
     """Parse batch N+1 while batch N is folded and written; the checkpoint stays in each batch's
     transaction, so stopping anywhere leaves the file at a whole batch."""
@@ -194,17 +206,7 @@ class Follower:
                 self.reader = None
 
     async def _check_gaps(self, batch: list[StreamMessage]) -> None:
-        """A sequence missing from a batch was either deleted from the stream (a gap the
-        projection records and verify reports) or not delivered: then nothing of the batch is
-        applied and reading starts again from the checkpoint, rather than skip it."""
-        for first, _ in gaps(self.projector.last_seq, [m for m in batch if m.seq > self.projector.last_seq]):
-            try:
-                await self.js.get_msg(self.settings.stream, first)
-            except NotFoundError:
-                continue
-            raise MissedDelivery(
-                f"stream sequence {first} exists but was not delivered (checkpoint {self.projector.last_seq})"
-            )
+        await check_gaps(self.js, self.settings.stream, self.projector.last_seq, batch)
 
     async def _applied(self, batch: list[StreamMessage]) -> None:
         log.info("applied stream sequences up to %d (batch of %d)", self.projector.last_seq, len(batch))

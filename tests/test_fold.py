@@ -181,7 +181,7 @@ async def test_a_gap_is_a_deleted_message_or_a_delivery_to_read_again() -> None:
     import pytest
     from nats.js.errors import NotFoundError
 
-    from consumers.app import MissedDelivery, check_gaps
+    from consumers.live import MissedDelivery, check_gaps
 
     class Stream:
         """Answers get_msg as a stream in which sequence 3 was deleted and 5 exists."""
