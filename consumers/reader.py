@@ -32,13 +32,15 @@ from schemas.subjects import ALL_EVENTS
 # Heartbeats the ordered consumer expects; it recreates itself after missing two. A slow writer
 # holds the message callback back for a few batches at most, far less than two of these.
 IDLE_HEARTBEAT_S = 30.0
-# What nats-py may hold for the callback. The broker sends ahead up to its flow-control window
-# (measured here: more than 16 MiB, less than 32 MiB), answered only as the callback takes
-# messages; past these limits nats-py would drop messages and the ordered consumer would stall on
-# the gap (seen with 16 MiB, in batches of 500). So the limits are above that window, and the
-# window, not they, bounds the memory that reading takes.
+# What nats-py may hold for the callback. The broker sends ahead up to its flow-control window,
+# answered only as the callback takes messages. Past these limits nats-py drops messages, the flow
+# control request among them, and delivery stops (seen with 16 MiB, and once with 64 MiB, in long
+# reads): so the limits are nats-py's largest, the window bounds the memory that reading takes, and
+# a reader that receives nothing for STALL_S while it has not finished subscribes again from the
+# message after the last one it received.
 PENDING_LIMIT = 1_000_000
-PENDING_BYTES = 64 * 1024 * 1024
+PENDING_BYTES = 256 * 1024 * 1024
+STALL_S = 5.0
 
 
 class StreamReader:
@@ -77,19 +79,41 @@ class StreamReader:
         self.failure: BaseException | None = None
         self.last_seen = time.monotonic()
         self.subscription: Any = None
+        self.generation = 0
+        self.next_seq = start_seq  # the sequence after the last message received
+        self.stalled_since: float | None = None
 
     async def __aenter__(self) -> StreamReader:
+        await self._subscribe(self.start_seq)
+        return self
+
+    async def _subscribe(self, start_seq: int) -> None:
+        generation = self.generation = self.generation + 1
+
+        async def on_message(msg: Msg) -> None:
+            if generation == self.generation:  # a replaced subscription's leftovers are ignored
+                await self._on_message(msg)
+
         self.subscription = await self.js.subscribe(
             ALL_EVENTS,
             stream=self.stream,
-            cb=self._on_message,
+            cb=on_message,
             ordered_consumer=True,
             idle_heartbeat=IDLE_HEARTBEAT_S,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.start_seq),
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq),
             pending_msgs_limit=PENDING_LIMIT,
             pending_bytes_limit=PENDING_BYTES,
         )
-        return self
+
+    async def _resubscribe(self) -> None:
+        """Delivery stopped while messages wait: subscribe again after the last one received."""
+        old, self.subscription = self.subscription, None
+        self.generation += 1
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        self.last_seen = time.monotonic()
+        await self._subscribe(self.next_seq)
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop()
@@ -106,6 +130,9 @@ class StreamReader:
             if self.as_of is not None and m.stored_at > self.as_of:
                 self._finish()
                 return
+            if m.seq < self.next_seq:
+                return  # received before a resubscription
+            self.next_seq = m.seq + 1
             self.current.append(m)
             caught_up = pending(msg.reply) == 0
             last = self.end_seq is not None and (m.seq >= self.end_seq or caught_up)
@@ -144,6 +171,18 @@ class StreamReader:
         self._finish()
         self.room.set()
 
+    async def _stalled(self) -> bool:
+        """Nothing received for STALL_S, and the stream holds messages after the last received."""
+        if time.monotonic() - self.last_seen < STALL_S:
+            return False
+        try:
+            last = (await self.js.stream_info(self.stream)).state.last_seq
+        except Exception:  # the broker is away: nothing to read again yet
+            return False
+        if self.end_seq is not None:
+            last = min(last, self.end_seq)
+        return last >= self.next_seq
+
     def __aiter__(self) -> AsyncIterator[list[StreamMessage]]:
         return self._batches()
 
@@ -172,6 +211,8 @@ class StreamReader:
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=1.0)
             except TimeoutError:
+                if not self.finished and await self._stalled():
+                    await self._resubscribe()
                 if self.idle_timeout is not None and time.monotonic() - self.last_seen > self.idle_timeout:
                     raise ProjectionError(
                         f"nothing arrived from stream {self.stream} for {self.idle_timeout:.0f}s while reading up "

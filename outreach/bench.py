@@ -168,15 +168,16 @@ def _child(args: list[str], settings: Settings) -> tuple[float, float, str]:
     pages it shared with this large parent between fork and exec."""
     env = dict(os.environ, OUTREACH_NATS_URL=settings.nats_url, OUTREACH_STREAM=settings.stream)
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "outreach", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    assert proc.stdout is not None
-    out = proc.stdout.read().decode()
-    proc.wait()
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"outreach {' '.join(args)} failed with status {proc.returncode}: {out}")
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "outreach", *args], env=env, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        proc.wait()
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"outreach {' '.join(args)} failed with status {proc.returncode}: {out}{tail}")
     peak = float(out.rsplit("peak memory ", 1)[1].split()[0])
     return seconds, peak, out
 
