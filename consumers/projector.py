@@ -74,9 +74,9 @@ class Projector:
     def apply_parsed(self, parsed: list[Parsed], received: int | None = None) -> int:
         """Apply messages already parsed (``parse_batch``, which needs no database and so can run
         while the previous batch is written); those at or below the checkpoint are skipped."""
-        fresh_parsed = [p for p in parsed if p.msg.seq > self.last_seq]
-        self.stats.skipped += (received if received is not None else len(parsed)) - len(fresh_parsed)
-        parsed = fresh_parsed
+        received = len(parsed) if received is None else received
+        parsed = [p for p in parsed if p.msg.seq > self.last_seq]
+        self.stats.skipped += received - len(parsed)
         fresh = [p.msg for p in parsed]
         if not fresh:
             return 0

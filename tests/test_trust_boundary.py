@@ -142,6 +142,17 @@ async def project(directory: Path, server: EmbeddedServer, db: Path) -> Any:
     return await run_projector(creds(directory, "projector", server, db=db), until_caught_up=True)
 
 
+def live_projector(directory: Path, server: EmbeddedServer, db: Path) -> subprocess.Popen[str]:
+    """`outreach project` following the stream, with the projector's credentials."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "outreach", "project"],
+        env=env_of(directory, "projector", server, OUTREACH_DB=str(db)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def rejected(db: Path) -> list[tuple[int, str]]:
     return [(int(r[0]), r[1]) for r in run_query(db, "SELECT stream_seq, reason FROM rejected_events ORDER BY 1").rows]
 
@@ -345,13 +356,7 @@ async def ask_projector(nc: Client, query: str, timeout: float = 30) -> Any:
 async def test_reply_subjects_never_write_into_the_stream(closed: tuple[EmbeddedServer, Path], tmp_path: Path) -> None:
     server, directory = closed
     db = tmp_path / "p.duckdb"
-    projector = subprocess.Popen(
-        [sys.executable, "-m", "outreach", "project"],
-        env=env_of(directory, "projector", server, OUTREACH_DB=str(db)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    projector = live_projector(directory, server, db)
     try:
         a = await as_user(directory, "al-a", server)
         own = [session("al-a") for _ in range(3)]
@@ -420,13 +425,7 @@ async def test_an_agency_reads_its_own_receipts_and_never_anothers(
 ) -> None:
     server, directory = closed
     db = tmp_path / "p.duckdb"
-    projector = subprocess.Popen(
-        [sys.executable, "-m", "outreach", "project"],
-        env=env_of(directory, "projector", server, OUTREACH_DB=str(db)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    projector = live_projector(directory, server, db)
     try:
         b_event = session("al-b", students=30)
         b_file = tmp_path / "b.jsonl"
