@@ -124,6 +124,11 @@ class Snapshotter:
         if not now and time.monotonic() - self.written_at < self.settings.snapshot_interval_s:
             return
         self.written_at, self.written_seq = time.monotonic(), self.projector.last_seq
+        # Shielded: a caller cancelled mid-write (the watchdog, at a stop) must not release the lock
+        # while the thread still writes, or an older snapshot could land after the last one.
+        await asyncio.shield(self._write_in_turn())
+
+    async def _write_in_turn(self) -> None:
         async with self.lock:
             await asyncio.to_thread(self._write, self.projector.store.reader())
 

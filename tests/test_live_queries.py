@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import duckdb
 import pytest
 from nats.aio.client import Client
 
+from consumers import live
 from outreach.synthetic import generate
 from producers.publisher import Publisher
 from projections.query import run_query
@@ -112,3 +117,41 @@ async def test_sql_answers_while_the_projector_applies_a_backlog(nc: Client, set
         ).rows
     }
     assert got == oracle.totals_by_county(i.event for i in items)
+
+
+async def test_a_snapshot_cancelled_mid_write_still_lands_before_the_next(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """At a stop the watchdog is cancelled while its snapshot is being written in a thread; the
+    last snapshot, written next, must land after it and so be the one left on disk."""
+    first_started, release_first, second_started = threading.Event(), threading.Event(), threading.Event()
+    finished: list[int] = []
+
+    def write(cursor: Any, _db: Any) -> None:  # the reader "cursor" holds the sequence it would see
+        seq = cursor.seq
+        if seq == 1:
+            first_started.set()
+            assert release_first.wait(30)
+        else:
+            second_started.set()
+        finished.append(seq)
+
+    monkeypatch.setattr(live, "write_snapshot", write)
+    projector = SimpleNamespace(last_seq=0, store=SimpleNamespace())
+    projector.store.reader = lambda: SimpleNamespace(seq=projector.last_seq, close=lambda: None)
+    snapshots = live.Snapshotter(Settings(db=tmp_path / "p.duckdb", snapshot_interval_s=60), projector)
+
+    projector.last_seq = 1
+    watchdog = asyncio.create_task(snapshots.refresh(now=True))
+    await asyncio.to_thread(first_started.wait, 30)
+    watchdog.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watchdog
+    projector.last_seq = 2
+    last = asyncio.create_task(snapshots.refresh(now=True))
+    try:  # the last write must wait for the cancelled one: give it a second to (wrongly) start
+        assert not await asyncio.to_thread(second_started.wait, 1.0)
+    finally:
+        release_first.set()
+    await asyncio.wait_for(last, 30)
+    assert finished == [1, 2]
