@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,47 +58,95 @@ def open_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
         raise ProjectionError(f"cannot open {path}: {exc}") from None
 
 
-def run_query(path: str | Path, sql: str, params: list[Any] | None = None) -> QueryResult:
+def run_query(
+    path: str | Path, sql: str, params: list[Any] | None = None, limits: QueryLimits | None = None
+) -> QueryResult:
     """Run one read-only statement on a projection file."""
     con = open_read_only(path)
     try:
-        return execute_read_only(con, sql, params)
+        return execute_read_only(con, sql, params, limits)
     finally:
         con.close()
 
 
-def execute_read_only(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> QueryResult:
-    """Run one statement that only reads, on a connection whose external access is disabled;
-    anything that would write or reach outside is refused. The answer says as of when it is."""
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one analyst's query may take: its time, and the rows of its answer."""
+
+    seconds: float = 30.0
+    max_rows: int = 100_000
+
+
+def too_large(rows: str) -> QueryRefused:
+    return QueryRefused(f"result too large: {rows} rows; add LIMIT, or use `outreach export`")
+
+
+def execute_read_only(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any] | None = None,
+    limits: QueryLimits | None = None,
+) -> QueryResult:
+    """Run one statement that only reads, in a read-only transaction on a connection whose external
+    access is disabled: anything that would write (EXPLAIN ANALYZE of a write included) or reach
+    outside is refused. A query past ``limits.seconds`` is interrupted inside DuckDB; an answer of
+    more than ``limits.max_rows`` rows is refused. The answer says as of when it is."""
+    limits = limits or QueryLimits()
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
         raise ProjectionError(f"the query does not parse: {exc}") from None
     if len(statements) != 1:
-        raise QueryRefused(f"give exactly one statement (got {len(statements)})")
+        raise QueryRefused(f"the query is refused: it holds {len(statements)} statements, and one is run at a time")
     kind = statements[0].type
     if kind not in ALLOWED:
         raise QueryRefused(
             f"{kind.name} statements are refused: `outreach sql` only reads (SELECT, WITH … SELECT, "
             f"EXPLAIN). The projection is written by the projector alone."
         )
+    timer = threading.Timer(limits.seconds, con.interrupt)
+    count = 0
     try:
-        con.execute("BEGIN TRANSACTION")  # the answer and its as-of come from one snapshot
+        # One read-only transaction: DuckDB itself refuses any write, and the answer and its as-of
+        # come from one snapshot.
+        con.execute("BEGIN TRANSACTION READ ONLY")
+        timer.start()
         cursor = con.execute(sql, params or [])
         columns = [d[0] for d in cursor.description or []]
-        rows = cursor.fetchall()
+        rows: list[tuple[Any, ...]] = []
+        while chunk := cursor.fetchmany(FETCH_ROWS):
+            count += len(chunk)
+            if count <= limits.max_rows:
+                rows.extend(chunk)
+            else:
+                rows = []  # counted on to tell the analyst how many, never kept
+        if count > limits.max_rows:
+            raise too_large(f"{count:,}")
         mark = con.execute(AS_OF).fetchone()
+    except duckdb.InterruptException:
+        if count > limits.max_rows:
+            raise too_large(f"more than {count:,}") from None
+        raise QueryRefused(f"the query ran longer than {limits.seconds:g} s and was stopped") from None
     except duckdb.PermissionException as exc:
         first_line = str(exc).splitlines()[0]
         raise QueryRefused(
             f"files, the network and extensions are out of reach of analyst queries ({first_line})"
         ) from None
+    except duckdb.TransactionException as exc:
+        if "read-only" not in str(exc):
+            raise ProjectionError(f"the query failed: {exc}") from None
+        raise QueryRefused(
+            "the query would write, and is refused: `outreach sql` only reads. The projection is "
+            "written by the projector alone."
+        ) from None
     except duckdb.Error as exc:
         raise ProjectionError(f"the query failed: {exc}") from None
     finally:
+        timer.cancel()
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
     return QueryResult(columns, rows, *(mark or (None, None)))
 
 
+FETCH_ROWS = 10_000
 AS_OF = "SELECT last_seq, last_stored_at FROM checkpoint ORDER BY updated_at DESC LIMIT 1"

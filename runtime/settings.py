@@ -38,6 +38,13 @@ class Settings(BaseSettings):
         description="how often the projector refreshes the "
         "snapshot file of the totals for analysts' own tools; 0: never",
     )
+    query_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="an analyst's query running longer than this is stopped"
+    )
+    query_max_rows: int = Field(
+        100_000, ge=1, le=10_000_000, description="an analyst's query returning more rows is refused"
+    )
+    query_slots: int = Field(4, ge=1, le=64, description="analysts' queries the projector answers at once")
     publish_window: int = Field(1000, ge=1, le=10_000, description="unacknowledged events in flight")
     publish_timeout_s: float = Field(5.0, gt=0)
     publish_retries: int = Field(3, ge=0, le=20)

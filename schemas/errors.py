@@ -9,7 +9,7 @@ Every error that reaches a user says what was wrong, where, and what to do::
     ├── BrokerError         NATS is unreachable, refused us, or the stream is not as required
     │   └── PublishFailed   some events were not acknowledged after every retry
     ├── ProjectionError     the DuckDB projection could not be read or written
-    └── QueryRefused        an analyst's query tried to write or to reach outside the database
+    └── QueryRefused        an analyst's query tried to write or reach outside, ran too long, or was too large
 
 Everything below ``OutreachError`` is caught by the command line, printed without a traceback,
 and turned into exit status 1 (2 for usage errors).
@@ -77,4 +77,5 @@ class ProjectionError(OutreachError):
 
 
 class QueryRefused(OutreachError):
-    """An analyst's query tried to change the database or reach outside it."""
+    """An analyst's query was refused or stopped: it tried to change the database or reach outside
+    it, ran past its time limit, or returned more than a reply may hold."""
