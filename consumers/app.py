@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-import duckdb
 from faststream import Context, FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.message import NatsMessage
@@ -23,9 +21,8 @@ from faststream.nats.security import NatsUserPassword
 
 from consumers.live import Follower
 from consumers.projector import Projector, ProjectorStats
+from consumers.queries import Services, may_answer
 from consumers.replay import tune_gc
-from projections.query import execute_read_only
-from projections.status import agency_status
 from projections.store import ProjectionStore
 from runtime.connection import connect, connect_options
 from runtime.settings import Settings
@@ -34,48 +31,6 @@ from schemas.errors import BrokerError, OutreachError, ProjectionError
 from schemas.subjects import query_subject, status_subject
 
 log = logging.getLogger("outreach.projector")
-
-
-def answer_query(cursor: duckdb.DuckDBPyConnection, request: bytes) -> bytes:
-    """One query on a cursor of the projector's own connection (external access is disabled on
-    it); the reply is JSON: columns, rows and as of which stream sequence, or an error."""
-    try:
-        result = execute_read_only(cursor, request.decode("utf-8", "replace"))
-    except OutreachError as exc:
-        return json.dumps({"error": str(exc)}).encode()
-    finally:
-        cursor.close()
-    return json.dumps(
-        {
-            "columns": result.columns,
-            "rows": result.rows,
-            "as_of_seq": result.as_of_seq,
-            "as_of_stored_at": result.as_of_stored_at,
-        },
-        default=str,
-        ensure_ascii=False,
-    ).encode()
-
-
-# Replies go only to inboxes: a client's own (_INBOX…) or, across accounts, the private subject a
-# service import maps the asker's reply to (_R_.…). Any other reply subject could name a subject
-# that a stream stores; such a request is refused and logged.
-REPLY_PREFIXES = ("_INBOX", "_R_.")
-
-
-def may_answer(reply: str | None) -> bool:
-    if reply and reply.startswith(REPLY_PREFIXES):
-        return True
-    log.warning("refused a request whose reply subject %r is not an inbox", (reply or "")[:200])
-    return False
-
-
-def answer_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes) -> bytes:
-    """One agency's receipts on a cursor of the projector's own connection, as JSON."""
-    try:
-        return agency_status(cursor, agency, request).model_dump_json().encode()
-    finally:
-        cursor.close()
 
 
 async def raw_payloads(message: Any) -> None:  # noqa: ARG001
@@ -100,7 +55,11 @@ async def run_projector(
         try:
             projector = Projector(store, settings.stream, info.created)
             follower = Follower(settings, projector, js, until_caught_up=until_caught_up, on_batch=on_batch)
-            await _serve(settings, projector, follower)
+            services = Services(store, settings, nc.max_payload)
+            try:
+                await _serve(settings, follower, services)
+            finally:
+                services.close()
             return projector.stats
         finally:
             store.close()
@@ -108,7 +67,7 @@ async def run_projector(
         await nc.close()
 
 
-async def _serve(settings: Settings, projector: Projector, follower: Follower) -> None:
+async def _serve(settings: Settings, follower: Follower, services: Services) -> None:
     """FastStream runs the application's lifecycle (signals, start, stop) and the request-reply
     services beside the follower, which reads the stream itself (``consumers.reader``)."""
     options = connect_options(settings, "outreach-projector-services")
@@ -119,14 +78,15 @@ async def _serve(settings: Settings, projector: Projector, follower: Follower) -
     app = FastStream(broker, logger=log)
     outcome: list[BaseException] = []
 
-    @broker.subscriber(query_subject(settings.stream), decoder=raw_payloads, no_reply=True)
+    # Handlers beyond the query slots, for queries waiting for a slot (or to be refused).
+    @broker.subscriber(
+        query_subject(settings.stream), decoder=raw_payloads, no_reply=True, max_workers=settings.query_slots * 4
+    )
     async def answer(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
         """Analysts' read-only queries, answered from the projection while it is being written."""
         raw = message.raw_message
-        if not may_answer(raw.reply):
-            return
-        # The cursor is made here, in the loop's thread; the writer has a connection of its own.
-        await raw.respond(await asyncio.to_thread(answer_query, projector.store.reader(), message.body))
+        if may_answer(raw.reply):
+            await raw.respond(await services.query(raw.data))
 
     @broker.subscriber(status_subject("*"), decoder=raw_payloads, no_reply=True)
     async def status(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
@@ -135,8 +95,7 @@ async def _serve(settings: Settings, projector: Projector, follower: Follower) -
         raw = message.raw_message
         if not may_answer(raw.reply):
             return
-        agency = raw.subject.rsplit(".", 1)[1]
-        await raw.respond(await asyncio.to_thread(answer_status, projector.store.reader(), agency, raw.data))
+        await raw.respond(await services.status(raw.subject.rsplit(".", 1)[1], raw.data))
 
     async def follow() -> None:
         try:
@@ -147,6 +106,11 @@ async def _serve(settings: Settings, projector: Projector, follower: Follower) -
             app.exit()
 
     task: list[asyncio.Task[None]] = []
+
+    @app.on_shutdown
+    async def stop_queries() -> None:
+        """Before the services stop: a query still running would hold their stop up to its limit."""
+        services.interrupt()
 
     @app.after_startup
     async def start_following() -> None:
@@ -166,7 +130,7 @@ async def _serve(settings: Settings, projector: Projector, follower: Follower) -
         exc = outcome[0]
         if isinstance(exc, OutreachError):
             raise exc
-        raise ProjectionError(f"the projector stopped at stream sequence {projector.last_seq}: {exc}") from exc
+        raise ProjectionError(f"the projector stopped at stream sequence {follower.projector.last_seq}: {exc}") from exc
 
 
 __all__ = ["BrokerError", "run_projector"]

@@ -1,0 +1,142 @@
+"""The projector's request-reply services: analysts' queries and agencies' receipts.
+
+Each request runs on a cursor of its own (never the writer's), in a read-only transaction, on a
+thread of the services' own pool, so a slow query holds up neither another query nor the projector,
+whose batches are written on threads of their own. A query past its time limit is interrupted
+inside DuckDB; an answer too large for one reply is refused; past ``query_slots`` queries at once,
+the next waits a moment for a slot and is then refused. Every refusal is answered to the analyst and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import duckdb
+
+from projections.query import QueryLimits, QueryResult, execute_read_only
+from projections.status import agency_status
+from projections.store import ProjectionStore
+from runtime.settings import Settings
+from schemas.errors import OutreachError, QueryRefused
+
+log = logging.getLogger("outreach.projector")
+
+# Replies go only to inboxes: a client's own (_INBOX…) or, across accounts, the private subject a
+# service import maps the asker's reply to (_R_.…). Any other reply subject could name a subject
+# that a stream stores; such a request is refused and logged.
+REPLY_PREFIXES = ("_INBOX", "_R_.")
+SLOT_WAIT_S = 2.0  # how long a query waits for a slot before it is refused
+REPLY_ROOM = 4096  # of the broker's max_payload, kept for the reply's headers and framing
+
+
+def may_answer(reply: str | None) -> bool:
+    if reply and reply.startswith(REPLY_PREFIXES):
+        return True
+    log.warning("refused a request whose reply subject %r is not an inbox", (reply or "")[:200])
+    return False
+
+
+def refusal(message: str, *, refused: bool = True) -> bytes:
+    """An error reply; ``refused``: the query was refused or stopped, rather than failed."""
+    return json.dumps({"error": message, "refused": refused}, ensure_ascii=False).encode()
+
+
+def encode_result(result: QueryResult, max_bytes: int) -> bytes:
+    body = json.dumps(
+        {
+            "columns": result.columns,
+            "rows": result.rows,
+            "as_of_seq": result.as_of_seq,
+            "as_of_stored_at": result.as_of_stored_at,
+        },
+        default=str,
+        ensure_ascii=False,
+    ).encode()
+    if len(body) > max_bytes:
+        raise QueryRefused(
+            f"result too large: {len(result.rows):,} rows, {len(body):,} bytes as JSON where one reply holds "
+            f"{max_bytes:,}; add LIMIT, or use `outreach export`"
+        )
+    return body
+
+
+class Services:
+    """Queries and receipts, answered concurrently from the projection being written."""
+
+    def __init__(self, store: ProjectionStore, settings: Settings, max_payload: int) -> None:
+        self.store = store
+        self.slots = settings.query_slots
+        self.limits = QueryLimits(seconds=settings.query_timeout_s, max_rows=settings.query_max_rows)
+        self.max_bytes = max(max_payload - REPLY_ROOM, 1024)
+        # A thread per slot, and one for receipts, which a crowd of queries must not hold up.
+        self.queries = ThreadPoolExecutor(self.slots, thread_name_prefix="outreach-query")
+        self.receipts = ThreadPoolExecutor(1, thread_name_prefix="outreach-status")
+        self.free = asyncio.Semaphore(self.slots)
+        self.running: set[duckdb.DuckDBPyConnection] = set()
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    async def query(self, request: bytes) -> bytes:
+        sql = request.decode("utf-8", "replace")
+        try:  # a query waits a moment for a slot: quick ones free theirs in milliseconds
+            await asyncio.wait_for(self.free.acquire(), SLOT_WAIT_S)
+        except TimeoutError:
+            log.warning("refused a query: %d are running already", self.slots)
+            return refusal(
+                f"the projector is answering {self.slots} queries already, as many as it runs at once, and "
+                f"none ended within {SLOT_WAIT_S:g} s; ask again in a moment"
+            )
+        cursor = self.store.reader()  # made here, in the loop's thread
+        with self.lock:
+            self.running.add(cursor)
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.queries, self._answer, cursor, sql)
+        finally:
+            with self.lock:
+                self.running.discard(cursor)
+            self.free.release()
+
+    def _answer(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> bytes:
+        try:
+            return encode_result(execute_read_only(cursor, sql, limits=self.limits), self.max_bytes)
+        except QueryRefused as exc:
+            if self.stopping:
+                return refusal("the projector is stopping, and stopped the query; ask again once it is back")
+            log.warning("refused a query (%s): %.200r", exc, sql)
+            return refusal(str(exc))
+        except OutreachError as exc:
+            return refusal(str(exc), refused=False)
+        finally:
+            cursor.close()
+
+    async def status(self, agency: str, request: bytes) -> bytes:
+        cursor = self.store.reader()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.receipts, self._status, cursor, agency, request)
+
+    @staticmethod
+    def _status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes) -> bytes:
+        try:
+            return agency_status(cursor, agency, request).model_dump_json().encode()
+        finally:
+            cursor.close()
+
+    def interrupt(self) -> None:
+        """At a stop: the queries still running are interrupted in DuckDB, and told why."""
+        self.stopping = True
+        with self.lock:
+            for cursor in self.running:
+                cursor.interrupt()
+
+    def close(self) -> None:
+        self.interrupt()
+        self.queries.shutdown(wait=True, cancel_futures=True)
+        self.receipts.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["Services", "may_answer"]
