@@ -116,6 +116,7 @@ class Snapshotter:
         self.written_at = time.monotonic() - settings.snapshot_interval_s
         self.written_seq = projector.last_seq  # none is written before something is applied
         self.lock = asyncio.Lock()  # one writer of the snapshot file at a time
+        self.writes: set[asyncio.Future[None]] = set()
 
     async def refresh(self, *, now: bool = False) -> None:
         """At most every snapshot_interval_s (or ``now``), and only when something new was applied."""
@@ -124,9 +125,18 @@ class Snapshotter:
         if not now and time.monotonic() - self.written_at < self.settings.snapshot_interval_s:
             return
         self.written_at, self.written_seq = time.monotonic(), self.projector.last_seq
-        # Shielded: a caller cancelled mid-write (the watchdog, at a stop) must not release the lock
-        # while the thread still writes, or an older snapshot could land after the last one.
-        await asyncio.shield(self._write_in_turn())
+        # Shielded, and kept: a caller cancelled mid-write (the watchdog, at a stop) must neither
+        # release the lock while the thread still writes nor lose the write; ``finish`` awaits it.
+        write = asyncio.ensure_future(self._write_in_turn())
+        self.writes.add(write)
+        write.add_done_callback(self.writes.discard)
+        await asyncio.shield(write)
+
+    async def finish(self) -> None:
+        """At a stop: every write under way lands, in order, and then one of the last batch."""
+        while self.writes:
+            await asyncio.gather(*self.writes, return_exceptions=True)
+        await self.refresh(now=True)
 
     async def _write_in_turn(self) -> None:
         async with self.lock:
@@ -188,7 +198,7 @@ class Follower:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-        await self.snapshots.refresh(now=True)  # the last batch before stopping is in the snapshot too
+        await self.snapshots.finish()  # the last batch before stopping is in the snapshot too
 
     async def _read_once(self) -> None:
         info = await self.js.stream_info(self.settings.stream)

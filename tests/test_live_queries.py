@@ -122,8 +122,9 @@ async def test_sql_answers_while_the_projector_applies_a_backlog(nc: Client, set
 async def test_a_snapshot_cancelled_mid_write_still_lands_before_the_next(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    """At a stop the watchdog is cancelled while its snapshot is being written in a thread; the
-    last snapshot, written next, must land after it and so be the one left on disk."""
+    """At a stop the watchdog is cancelled while its snapshot is being written in a thread, and
+    another refresh waiting for its turn is cancelled too; both writes still land, in order, so the
+    last batch's snapshot is the one left on disk."""
     first_started, release_first, second_started = threading.Event(), threading.Event(), threading.Event()
     finished: list[int] = []
 
@@ -144,11 +145,14 @@ async def test_a_snapshot_cancelled_mid_write_still_lands_before_the_next(
     projector.last_seq = 1
     watchdog = asyncio.create_task(snapshots.refresh(now=True))
     await asyncio.to_thread(first_started.wait, 30)
-    watchdog.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watchdog
     projector.last_seq = 2
-    last = asyncio.create_task(snapshots.refresh(now=True))
+    behind = asyncio.create_task(snapshots.refresh(now=True))  # waits for the first write's turn
+    await asyncio.sleep(0)
+    for task in (watchdog, behind):  # the stop cancels both callers
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    last = asyncio.create_task(snapshots.finish())
     try:  # the last write must wait for the cancelled one: give it a second to (wrongly) start
         assert not await asyncio.to_thread(second_started.wait, 1.0)
     finally:
