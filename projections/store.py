@@ -7,7 +7,9 @@ one transaction, so after any crash the file holds exactly the batches up to its
 from __future__ import annotations
 
 import contextlib
+import logging
 import operator
+import time
 import uuid
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -20,6 +22,8 @@ import duckdb
 from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
 from schemas.errors import ProjectionError
 from schemas.reference import regions
+
+log = logging.getLogger("outreach.projector")
 
 # The totals every totals_by_* view carries, in this order.
 TOTALS = """\
@@ -228,6 +232,41 @@ class Checkpoint:
     digest: str
 
 
+READERS_WAIT_S = 120.0  # an analyst's query on the file is stopped at its own limit well before
+
+
+def _connect_for_writing(path: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` for writing. Other processes reading it (an analyst's `outreach sql --db`, a
+    report) hold a shared lock for the length of their query: wait for them, never fail on them.
+    Another writer is an error at once."""
+    deadline = time.monotonic() + READERS_WAIT_S
+    said = False
+    while True:
+        try:
+            return duckdb.connect(str(path), config=config)
+        except duckdb.Error as exc:
+            if "lock" not in str(exc).lower():
+                raise ProjectionError(f"cannot open {path} for writing: {exc}") from None
+            if not _only_readers(path) or time.monotonic() > deadline:
+                raise ProjectionError(
+                    f"cannot open {path} for writing: another process holds it ({exc}). One projector "
+                    f"writes a file; stop the other, or give this one a file of its own (--db)"
+                ) from None
+            if not said:
+                log.warning("%s is open for reading by another process; waiting for it to close", path)
+                said = True
+            time.sleep(0.05)
+
+
+def _only_readers(path: Path) -> bool:
+    """Whether the lock on ``path`` is only readers': a reader can open it beside them, not beside a writer."""
+    try:
+        duckdb.connect(str(path), read_only=True).close()
+    except duckdb.Error as exc:
+        return "lock" not in str(exc).lower()
+    return True
+
+
 class ProjectionStore:
     """The projector's read-write handle on one DuckDB file."""
 
@@ -235,10 +274,10 @@ class ProjectionStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # A bounded buffer pool keeps the projector's memory flat however large the file grows.
-            self.root = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
-        except (duckdb.Error, OSError) as exc:
+        except OSError as exc:
             raise ProjectionError(f"cannot open {self.path} for writing: {exc}") from None
+        # A bounded buffer pool keeps the projector's memory flat however large the file grows.
+        self.root = _connect_for_writing(self.path, {"memory_limit": memory_limit})
         # The writer has a connection of its own, used by one thread at a time; readers (queries,
         # snapshots) get cursors of the root connection, never the writer's.
         self.con = self.root.cursor()
