@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 
 from projections.query import READ_ONLY_CONFIG, open_read_only
+from projections.snapshot import SNAPSHOT_VIEWS, is_snapshot
 from schemas.errors import ProjectionError, QueryRefused, SettingsInvalid
 
 FORMATS = ("csv", "parquet", "xlsx", "hxl")
@@ -70,7 +71,11 @@ COUNT_VIEW = 'SELECT count(*) FROM "{view}"'
 SELECT_VIEW_AS_TEXT = 'SELECT CAST(COLUMNS(*) AS VARCHAR) FROM "{view}"'
 COPY_OPTIONS = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet, COMPRESSION zstd"}
 COPY_VIEW = 'COPY (SELECT * FROM "{view}") TO ? ({options})'
-HAS_VIEW = "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal"
+# A view in a projection; a table of the same name in its snapshot.
+HAS_VIEW = """
+SELECT count(*) FROM (SELECT view_name AS name FROM duckdb_views() WHERE NOT internal
+                      UNION ALL SELECT table_name FROM duckdb_tables()) WHERE name = ?
+"""
 # The analysts' lockdown of open_read_only, with one exception: the file COPY writes. DuckDB takes
 # allowed_paths only before external access is disabled, and no setting after the lock.
 ALLOW_PATH = "SET allowed_paths = ?"
@@ -110,6 +115,12 @@ def export_view(db: Path, view: str, fmt: str, out: Path) -> int:
 
 def _require_view(con: duckdb.DuckDBPyConnection, db: Path, view: str) -> None:
     found = con.execute(HAS_VIEW, [view]).fetchone()
+    if (not found or not found[0]) and is_snapshot(con):
+        raise ProjectionError(
+            f"{db} is a snapshot, which holds the totals views only ({', '.join(SNAPSHOT_VIEWS)}), not {view}: "
+            f"export it from the projection once the projector is stopped, or query it through the "
+            f"projector with `outreach sql --nats URL`"
+        )
     if not found or not found[0]:
         raise ProjectionError(
             f"{db} has no view {view}: it was made by an older version. The views are created when the "

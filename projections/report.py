@@ -18,15 +18,7 @@ import duckdb
 from projections.query import open_read_only
 
 AS_OF = "SELECT last_seq, last_stored_at FROM checkpoint ORDER BY updated_at DESC LIMIT 1"
-HEADLINE = """
-SELECT count(*) AS events,
-       CAST(coalesce(sum(sessions), 0) AS BIGINT) AS sessions,
-       CAST(coalesce(sum(participants), 0) AS BIGINT) AS participants,
-       CAST(coalesce(sum(materials), 0) AS BIGINT) AS materials,
-       CAST(coalesce(sum(teams), 0) AS BIGINT) AS teams,
-       count(DISTINCT county) AS counties
-FROM actions
-"""
+HEADLINE = "SELECT * FROM headline_totals"
 BY_COUNTY = """
 SELECT county, county_name, participants FROM totals_by_county ORDER BY participants DESC, county
 """
@@ -42,16 +34,7 @@ ORDER BY month
 PLAN_TASKS = """
 SELECT task_ref, title, events, teams_established, counties_reached FROM totals_by_plan_task ORDER BY task_ref
 """
-QUALITY = """
-SELECT count(*) FILTER (WHERE event_type = 'session_held' AND participants_estimated) AS sessions_estimated,
-       count(*) FILTER (WHERE participants_unknown) AS sessions_uncounted,
-       count(*) FILTER (WHERE materials_unknown) AS materials_unknown,
-       (SELECT count(*) FROM corrections WHERE kind = 'event_corrected') AS corrections,
-       (SELECT count(*) FROM corrections WHERE kind = 'event_retracted') AS retractions,
-       (SELECT count(*) FROM rejected_events) AS rejected
-FROM actions
-"""
-
+QUALITY = "SELECT * FROM data_quality"
 HEADLINES = (
     ("events", "actions"),
     ("sessions", "sessions"),

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from projections.query import LockedByProjector, open_read_only
+
 SNAPSHOT_VIEWS = (
     "totals_by_county",
     "totals_by_campaign",
@@ -25,13 +27,46 @@ SNAPSHOT_VIEWS = (
     "totals_by_audience",
     "totals_by_campaign_county",
     "campaign_coverage",
+    "headline_totals",
+    "data_quality",
 )
-SNAPSHOT_INFO = "SELECT stream, last_seq AS as_of_seq, last_stored_at AS as_of_stored_at FROM checkpoint"
+SNAPSHOT_INFO = (
+    "SELECT stream, last_seq AS as_of_seq, last_stored_at AS as_of_stored_at, digest AS as_of_digest FROM checkpoint"
+)
+# The checkpoint row too, so that whatever reads a projection's as-of reads a snapshot's alike.
+SNAPSHOT_TABLES = (("snapshot_info", SNAPSHOT_INFO), ("checkpoint", "SELECT * FROM checkpoint"))
 
 
 def snapshot_path(db: Path) -> Path:
     """Where the snapshot of ``db`` lives: ``outreach.duckdb`` -> ``outreach.snapshot.duckdb``."""
     return db.with_name(f"{db.stem}.snapshot{db.suffix or '.duckdb'}")
+
+
+def is_snapshot(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshot_info'").fetchone()
+    return bool(found and found[0])
+
+
+def readable(db: Path) -> tuple[Path, str | None]:
+    """The file to read ``db``'s totals from, and a note when it is not ``db`` itself: a running
+    projector holds ``db``'s write lock, so its latest snapshot is read instead."""
+    try:
+        open_read_only(db).close()
+    except LockedByProjector:
+        snapshot = snapshot_path(db)
+        if not snapshot.is_file():
+            raise LockedByProjector(
+                f"{db} is open for writing by a running projector, and it has written no snapshot "
+                f"({snapshot}) yet: wait for its first batch, or start it with a snapshot interval above 0"
+            ) from None
+        con = open_read_only(snapshot)
+        try:
+            as_of = con.execute("SELECT as_of_seq, as_of_stored_at FROM snapshot_info").fetchone()
+        finally:
+            con.close()
+        when = f"stream sequence {as_of[0]}, stored {as_of[1]}" if as_of else "nothing yet"
+        return snapshot, f"{db} is being written by a running projector: read its snapshot {snapshot}, as of {when}"
+    return db, None
 
 
 def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path) -> Path:
@@ -44,7 +79,7 @@ def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path) -> Path:
     out = duckdb.connect(str(partial))
     try:
         reader.execute("BEGIN TRANSACTION")  # every view from the same committed state
-        for name, query in (("snapshot_info", SNAPSHOT_INFO), *((v, f"SELECT * FROM {v}") for v in SNAPSHOT_VIEWS)):
+        for name, query in (*SNAPSHOT_TABLES, *((v, f"SELECT * FROM {v}") for v in SNAPSHOT_VIEWS)):
             _copy(reader, out, name, query)
         reader.execute("ROLLBACK")
         out.execute("CHECKPOINT")

@@ -137,3 +137,23 @@ FROM fact_versions v
 JOIN fact_versions p ON p.fact_id = v.fact_id AND p.agency = v.agency AND p.superseded_seq = v.version_seq
 JOIN event_log l ON l.stream_seq = v.version_seq
 ORDER BY stream_seq;
+
+-- The report's headline and its notes on data quality, one row each: small enough for the
+-- snapshot, so that a report can be made from it beside a running projector.
+CREATE OR REPLACE VIEW headline_totals AS
+SELECT count(*) AS events,
+       CAST(coalesce(sum(sessions), 0) AS BIGINT) AS sessions,
+       CAST(coalesce(sum(participants), 0) AS BIGINT) AS participants,
+       CAST(coalesce(sum(materials), 0) AS BIGINT) AS materials,
+       CAST(coalesce(sum(teams), 0) AS BIGINT) AS teams,
+       count(DISTINCT county) AS counties
+FROM actions;
+
+CREATE OR REPLACE VIEW data_quality AS
+SELECT count(*) FILTER (WHERE event_type = 'session_held' AND participants_estimated) AS sessions_estimated,
+       count(*) FILTER (WHERE participants_unknown) AS sessions_uncounted,
+       count(*) FILTER (WHERE materials_unknown) AS materials_unknown,
+       (SELECT count(*) FROM corrections WHERE kind = 'event_corrected') AS corrections,
+       (SELECT count(*) FROM corrections WHERE kind = 'event_retracted') AS retractions,
+       (SELECT count(*) FROM rejected_events) AS rejected
+FROM actions;
