@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
 import logging
@@ -300,6 +299,19 @@ def _db_option(p: argparse.ArgumentParser, default_help: str = "default ./outrea
     p.add_argument("--db", type=Path, help=f"DuckDB projection file (OUTREACH_DB; {default_help})")
 
 
+def _run(coro: Any) -> Any:
+    """asyncio.run, imported when a command needs it: `outreach sql` on a file starts without it."""
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     """Flags given on the command line win over OUTREACH_* variables, which win over defaults."""
     keys = (
@@ -351,10 +363,10 @@ def cmd_server(args: argparse.Namespace) -> int:
                 "--nats <every server's URL, comma-separated>"
             )
         elif config is None:
-            asyncio.run(_ensure_stream(settings.model_copy(update={"nats_url": server.url})))
+            _run(_ensure_stream(settings.model_copy(update={"nats_url": server.url})))
         elif args.auth:
             admin = _credentials_settings(args.auth / "credentials" / "admin.env", server.url, settings)
-            asyncio.run(_ensure_stream(admin))
+            _run(_ensure_stream(admin))
             print(f"users and credentials in {args.auth}; each agency's in {args.auth / 'credentials'}/<agency>.env")
         else:
             print("with --config, create the stream as admin: outreach stream (with the admin's credentials)")
@@ -433,7 +445,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.wait is not None:
         _agency(settings)  # refuse before publishing when receipts could not be asked for
-    report = asyncio.run(_publish(settings, args.files, args.skip_invalid, args.wait))
+    report = _run(_publish(settings, args.files, args.skip_invalid, args.wait))
     return _print_publish_report(report)
 
 
@@ -524,7 +536,7 @@ def _count_fates(receipts: Sequence[Any]) -> dict[str, int]:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     agency = _agency(settings)
-    found = asyncio.run(_status(settings, agency, args.since, args.after_seq))
+    found = _run(_status(settings, agency, args.since, args.after_seq))
     shown = [r for r in found[0] if r.fate == "rejected"] if args.rejected else found[0]
     for r in shown:
         if args.json:
@@ -580,7 +592,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     def progress(projector: Any) -> None:
         printer(Progress(projector.last_seq, 0, projector.stats.messages, time.monotonic() - started))
 
-    stats = asyncio.run(run_projector(settings, until_caught_up=args.until_caught_up, on_batch=progress))
+    stats = _run(run_projector(settings, until_caught_up=args.until_caught_up, on_batch=progress))
     print(
         f"applied {stats.messages} message(s) in {stats.batches} batch(es): {stats.accepted} accepted, "
         f"{stats.rejected} rejected, {stats.duplicates} duplicate(s); database {settings.db}; "
@@ -604,7 +616,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     started = time.monotonic()
-    stats = asyncio.run(
+    stats = _run(
         replay(settings, args.db, until_seq=args.until_seq, as_of=args.as_of, progress=ProgressPrinter(sys.stderr))
     )
     seconds = time.monotonic() - started
@@ -674,14 +686,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from consumers.verify import verify
 
     settings = settings_from(args)
-    report = asyncio.run(verify(settings, settings.db))
+    source = _readable(settings.db)
+    report = _run(verify(settings, source))
     if report.ok:
+        what = "the totals of the snapshot" if report.snapshot else str(source)
         print(
-            f"OK: {settings.db} equals a fresh fold of stream {settings.stream} up to sequence {report.last_seq}, "
+            f"OK: {what} equal a fresh fold of stream {settings.stream} up to sequence {report.last_seq}, "
             f"and the stream's digest matches the one the projector recorded"
         )
         return 0
-    print(f"DIFFERENCES between {settings.db} and stream {settings.stream} up to sequence {report.last_seq}:")
+    print(f"DIFFERENCES between {source} and stream {settings.stream} up to sequence {report.last_seq}:")
     for problem in report.problems:
         print(f"- {problem}" if not problem.startswith("    ") else problem)
     return 1
@@ -691,7 +705,7 @@ def cmd_export_log(args: argparse.Namespace) -> int:
     from consumers.export import export_log
 
     settings = settings_from(args)
-    count = asyncio.run(export_log(settings, args.out, args.format))
+    count = _run(export_log(settings, args.out, args.format))
     print(f"wrote {count} message(s) of stream {settings.stream} to {args.out}")
     return 0
 
@@ -700,7 +714,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from projections.exports import export_view
 
     settings = settings_from(args)
-    count = export_view(settings.db, args.view, args.format, args.out)
+    count = export_view(_readable(settings.db), args.view, args.format, args.out)
     print(f"wrote {count} row(s) of {args.view} to {args.out} ({args.format})")
     return 0
 
@@ -709,19 +723,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     from projections.report import write_report
 
     settings = settings_from(args)
-    write_report(settings.db, args.out)
+    write_report(_readable(settings.db), args.out)
     print(f"wrote {args.out}; open it in any browser (it needs no network)")
     return 0
 
 
+def _readable(db: Path) -> Path:
+    """``db``, or its snapshot while a running projector holds it (said on stderr)."""
+    from projections.snapshot import readable
+
+    source, note = readable(db)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return source
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
-    from projections.query import LockedByProjector, run_query
+    from projections.query import LockedByProjector, QueryLimits, run_query
 
     settings = settings_from(args)
     try:
-        result = run_query(settings.db, args.query)
+        limits = QueryLimits(seconds=settings.query_timeout_s, max_rows=settings.query_max_rows)
+        result = run_query(settings.db, args.query, limits=limits)
     except LockedByProjector:
-        result = asyncio.run(_ask_projector(settings, args.query))
+        result = _run(_ask_projector(settings, args.query))
     write_result(result.columns, result.rows, args.format, sys.stdout)
     print(f"({result.as_of})", file=sys.stderr)
     return 0
@@ -741,7 +766,10 @@ async def _ask_projector(settings: Settings, query: str) -> Any:
     try:
         while True:
             try:
-                reply = await nc.request(query_subject(settings.stream), query.encode(), timeout=60)
+                # The projector stops a query at its own limit and says so; this is for a projector gone.
+                reply = await nc.request(
+                    query_subject(settings.stream), query.encode(), timeout=max(60, settings.query_timeout_s + 30)
+                )
                 break
             except NoRespondersError:
                 if time.monotonic() > deadline:
@@ -749,7 +777,7 @@ async def _ask_projector(settings: Settings, query: str) -> Any:
                         f"{settings.db} is locked by a running projector, and no projector answered on "
                         f"{query_subject(settings.stream)} at {redact(settings.nats_url)}"
                     ) from None
-                await asyncio.sleep(0.2)
+                await _sleep(0.2)
             except Exception as exc:
                 raise ProjectionError(
                     f"{settings.db} is locked by a running projector, which did not answer on "
@@ -760,7 +788,7 @@ async def _ask_projector(settings: Settings, query: str) -> Any:
     answer = json.loads(reply.data)
     if "error" in answer:
         error = answer["error"]
-        raise (QueryRefused if "refused" in error or "out of reach" in error else ProjectionError)(error)
+        raise (QueryRefused if answer.get("refused") else ProjectionError)(error)
     stored = answer["as_of_stored_at"]
     return QueryResult(
         answer["columns"],
@@ -787,10 +815,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = settings_from(args, **overrides)
         where = f"embedded nats-server at {server.url} (data in {args.data_dir})" if server else settings.nats_url
         print(f"NATS: {where}")
-        asyncio.run(_ensure_stream(settings))
+        _run(_ensure_stream(settings))
         seeds = resources.files("schemas.data").joinpath("seed_events.jsonl")
         with resources.as_file(seeds) as seed_path:
-            report = asyncio.run(_publish(settings, [seed_path], False))
+            report = _run(_publish(settings, [seed_path], False))
         pub = report.published
         print(
             f"published the seed reports: {pub.total} event(s), {pub.stored} stored, "
@@ -798,7 +826,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         if pub.failed:
             return _print_publish_report(report)
-        stats = asyncio.run(run_projector(settings, until_caught_up=True))
+        stats = _run(run_projector(settings, until_caught_up=True))
         print(f"projected {stats.messages} new message(s): {stats.accepted} accepted, {stats.rejected} rejected")
         for title, query in DEMO_QUERIES.items():
             result = run_query(settings.db, query)
@@ -847,7 +875,7 @@ def cmd_auth_change(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    asyncio.run(_ensure_stream(settings))
+    _run(_ensure_stream(settings))
     print(f"stream {settings.stream} is in place, with immutable history")
     return 0
 
