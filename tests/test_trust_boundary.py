@@ -344,7 +344,9 @@ async def ask_projector(nc: Client, query: str, timeout: float = 30) -> Any:
     while True:
         try:
             reply = await nc.request("outreach.query.OUTREACH", query.encode(), timeout=5)
-            return json.loads(reply.data)["rows"]
+            answer = json.loads(reply.data)
+            assert "rows" in answer, answer
+            return answer["rows"]
         except NoRespondersError:
             assert time.monotonic() < deadline, "the projector did not answer"
             await asyncio.sleep(0.1)

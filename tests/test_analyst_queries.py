@@ -1,0 +1,308 @@
+"""Analysts against a running projector, each as a real process: nothing they send can write, a
+runaway query is stopped at its limit without holding up anyone else, an answer too large is
+refused, the reading commands work beside the projector, and a reader never stops the writer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from nats.aio.client import Client
+
+from outreach.synthetic import generate
+from producers.publisher import Publisher
+from projections.snapshot import snapshot_path
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
+from schemas.parse import parse_event
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.integration
+
+RUNAWAY = "SELECT count(*) FROM range(1000000) a, range(1000000) b"
+
+
+def outreach(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    clean.update({"OUTREACH_NATS_URL": settings.nats_url, "OUTREACH_DB": str(settings.db), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "outreach", *args], env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def sql_process(settings: Settings, query: str) -> subprocess.Popen[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "outreach", "sql", "--db", str(settings.db), "--nats", settings.nats_url, query],
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def sql(settings: Settings, query: str) -> subprocess.CompletedProcess[str]:
+    return outreach(settings, "sql", "--format", "csv", query)
+
+
+def answer(done: subprocess.CompletedProcess[str]) -> list[str]:
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[1:]
+
+
+class Projector:
+    """`outreach project`, following the stream, stopped with SIGTERM."""
+
+    def __init__(self, settings: Settings, **env: str) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+        clean.update(
+            OUTREACH_NATS_URL=settings.nats_url,
+            OUTREACH_DB=str(settings.db),
+            OUTREACH_BATCH_SIZE="500",
+            OUTREACH_SNAPSHOT_INTERVAL_S="0.5",
+            **env,
+        )
+        self.settings = settings
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "outreach", "project"], env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def applied(self) -> int:
+        """The stream sequence the projection answers as of (0 before the first batch)."""
+        done = sql(self.settings, "SELECT 1")
+        if done.returncode != 0 or "as of nothing" in done.stderr:
+            return 0
+        return int(done.stderr.split("stream sequence ")[1].split(",")[0])
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=60)
+        assert self.process.returncode == 0, err.decode()[-3000:]
+        return err.decode()
+
+
+async def publish(nc: Client, settings: Settings, count: int, seed: int) -> int:
+    js = nc.jetstream()
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    report = await Publisher(js).publish(parse_event(i.payload) for i in generate(count, seed=seed))
+    assert report.stored == count
+    return (await js.stream_info(settings.stream)).state.last_seq
+
+
+@pytest.fixture
+def projector(settings: Settings) -> Iterator[Projector]:
+    running = Projector(settings, OUTREACH_QUERY_TIMEOUT_S="20", OUTREACH_QUERY_SLOTS="2")
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.stop()
+
+
+async def test_nothing_an_analyst_sends_can_write(nc: Client, settings: Settings, projector: Projector) -> None:
+    last = await publish(nc, settings, 300, seed=61)
+    wait_until(lambda: projector.applied() == last, 60, "the projector caught up")
+    writes = [
+        "EXPLAIN ANALYZE UPDATE checkpoint SET last_seq = 0",
+        "EXPLAIN ANALYZE DELETE FROM event_log",
+        "EXPLAIN ANALYZE INSERT INTO stream_gaps VALUES (1, 1, now())",
+        "EXPLAIN ANALYZE CREATE TABLE stolen AS SELECT * FROM event_log",
+        "EXPLAIN ANALYZE DROP TABLE checkpoint",
+        "UPDATE checkpoint SET last_seq = 0",
+        "SELECT 1; DELETE FROM event_log",
+    ]
+    for statement in writes:
+        done = sql(settings, statement)
+        assert done.returncode == 1, (statement, done.stdout)
+        assert "refused" in done.stderr, (statement, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert answer(sql(settings, "SELECT last_seq FROM checkpoint")) == [str(last)]
+    assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["300"]
+    assert answer(sql(settings, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'stolen'")) == ["0"]
+
+    # The projector goes on writing after every refusal.
+    last = await publish(nc, settings, 200, seed=62)
+    wait_until(lambda: projector.applied() == last, 60, "the projector applied the next events")
+    assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["500"]
+
+
+async def test_a_runaway_query_is_stopped_and_holds_up_no_one(
+    nc: Client, settings: Settings, projector: Projector
+) -> None:
+    last = await publish(nc, settings, 200, seed=63)
+    wait_until(lambda: projector.applied() == last, 60, "the projector caught up")
+
+    runaway = sql_process(settings, RUNAWAY)
+    try:
+        # While it runs: another analyst's query is answered, and new events are applied.
+        started = time.monotonic()
+        assert answer(sql(settings, "SELECT 1 AS one")) == ["1"]
+        last = await publish(nc, settings, 400, seed=64)
+        wait_until(lambda: projector.applied() == last, 60, "the projector applied events during the runaway")
+        assert runaway.poll() is None, "the runaway ended before the others were answered"
+        assert time.monotonic() - started < 20
+
+        # A second runaway takes the last slot; the next query is refused at once, and says why.
+        second = [sql_process(settings, RUNAWAY)]
+        refusals: list[str] = []
+
+        def busy() -> bool:
+            if second[0].poll() is not None:  # it met a probe in the last slot and was refused: again
+                second[0] = sql_process(settings, RUNAWAY)
+            done = sql(settings, "SELECT 1")
+            if done.returncode != 0:
+                refusals.append(done.stderr)
+            return bool(refusals)
+
+        wait_until(busy, 15, "a query refused while both slots run")
+        assert "the projector is answering 2 queries already" in refusals[0]
+        _, err = second[0].communicate(timeout=60)
+        assert second[0].returncode == 1
+    finally:
+        _, first_err = runaway.communicate(timeout=60)
+    assert runaway.returncode == 1
+    assert "the query ran longer than 20 s and was stopped" in first_err
+    assert "the query ran longer than 20 s and was stopped" in err
+    assert answer(sql(settings, "SELECT 1 AS one")) == ["1"]
+    assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["600"]
+    log = projector.stop()
+    assert "ERROR" not in log and "Traceback" not in log
+    assert log.count("refused a query (the query ran longer than 20 s") == 2
+
+
+async def test_an_answer_too_large_is_refused(nc: Client, settings: Settings, projector: Projector) -> None:
+    last = await publish(nc, settings, 100, seed=65)
+    wait_until(lambda: projector.applied() == last, 60, "the projector caught up")
+
+    done = sql(settings, "SELECT * FROM range(3000000)")
+    assert done.returncode == 1
+    assert "result too large: 3,000,000 rows; add LIMIT, or use `outreach export`" in done.stderr
+    done = sql(settings, "SELECT repeat('x', 2000) AS wide FROM range(1000)")
+    assert done.returncode == 1
+    assert "result too large: 1,000 rows" in done.stderr and "where one reply holds" in done.stderr
+    assert len(answer(sql(settings, "SELECT * FROM range(100000)"))) == 100_000  # the cap itself is allowed
+
+
+async def test_reading_commands_beside_a_live_projector_equal_those_after_it_stops(
+    nc: Client, settings: Settings, projector: Projector, tmp_path: Path
+) -> None:
+    last = await publish(nc, settings, 2_000, seed=66)
+    wait_until(lambda: projector.applied() == last, 60, "the projector caught up")
+
+    def snapshot_seq() -> int:
+        if not snapshot_path(settings.db).exists():
+            return 0
+        con = duckdb.connect(str(snapshot_path(settings.db)), read_only=True)
+        try:
+            return int(con.execute("SELECT as_of_seq FROM snapshot_info").fetchone()[0])
+        finally:
+            con.close()
+
+    wait_until(lambda: snapshot_seq() == last, 30, "the snapshot caught up")
+
+    def read_all(label: str) -> dict[str, str]:
+        report = tmp_path / f"{label}.html"
+        export = tmp_path / f"{label}.csv"
+        done = {
+            "report": outreach(settings, "report", "--out", str(report)),
+            "export": outreach(
+                settings, "export", "--view", "totals_by_county", "--format", "csv", "--out", str(export)
+            ),
+            "verify": outreach(settings, "verify"),
+        }
+        for name, result in done.items():
+            assert result.returncode == 0, (label, name, result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr
+        assert done["verify"].stdout.startswith("OK:")
+        return {
+            "report": report.read_text("utf-8"),
+            "export": export.read_text("utf-8"),
+            "notes": done["report"].stderr,
+        }
+
+    live = read_all("live")
+    assert f"is being written by a running projector: read its snapshot {snapshot_path(settings.db)}" in live["notes"]
+    assert f"as of stream sequence {last}" in live["notes"]
+    projector.stop()
+    stopped = read_all("stopped")
+    assert stopped["notes"] == ""
+    assert live["report"] == stopped["report"]
+    assert live["export"] == stopped["export"]
+
+    # The snapshot file itself can be read by each of them, too.
+    for args in (("report", "--out", str(tmp_path / "s.html")), ("verify",)):
+        done = outreach(settings, *args, OUTREACH_DB=str(snapshot_path(settings.db)))
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "s.html").read_text("utf-8") == stopped["report"]
+    done = outreach(
+        settings,
+        "export",
+        "--view",
+        "event_history",
+        "--out",
+        str(tmp_path / "h.csv"),
+        OUTREACH_DB=str(snapshot_path(settings.db)),
+    )
+    assert done.returncode == 1
+    assert "is a snapshot, which holds the totals views only" in done.stderr
+
+
+def _read_until(projector: Projector, text: str) -> bool:
+    """Read the projector's log until ``text`` (True) or its end (False)."""
+    return any(text in line.decode() for line in projector.process.stderr)
+
+
+async def test_a_reader_never_stops_the_projector_from_starting(nc: Client, settings: Settings) -> None:
+    last = await publish(nc, settings, 300, seed=67)
+    first = Projector(settings)
+    wait_until(lambda: first.applied() == last, 60, "the projector caught up")
+    first.stop()
+
+    for start in range(5):
+        reader = duckdb.connect(str(settings.db), read_only=True)  # an analyst's tool on the file
+        reader.execute("SELECT count(*) FROM event_log").fetchone()
+        projector = Projector(settings)
+        try:
+            said = _read_until(projector, "is open for reading by another process; waiting for it to close")
+            assert said, (start, said)
+            reader.close()
+            more = await publish(nc, settings, 10, seed=100 + start)
+            wait_until(lambda p=projector, m=more: p.applied() == m, 60, "the projector started and applied")
+        finally:
+            reader.close()
+            projector.stop()
+
+    # A second writer is refused at once, and told why.
+    running = Projector(settings)
+    try:
+        wait_until(lambda: running.applied() == more, 60, "the projector started")
+        second = outreach(settings, "project", "--until-caught-up")
+        assert second.returncode == 1
+        assert "another process holds it" in second.stderr and "One projector writes a file" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        running.stop()
+
+
+async def test_a_projector_stopping_stops_the_queries_it_runs(nc: Client, settings: Settings) -> None:
+    last = await publish(nc, settings, 100, seed=68)
+    projector = Projector(settings, OUTREACH_QUERY_SLOTS="1", OUTREACH_QUERY_TIMEOUT_S="600")
+    try:
+        wait_until(lambda: projector.applied() == last, 60, "the projector caught up")
+        runaway = sql_process(settings, RUNAWAY)
+        wait_until(lambda: sql(settings, "SELECT 1").returncode == 1, 30, "the runaway holding the one slot")
+    finally:
+        started = time.monotonic()
+        log = projector.stop()  # not 600 s: the running query is interrupted
+    assert time.monotonic() - started < 30
+    _, err = runaway.communicate(timeout=60)
+    assert runaway.returncode == 1
+    assert "the projector is stopping, and stopped the query; ask again once it is back" in err
+    assert "Traceback" not in log
