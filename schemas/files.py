@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas.dates import DateInvalid, date_cell, day_cell
 from schemas.errors import EventInvalid, FileInvalid, Problem
 from schemas.events import Audience, EventBase
 from schemas.parse import decode_json, parse_event
@@ -24,6 +25,8 @@ JSON_FIELDS = {"participants", "replacement", "occurred"}
 WHOLE_NUMBER_FIELDS = {"quantity", "reported_total", "first_year", "last_year", "schema_version"}
 FLAG_FIELDS = {"estimated", "total_estimated"}
 FLAGS = {"true": True, "false": False}
+# Dates in the forms agencies write (schemas.dates), made ISO here.
+DATE_FIELDS = {"occurred": date_cell, "starts": day_cell, "ends": day_cell}
 
 
 class CellInvalid(Exception):
@@ -99,57 +102,94 @@ def _jsonl_rows(data: bytes) -> list[tuple[int, bytes | dict[str, Any]]]:
     return rows
 
 
+DELIMITERS = (",", ";", "\t")
+
+
+def _delimiter(header: str) -> str:
+    """The header line's delimiter: Excel saves CSV with ';' where ',' is the decimal mark (Poland,
+    Albania), others with ',' or a tab. The header holds field names only, so its most frequent
+    delimiter is the one."""
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
 def _csv_rows(data: bytes, loaded: LoadedFile) -> list[tuple[int, bytes | dict[str, Any]]]:
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")  # a byte-order mark, as Excel writes, is dropped
     except UnicodeDecodeError as exc:
         loaded.problems.append(Problem("(file)", f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8 CSV"))
         return []
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text.split("\n", 1)[0]))
     rows: list[tuple[int, bytes | dict[str, Any]]] = []
     for record in reader:
         line = reader.line_num
+        obj, problems = csv_record_to_event(record)
+        if not problems:
+            rows.append((line, obj))
+            continue
+        # Every problem of the line: the cells' own, and what validating the rest finds.
+        loaded.lines_total += 1
+        loaded.problems.extend(Problem(p.field, p.message, line=line) for p in problems)
+        bad = {p.field for p in problems}
         try:
-            rows.append((line, csv_record_to_event(record)))
-        except CellInvalid as exc:
-            loaded.lines_total += 1
-            loaded.problems.append(Problem(exc.field, exc.message, line=line))
+            parse_event(obj)
+        except EventInvalid as exc:
+            loaded.problems.extend(
+                Problem(p.field, p.message, p.value, line)
+                for p in exc.problems
+                if p.field.split(".")[0] not in bad and p.field != "(event)"
+            )
     return rows
 
 
-def csv_record_to_event(record: dict[str | None, Any]) -> dict[str, Any]:
-    """One CSV row to an event object: empty cells are absent, lists split on ';', JSON where needed.
+def csv_record_to_event(record: dict[str | None, Any]) -> tuple[dict[str, Any], list[CellInvalid]]:
+    """One CSV row to an event object, and the problems of its cells: empty cells are absent,
+    lists split on ';' (or ','), dates in the forms of ``schemas.dates``, JSON where needed.
 
     ``participants.<audience>`` columns hold a number, ``~N`` for an estimate, or ``unknown``.
     """
+    problems: list[CellInvalid] = []
     if None in record:
-        raise CellInvalid("(row)", "has more cells than the header has columns")
+        problems.append(CellInvalid("(row)", "has more cells than the header has columns"))
     obj: dict[str, Any] = {}
     participants = []
     for column, cell in record.items():
-        assert column is not None
-        cell = (cell or "").strip()
+        if column is None:
+            continue
+        cell = (cell or "").strip() if isinstance(cell, str) else ""
         if not cell:
             continue
-        if column.startswith("participants."):
-            participants.append(_audience_cell(column, cell))
-        elif column in LIST_FIELDS:
-            obj[column] = [part.strip() for part in cell.split(";") if part.strip()]
-        elif column in JSON_FIELDS and cell[0] in "[{":
-            obj[column] = _json_cell(column, cell)
-        elif column in WHOLE_NUMBER_FIELDS:
-            obj[column] = _whole_number_cell(column, cell)
-        elif column in FLAG_FIELDS:
-            if cell.lower() not in FLAGS:
-                raise CellInvalid(column, f"must be true or false (got {json.dumps(cell, ensure_ascii=False)})")
-            obj[column] = FLAGS[cell.lower()]
-        else:
-            obj[column] = cell
+        try:
+            if column.startswith("participants."):
+                participants.append(_audience_cell(column, cell))
+            elif column in LIST_FIELDS:
+                separator = ";" if ";" in cell else ","
+                obj[column] = [part.strip() for part in cell.split(separator) if part.strip()]
+            elif column in JSON_FIELDS and cell[0] in "[{":
+                obj[column] = _json_cell(column, cell)
+            elif column in DATE_FIELDS:
+                obj[column] = DATE_FIELDS[column](cell)
+            elif column in WHOLE_NUMBER_FIELDS:
+                obj[column] = _whole_number_cell(column, cell)
+            elif column in FLAG_FIELDS:
+                if cell.lower() not in FLAGS:
+                    raise CellInvalid(column, f"must be true or false (got {json.dumps(cell, ensure_ascii=False)})")
+                obj[column] = FLAGS[cell.lower()]
+            else:
+                obj[column] = cell
+        except CellInvalid as exc:
+            problems.append(exc)
+        except DateInvalid as exc:
+            problems.append(CellInvalid(column, str(exc)))
     if participants:
         if "participants" in obj:
-            raise CellInvalid("participants", "is given both as a column and as participants.<audience> columns")
-        obj["participants"] = participants
-    return obj
+            problems.append(
+                CellInvalid("participants", "is given both as a column and as participants.<audience> columns")
+            )
+        else:
+            obj["participants"] = participants
+    return obj, problems
 
 
 def _json_cell(column: str, cell: str) -> Any:

@@ -1,0 +1,84 @@
+"""Dates as agencies write them in CSV cells and spreadsheets, made into the ISO form events carry.
+
+Accepted, alone or as a range ``A/B`` (or ``A - B``) of two of them:
+
+- ``2025-03-05`` and ``05.03.2025``: one day;
+- ``2025-03``: the whole month (its first to its last day);
+- ``2025``: the whole year.
+
+``05/03/2025`` is refused: it is 5 March in Albania and Poland and 3 May elsewhere. An event on the
+wire (JSON) carries ISO days only: ``2025-03-05`` or ``2025-03-01/2025-03-31``.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date
+
+FORMS = (
+    "accepted: 2025-03-05 or 05.03.2025 (a day), 2025-03 (the whole month), 2025 (the whole year), "
+    "or a range of two of these, e.g. 2025-03-01/2025-03-15"
+)
+
+
+class DateInvalid(ValueError):
+    """A date cell in none of the accepted forms; the message says which forms are."""
+
+
+def date_cell(text: str) -> str:
+    """One date, or a range of them, as ISO: ``2025-03`` -> ``2025-03-01/2025-03-31``."""
+    text = text.strip()
+    if text.count("/") == 2 or (text.count("/") == 1 and len(text) <= 5):
+        raise DateInvalid(
+            f"is ambiguous: {text} is day/month in some countries and month/day in others; write "
+            f"2025-03-05 or 05.03.2025 ({FORMS})"
+        )
+    start_text, end_text = _halves(text)
+    first, last = _span(start_text)
+    if end_text is None:
+        return first.isoformat() if first == last else f"{first.isoformat()}/{last.isoformat()}"
+    end = _span(end_text)[1]
+    if end < first:
+        raise DateInvalid(f"range ends ({end.isoformat()}) before it starts ({first.isoformat()})")
+    return f"{first.isoformat()}/{end.isoformat()}"
+
+
+def day_cell(text: str) -> str:
+    """One day (a campaign's start or end): ``05.03.2025`` -> ``2025-03-05``."""
+    first, last = _span(text.strip())
+    if first != last:
+        raise DateInvalid(f"must be one day, such as 2025-03-05 or 05.03.2025 (got {text.strip()})")
+    return first.isoformat()
+
+
+def _halves(text: str) -> tuple[str, str | None]:
+    if "/" in text:
+        start, _, end = text.partition("/")
+        return start.strip(), end.strip()
+    if " - " in text:
+        start, _, end = text.partition(" - ")
+        return start.strip(), end.strip()
+    return text, None
+
+
+def _span(text: str) -> tuple[date, date]:
+    """The first and last day a form covers."""
+    if not text or not all(c in "0123456789-." for c in text):
+        raise DateInvalid(f"is not a date in a form we read: {text!r} ({FORMS})")
+    try:
+        if len(text) == 10 and text[4] == "-" and text[7] == "-":
+            day = date(int(text[:4]), int(text[5:7]), int(text[8:]))
+            return day, day
+        parts = text.split(".")
+        if len(parts) == 3 and len(parts[2]) == 4 and all(1 <= len(p) <= 2 for p in parts[:2]):
+            day = date(int(parts[2]), int(parts[1]), int(parts[0]))  # 05.03.2025, or 5.3.2025
+            return day, day
+        if len(text) == 7 and text[4] == "-":
+            year, month = int(text[:4]), int(text[5:])
+            return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+        if len(text) == 4 and text.isdigit():
+            year = int(text)
+            return date(year, 1, 1), date(year, 12, 31)
+    except ValueError:
+        raise DateInvalid(f"is not a date in the calendar: {text} ({FORMS})") from None
+    raise DateInvalid(f"is not a date in a form we read: {text!r} ({FORMS})")

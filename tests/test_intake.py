@@ -1,0 +1,168 @@
+"""Agencies' own habits: CSV as Excel saves it in their locale, dates as they write them, and
+messages in plain words that name the field, the value and what would be accepted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from schemas.dates import DateInvalid, date_cell
+from schemas.errors import EventInvalid
+from schemas.files import load_events
+from schemas.parse import parse_event
+from tests.test_events import materials, session
+from tests.test_files import uid
+
+HEADER = ["event_id", "event_type", "agency", "recorded_at", "county", "occurred", "kind", "quantity"]
+
+
+def row(n: int, **cells: str) -> list[str]:
+    base = {
+        "event_id": uid(n),
+        "event_type": "materials_distributed",
+        "agency": "al-korce-committee",
+        "recorded_at": "2025-01-10T09:00:00Z",
+        "county": "AL-06",
+        "occurred": "2024-03-05",
+        "kind": "leaflet",
+        "quantity": "40",
+    }
+    base.update(cells)
+    return list(base.values())
+
+
+def write(tmp_path: Path, rows: list[list[str]], delimiter: str, bom: bool = False) -> Path:
+    text = "\n".join(delimiter.join(cells) for cells in rows) + "\n"
+    path = tmp_path / "events.csv"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize(("delimiter", "bom"), [(";", True), (";", False), ("\t", True), (",", True)])
+def test_csv_as_excel_saves_it_in_any_locale(tmp_path: Path, delimiter: str, bom: bool) -> None:
+    path = write(tmp_path, [HEADER, row(1), row(2, quantity="60", occurred="05.03.2024")], delimiter, bom)
+    loaded = load_events(path)
+    assert loaded.problems == []
+    assert [(n, e.quantity, e.occurred.start) for n, e in loaded.events] == [  # type: ignore[attr-defined]
+        (2, 40, date(2024, 3, 5)),
+        (3, 60, date(2024, 3, 5)),
+    ]
+
+
+def test_every_problem_of_a_csv_line_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, [HEADER, row(1, county="AL-99", quantity="-3")], ";")
+    problems = [(p.line, p.field, p.message, p.value) for p in load_events(path).problems]
+    assert problems == [
+        (2, "quantity", 'must be a whole number such as 12 (got "-3")', None),
+        (
+            2,
+            "county",
+            "unknown county code for Albania; known: AL-01, AL-02, AL-03, AL-04, AL-05, AL-06, AL-07, AL-08, "
+            "AL-09, AL-10, AL-11, AL-12",
+            '"AL-99"',
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "start", "end"),
+    [
+        ("2025-03-05", date(2025, 3, 5), None),
+        ("05.03.2025", date(2025, 3, 5), None),
+        ("5.3.2025", date(2025, 3, 5), None),
+        ("2014-09", date(2014, 9, 1), date(2014, 9, 30)),
+        ("2024-02", date(2024, 2, 1), date(2024, 2, 29)),
+        ("2014", date(2014, 1, 1), date(2014, 12, 31)),
+        ("2014-09/2014-11", date(2014, 9, 1), date(2014, 11, 30)),
+        ("01.09.2014 - 15.09.2014", date(2014, 9, 1), date(2014, 9, 15)),
+        ("2013/2015", date(2013, 1, 1), date(2015, 12, 31)),
+    ],
+)
+def test_a_date_cell_in_each_accepted_form(tmp_path: Path, cell: str, start: date, end: date | None) -> None:
+    path = write(tmp_path, [HEADER, row(1, occurred=cell)], ";")
+    loaded = load_events(path)
+    assert loaded.problems == []
+    occurred = loaded.events[0][1].occurred
+    assert occurred is not None and (occurred.start, occurred.end) == (start, end)
+
+
+@pytest.mark.parametrize(
+    ("cell", "begins"),
+    [
+        ("05/03/2025", "is ambiguous: 05/03/2025 is day/month in some countries and month/day in others"),
+        ("3/5", "is ambiguous: 3/5 is day/month"),
+        ("2025-02-30", "is not a date in the calendar: 2025-02-30"),
+        ("March 2025", "is not a date in a form we read: 'March 2025'"),
+        ("2025-03/2025-02", "range ends (2025-02-28) before it starts (2025-03-01)"),
+    ],
+)
+def test_a_date_cell_refused_says_which_forms_are_accepted(cell: str, begins: str) -> None:
+    with pytest.raises(DateInvalid) as refused:
+        date_cell(cell)
+    assert str(refused.value).startswith(begins)
+    if "before it starts" not in begins:
+        assert str(refused.value).endswith(
+            "(accepted: 2025-03-05 or 05.03.2025 (a day), 2025-03 (the whole month), 2025 (the whole year), "
+            "or a range of two of these, e.g. 2025-03-01/2025-03-15)"
+        )
+
+
+def problems_of(event: dict[str, object]) -> list[tuple[str, str]]:
+    with pytest.raises(EventInvalid) as invalid:
+        parse_event(event)
+    return [(p.field, p.message) for p in invalid.value.problems]
+
+
+def test_a_county_given_by_name_is_told_its_code() -> None:
+    assert problems_of(session(county="Korçë")) == [
+        ("county", "must be the county's code, not its name: Korçë is AL-06")
+    ]
+    assert problems_of(session(county="korce")) == [
+        ("county", "must be the county's code, not its name: korce is AL-06")
+    ]
+    assert problems_of(session(county="Dibër")) == [
+        ("county", "must be the county's code, not its name: Dibër is AL-09")
+    ]
+
+
+def test_no_message_holds_a_regular_expression() -> None:
+    bad = [
+        session(county="Somewhere"),
+        session(agency="Al Korce"),
+        session(campaign_id="Big Campaign"),
+        session(plan_tasks=["task four"]),
+        session(partners=["IOM Albania"]),
+        session(occurred="12/03/2025"),
+        session(recorded_at="yesterday"),
+        session(event_id="not-an-id"),
+        materials(language="Albanian"),
+    ]
+    messages = [message for event in bad for _, message in problems_of(event)]
+    assert len(messages) >= len(bad)
+    for message in messages:
+        assert not any(sign in message for sign in ("^", "$", "[A-Z]", "[a-z", "pattern")), message
+    assert (
+        "must be a short name in lower-case letters and digits joined by single dashes, such as al-national-coordinator"
+    ) in messages
+
+
+def test_bad_json_is_told_in_plain_words(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event_type": "session_held", "agency": "al-a}\n', encoding="utf-8")
+    [problem] = load_events(path).problems
+    assert problem.message == "is not valid JSON: a text in double quotes is not closed at column 42"
+
+
+def test_validate_never_speaks_of_publishing(tmp_path: Path) -> None:
+    path = tmp_path / "events.txt"
+    path.write_text("hello\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "validate", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "has an unknown format; use .jsonl or .csv" in done.stderr
+    assert "publish" not in done.stderr and "--skip-invalid" not in done.stderr
