@@ -73,10 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except FileInvalid as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print(
-            "nothing was published; fix the lines above, or pass --skip-invalid to publish the valid ones",
-            file=sys.stderr,
-        )
+        if args.func is cmd_publish:
+            print(
+                "nothing was published; fix the lines above, or pass --skip-invalid to publish the valid ones",
+                file=sys.stderr,
+            )
         return 1
     except OutreachError as exc:
         print(f"error: {exc}", file=sys.stderr)

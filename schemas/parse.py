@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import EventInvalid, Problem
 from schemas.events import EVENT_TYPES, Event, EventBase
+from schemas.reference import county_named
 from schemas.upcast import CURRENT_VERSIONS, upcast
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -103,7 +104,9 @@ def decode_json(raw: bytes, allow: tuple[type, ...] = (dict,)) -> Any:
         field = _show(str(exc))
         raise EventInvalid([Problem(field, "is given twice in one object; give each field once")]) from None
     except json.JSONDecodeError as exc:
-        raise EventInvalid([Problem("(event)", f"is not valid JSON: {exc.msg} at column {exc.colno}")]) from None
+        raise EventInvalid(
+            [Problem("(event)", f"is not valid JSON: {json_words(exc.msg)} at column {exc.colno}")]
+        ) from None
     except RecursionError:
         raise EventInvalid([Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")]) from None
     except _HugeNumber as exc:
@@ -164,6 +167,26 @@ def _check_values(value: Any, level: int = 0, where: str = "(event)") -> Problem
     return None
 
 
+JSON_WORDS = (
+    ("Unterminated string", "a text in double quotes is not closed"),
+    ("Expecting property name enclosed in double quotes", "a field name must be in double quotes"),
+    ("Expecting ',' delimiter", "a comma is missing between two values"),
+    ("Expecting ':' delimiter", "a colon is missing after a field name"),
+    ("Expecting value", "a value is missing (or a text lacks its double quotes)"),
+    ("Extra data", "something follows the event's closing brace"),
+    ("Invalid control character", "a text holds a line break or another control character"),
+    ("Invalid \\escape", "a backslash starts no known escape"),
+)
+
+
+def json_words(message: str) -> str:
+    """The json module's message in plain words."""
+    for start, words in JSON_WORDS:
+        if message.startswith(start):
+            return words
+    return message
+
+
 def _validate_object(obj: dict[str, Any], stored_at: datetime | None = None) -> tuple[EventBase, int]:
     version_problem = _check_version(obj)
     if version_problem:
@@ -202,11 +225,65 @@ def problems_from(exc: ValidationError, line: int | None = None) -> list[Problem
             part for i, part in enumerate(loc) if not (i > 0 and loc[i - 1] == "replacement" and part in EVENT_TYPES)
         ]
         field = ".".join(str(p) for p in loc)[:200] or "(event)"
-        message = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
+        message = plain_message(err["type"], err["msg"].removeprefix("Value error, "), err.get("ctx") or {}, value)
         shown = _show(value) if not isinstance(value, dict | list) and err["type"] != "missing" else None
         problems.append(Problem(field, message, shown, line))
     return problems
+
+
+# What a field with a pattern takes, in words: no analyst or agency should read a regular expression.
+PATTERN_WORDS = {
+    r"^[a-z0-9]+(-[a-z0-9]+)*$": "must be a short name in lower-case letters and digits joined by single dashes, "
+    "such as al-national-coordinator",
+    r"^[A-Z]{2}-[0-9A-Z]{1,3}$": "must be a county code: the country's two capital letters, a dash and the "
+    "county's code, such as AL-06 or PL-02",
+    r"^[A-Z]{2}$": "must be a country's two capital letters, such as AL or PL",
+    r"^[a-z0-9]+(-[a-z0-9]+)*/[IVXLC0-9]{1,6}/[0-9][0-9.a-z]{0,9}$": "must be a plan task: the plan's short "
+    "name, its part and the task, joined by slashes, such as pl-nap-2013-2015/III/4",
+    r"^[IVXLC0-9]{1,6}$": "must be a part of a plan in Roman numerals or digits, such as III",
+    r"^[0-9][0-9.a-z]{0,9}$": "must be a task number, such as 4 or 2.1a",
+    r"^[a-z]{2,3}$": "must be a language's two or three lower-case letters, such as sq or pl",
+}
+DAY_FORMS = (
+    "must be a date such as 2025-03-05 (year-month-day); a range is two dates with a slash, 2025-03-01/2025-03-15"
+)
+MESSAGES = {
+    "missing": "is missing",
+    "extra_forbidden": "is not a field of this event type; check its spelling against `outreach schema`",
+    "uuid_parsing": "must be an event id: a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+    "uuid_type": "must be an event id written as text (a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427)",
+    "string_type": "must be text in double quotes",
+    "datetime_from_date_parsing": "must be a time such as 2025-03-05T10:00:00Z (date, T, time, time zone)",
+    "datetime_parsing": "must be a time such as 2025-03-05T10:00:00Z (date, T, time, time zone)",
+    "timezone_aware": "must give its time zone, such as 2025-03-05T10:00:00Z (Z: UTC) or 2025-03-05T11:00:00+01:00",
+}
+
+
+def plain_message(kind: str, message: str, ctx: dict[str, Any], value: Any) -> str:
+    """pydantic's message for an error, in plain words that name what would be accepted."""
+    if kind == "string_pattern_mismatch":
+        words = PATTERN_WORDS.get(str(ctx.get("pattern")), "is not in the form this field takes")
+        if isinstance(value, str) and str(ctx.get("pattern")) == r"^[A-Z]{2}-[0-9A-Z]{1,3}$":
+            county = county_named(value)
+            if county is not None:
+                return f"must be the county's code, not its name: {value} is {county.code}"
+        return words
+    if kind.startswith("date_"):
+        return DAY_FORMS
+    if kind in MESSAGES:
+        return MESSAGES[kind]
+    if kind == "string_too_long":
+        return f"is longer than {ctx.get('max_length')} characters"
+    if kind == "string_too_short":
+        return "is empty"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"must be at least {ctx.get('ge', ctx.get('gt'))}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"must be at most {ctx.get('le', ctx.get('lt'))}"
+    if kind in ("enum", "literal_error"):
+        return f"must be one of: {str(ctx.get('expected', '')).replace(' or ', ', ').replace(chr(39), '')}"
+    return message
 
 
 def _show(value: Any) -> str:

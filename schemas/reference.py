@@ -88,6 +88,15 @@ def check_county(code: str, country: str | None = None) -> str | None:
     return f"unknown county code; known countries: {', '.join(sorted(reg.countries))}"
 
 
+def county_named(name: str) -> County | None:
+    """The county a name (Korçë, korce, Dolnośląskie, Lower Silesian) is, if any."""
+    folded = fold(name)
+    for county in regions().counties.values():
+        if folded in (fold(county.name), fold(county.name_en)):
+            return county
+    return None
+
+
 def check_municipality(value: str, county: str) -> str | None:
     """Return a message when a municipality code, or a known municipality name, is not in ``county``."""
     reg = regions()

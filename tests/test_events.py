@@ -44,9 +44,13 @@ TYPES_LISTED = (
 )
 AL_COUNTIES = [f"AL-{n:02d}" for n in range(1, 13)]
 PL_COUNTIES = [f"PL-{n:02d}" for n in range(2, 33, 2)]
-SLUG_PATTERN = "String should match pattern '^[a-z0-9]+(-[a-z0-9]+)*$'"
-COUNTY_PATTERN = "String should match pattern '^[A-Z]{2}-[0-9A-Z]{1,3}$'"
-PLAN_TASK_PATTERN = "String should match pattern '^[a-z0-9]+(-[a-z0-9]+)*/[IVXLC0-9]{1,6}/[0-9][0-9.a-z]{0,9}$'"
+SLUG_PATTERN = (
+    "must be a short name in lower-case letters and digits joined by single dashes, such as al-national-coordinator"
+)
+COUNTY_PATTERN = (
+    "must be a county code: the country's two capital letters, a dash and the county's code, such as AL-06 or PL-02"
+)
+PLAN_TASK_PATTERN = "must be a plan task: the plan's short name, its part and the task, joined by slashes, such as pl-nap-2013-2015/III/4"
 UNKNOWN_AL = "unknown county code for Albania; known: " + ", ".join(AL_COUNTIES)
 UNKNOWN_PL = "unknown county code for Poland; known: " + ", ".join(PL_COUNTIES)
 
@@ -229,12 +233,12 @@ def test_event_id_accepts_a_uuid(value: str) -> None:
 def test_event_id_must_be_a_uuid() -> None:
     found = rejected(session(event_id="not-a-uuid"))
     assert found == [
-        Problem("event_id", "Input should be a valid UUID, invalid character: found `n` at 0", '"not-a-uuid"')
+        Problem("event_id", "must be an event id: a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427", '"not-a-uuid"')
     ]
 
 
 def test_event_id_is_required() -> None:
-    assert problems(session(event_id=DROP)) == [("event_id", "Field required")]
+    assert problems(session(event_id=DROP)) == [("event_id", "is missing")]
 
 
 @pytest.mark.parametrize("agency", ["a", "iom-albania", "pl-14-voivodeship-office", "a" * 64])
@@ -248,7 +252,7 @@ def test_agency_must_be_a_slug(agency: str) -> None:
 
 
 def test_agency_at_most_64_characters() -> None:
-    assert problems(session(agency="a" * 65)) == [("agency", "String should have at most 64 characters")]
+    assert problems(session(agency="a" * 65)) == [("agency", "is longer than 64 characters")]
 
 
 def test_recorded_at_keeps_its_offset() -> None:
@@ -261,7 +265,11 @@ def test_recorded_at_keeps_its_offset() -> None:
 @pytest.mark.parametrize("value", ["2026-01-01T00:00:00", "2026-01-01 00:00:00"])
 def test_recorded_at_must_be_timezone_aware(value: str) -> None:
     assert rejected(session(recorded_at=value)) == [
-        Problem("recorded_at", "Input should have timezone info", json.dumps(value))
+        Problem(
+            "recorded_at",
+            "must give its time zone, such as 2025-03-05T10:00:00Z (Z: UTC) or 2025-03-05T11:00:00+01:00",
+            json.dumps(value),
+        )
     ]
 
 
@@ -314,12 +322,15 @@ def test_occurred_end_before_start_rejected(value: Any) -> None:
             [
                 (
                     "occurred.start",
-                    "Input should be a valid date or datetime, month value is outside expected range of 1-12",
+                    "must be a date such as 2025-03-05 (year-month-day); a range is two dates with a slash, 2025-03-01/2025-03-15",
                 )
             ],
         ),
-        ({"start": "2017-12-20", "until": "2017-12-21"}, [("occurred.until", "Extra inputs are not permitted")]),
-        ({"end": "2017-12-21"}, [("occurred.start", "Field required")]),
+        (
+            {"start": "2017-12-20", "until": "2017-12-21"},
+            [("occurred.until", "is not a field of this event type; check its spelling against `outreach schema`")],
+        ),
+        ({"end": "2017-12-21"}, [("occurred.start", "is missing")]),
     ],
 )
 def test_occurred_malformed(value: Any, expected: list[tuple[str, str]]) -> None:
@@ -346,25 +357,25 @@ def test_occurred_far_future_rejected_by_the_real_clock() -> None:
 
 @pytest.mark.parametrize("factory", [session, materials, team])
 def test_action_requires_county(factory: Any) -> None:
-    assert problems(factory(county=DROP)) == [("county", "Field required")]
+    assert problems(factory(county=DROP)) == [("county", "is missing")]
 
 
 @pytest.mark.parametrize("factory", [session, materials, team])
 def test_action_requires_occurred(factory: Any) -> None:
-    assert problems(factory(occurred=DROP)) == [("occurred", "Field required")]
+    assert problems(factory(occurred=DROP)) == [("occurred", "is missing")]
 
 
 @pytest.mark.parametrize("factory", [session, materials, team])
 def test_action_with_neither_reports_both(factory: Any) -> None:
     assert problems(factory(county=DROP, occurred=DROP)) == [
-        ("occurred", "Field required"),
-        ("county", "Field required"),
+        ("occurred", "is missing"),
+        ("county", "is missing"),
     ]
 
 
 @pytest.mark.parametrize("factory", [session, materials, team])
 def test_action_county_null_is_not_absent(factory: Any) -> None:
-    assert problems(factory(county=None)) == [("county", "Input should be a valid string")]
+    assert problems(factory(county=None)) == [("county", "must be text in double quotes")]
 
 
 @pytest.mark.parametrize("factory", [campaign, plan_task])
@@ -499,8 +510,8 @@ def test_count_accepts_whole_numbers_up_to_ten_million(where: str, value: int) -
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (-1, "Input should be greater than or equal to 0"),
-        (10_000_001, "Input should be less than or equal to 10000000"),
+        (-1, "must be at least 0"),
+        (10_000_001, "must be at most 10000000"),
         (1.5, "must be a whole number such as 12, not a decimal number"),
         (5.0, "must be a whole number such as 12, not a decimal number"),
         ("thirty", "must be a whole number such as 12, written without quotes"),
@@ -520,8 +531,8 @@ def test_count_null_means_unknown() -> None:
 
 
 def test_count_must_be_given_even_when_unknown() -> None:
-    assert problems(session(participants=[{"audience": "students"}])) == [("participants.0.count", "Field required")]
-    assert problems(materials(quantity=DROP)) == [("quantity", "Field required")]
+    assert problems(session(participants=[{"audience": "students"}])) == [("participants.0.count", "is missing")]
+    assert problems(materials(quantity=DROP)) == [("quantity", "is missing")]
 
 
 def test_estimated_count_accepted() -> None:
@@ -552,8 +563,8 @@ def test_audience_must_be_known() -> None:
     assert problems(session(participants=[{"audience": "kids", "count": 3}])) == [
         (
             "participants.0.audience",
-            "Input should be 'students', 'teachers', 'officials', 'civil_society', 'police', 'border_guard', "
-            "'social_workers', 'employment_office_staff', 'general_public' or 'other'",
+            "must be one of: students, teachers, officials, civil_society, police, border_guard, "
+            "social_workers, employment_office_staff, general_public, other",
         )
     ]
 
@@ -631,7 +642,9 @@ def test_participant_properties(
     ],
 )
 def test_unknown_fields_rejected(event: dict[str, Any], field: str, value: str) -> None:
-    assert rejected(event) == [Problem(field, "Extra inputs are not permitted", value)]
+    assert rejected(event) == [
+        Problem(field, "is not a field of this event type; check its spelling against `outreach schema`", value)
+    ]
 
 
 def test_models_are_frozen() -> None:
@@ -685,11 +698,11 @@ def test_valid_campaign() -> None:
         ({"target_counties": ["AL-13"]}, ("(event)", f"target_counties AL-13: {UNKNOWN_AL}")),
         ({"target_counties": ["AL-06", "AL-06"]}, ("(event)", "target_counties lists the same county twice")),
         ({"country": "DE"}, ("(event)", "country DE has no reference data; known: AL, PL")),
-        ({"country": "al"}, ("country", "String should match pattern '^[A-Z]{2}$'")),
-        ({"country": DROP}, ("country", "Field required")),
-        ({"campaign_id": DROP}, ("campaign_id", "Field required")),
+        ({"country": "al"}, ("country", "must be a country's two capital letters, such as AL or PL")),
+        ({"country": DROP}, ("country", "is missing")),
+        ({"campaign_id": DROP}, ("campaign_id", "is missing")),
         ({"campaign_id": "Irregular Migration"}, ("campaign_id", SLUG_PATTERN)),
-        ({"name": "   "}, ("name", "String should have at least 1 character")),
+        ({"name": "   "}, ("name", "is empty")),
         ({"lead_agency": "IOM"}, ("lead_agency", SLUG_PATTERN)),
     ],
 )
@@ -716,16 +729,16 @@ def test_plan_task_part_and_task_accepted(part: str, task: str) -> None:
     ("overrides", "expected"),
     [
         ({"last_year": 2012}, ("(event)", "last_year 2012 is before first_year 2013")),
-        ({"first_year": 1989}, ("first_year", "Input should be greater than or equal to 1990")),
-        ({"last_year": 2101}, ("last_year", "Input should be less than or equal to 2100")),
-        ({"part": "iii"}, ("part", "String should match pattern '^[IVXLC0-9]{1,6}$'")),
-        ({"part": "III/4"}, ("part", "String should match pattern '^[IVXLC0-9]{1,6}$'")),
-        ({"part": ""}, ("part", "String should match pattern '^[IVXLC0-9]{1,6}$'")),
-        ({"task": "four"}, ("task", "String should match pattern '^[0-9][0-9.a-z]{0,9}$'")),
-        ({"task": "a1"}, ("task", "String should match pattern '^[0-9][0-9.a-z]{0,9}$'")),
-        ({"task": "4A"}, ("task", "String should match pattern '^[0-9][0-9.a-z]{0,9}$'")),
+        ({"first_year": 1989}, ("first_year", "must be at least 1990")),
+        ({"last_year": 2101}, ("last_year", "must be at most 2100")),
+        ({"part": "iii"}, ("part", "must be a part of a plan in Roman numerals or digits, such as III")),
+        ({"part": "III/4"}, ("part", "must be a part of a plan in Roman numerals or digits, such as III")),
+        ({"part": ""}, ("part", "must be a part of a plan in Roman numerals or digits, such as III")),
+        ({"task": "four"}, ("task", "must be a task number, such as 4 or 2.1a")),
+        ({"task": "a1"}, ("task", "must be a task number, such as 4 or 2.1a")),
+        ({"task": "4A"}, ("task", "must be a task number, such as 4 or 2.1a")),
         ({"plan_id": "PL NAP"}, ("plan_id", SLUG_PATTERN)),
-        ({"title": DROP}, ("title", "Field required")),
+        ({"title": DROP}, ("title", "is missing")),
     ],
 )
 def test_invalid_plan_task(overrides: dict[str, Any], expected: tuple[str, str]) -> None:
@@ -790,22 +803,24 @@ def test_member_institutions() -> None:
     assert problems(team(member_institutions=["cops"])) == [
         (
             "member_institutions.0",
-            "Input should be 'voivodeship_office', 'regional_government', 'local_government', 'police', "
-            "'border_guard', 'prosecutor', 'labour_inspection', 'education', 'social_services', "
-            "'employment_office', 'ngo', 'international_organisation' or 'other'",
+            "must be one of: voivodeship_office, regional_government, local_government, police, "
+            "border_guard, prosecutor, labour_inspection, education, social_services, "
+            "employment_office, ngo, international_organisation, other",
         )
     ]
 
 
 def test_team_name_required() -> None:
-    assert problems(team(team_name=DROP)) == [("team_name", "Field required")]
+    assert problems(team(team_name=DROP)) == [("team_name", "is missing")]
 
 
 def test_materials_kind_and_language() -> None:
     event = parse(materials(language="sq"))
     assert (event.kind, event.quantity, event.language) == ("leaflet", 4000, "sq")
-    assert problems(materials(language="SQ")) == [("language", "String should match pattern '^[a-z]{2,3}$'")]
-    assert problems(materials(kind="flyer")) == [("kind", "Input should be 'leaflet', 'poster', 'brochure' or 'other'")]
+    assert problems(materials(language="SQ")) == [
+        ("language", "must be a language's two or three lower-case letters, such as sq or pl")
+    ]
+    assert problems(materials(kind="flyer")) == [("kind", "must be one of: leaflet, poster, brochure, other")]
 
 
 # ---- corrections and retractions ---------------------------------------------------------------
@@ -842,7 +857,7 @@ def test_correction_reports_replacement_problems_under_replacement() -> None:
     bad = session(county="AL-13", participants=[{"audience": "students", "count": -1}])
     assert problems(correction(replacement=bad)) == [
         ("replacement.county", UNKNOWN_AL),
-        ("replacement.participants.0.count", "Input should be greater than or equal to 0"),
+        ("replacement.participants.0.count", "must be at least 0"),
     ]
 
 
@@ -868,10 +883,10 @@ def test_valid_retraction() -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"reason": DROP}, ("reason", "Field required")),
-        ({"reason": "   "}, ("reason", "String should have at least 1 character")),
+        ({"reason": DROP}, ("reason", "is missing")),
+        ({"reason": "   "}, ("reason", "is empty")),
         ({"retracts": OTHER_ID}, ("(event)", "a retraction needs an event_id of its own")),
-        ({"retracts": "x"}, ("retracts", "Input should be a valid UUID, invalid character: found `x` at 0")),
+        ({"retracts": "x"}, ("retracts", "must be an event id: a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427")),
     ],
 )
 def test_invalid_retraction(overrides: dict[str, Any], expected: tuple[str, str]) -> None:
@@ -936,12 +951,12 @@ def test_schema_version_must_be_an_integer_in_bytes_too(factory: Any, version: A
 
 def test_invalid_json() -> None:
     assert problems(b'{"event_type": "session_held",}') == [
-        ("(event)", "is not valid JSON: Expecting property name enclosed in double quotes at column 31")
+        ("(event)", "is not valid JSON: a field name must be in double quotes at column 31")
     ]
-    assert problems(b"") == [("(event)", "is not valid JSON: Expecting value at column 1")]
-    assert problems(b"{") == [
-        ("(event)", "is not valid JSON: Expecting property name enclosed in double quotes at column 2")
+    assert problems(b"") == [
+        ("(event)", "is not valid JSON: a value is missing (or a text lacks its double quotes) at column 1")
     ]
+    assert problems(b"{") == [("(event)", "is not valid JSON: a field name must be in double quotes at column 2")]
 
 
 @pytest.mark.parametrize(
@@ -989,7 +1004,9 @@ def _nested(levels: int) -> Any:
 
 def test_nesting_of_eight_levels_reaches_validation() -> None:
     # the object itself is level 1; seven lists inside make eight
-    assert problems(session(extra=_nested(7))) == [("extra", "Extra inputs are not permitted")]
+    assert problems(session(extra=_nested(7))) == [
+        ("extra", "is not a field of this event type; check its spelling against `outreach schema`")
+    ]
 
 
 def test_nesting_deeper_than_eight_levels_rejected() -> None:
@@ -1039,7 +1056,7 @@ def test_every_field_problem_is_reported_at_once() -> None:
 def test_long_values_are_shortened_in_problems() -> None:
     [problem] = rejected(session(source="x" * 2001))
     assert problem.field == "source"
-    assert problem.message == "String should have at most 2000 characters"
+    assert problem.message == "is longer than 2000 characters"
     assert problem.value == '"' + "x" * 76 + "..."
     assert len(problem.value) == 80
 
@@ -1065,7 +1082,11 @@ def test_replacement_schema_version_must_be_an_integer(version: Any) -> None:
     assert rejected(correction(replacement=v1)) == [
         Problem("replacement.schema_version", message, json.dumps(version)),
         Problem("replacement.participants", "Input should be a valid tuple", "10"),
-        Problem("replacement.audience", "Extra inputs are not permitted", '"students"'),
+        Problem(
+            "replacement.audience",
+            "is not a field of this event type; check its spelling against `outreach schema`",
+            '"students"',
+        ),
     ]
 
 

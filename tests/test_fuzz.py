@@ -130,7 +130,7 @@ def test_the_hostile_kinds_each_reject_for_their_own_reason() -> None:
     assert "count" in reasons["number as text"]
     assert "nested deeper than 8 levels" in reasons["deep nesting"]
     assert "lone surrogate" in reasons["lone surrogate or NUL"] or "NUL character" in reasons["lone surrogate or NUL"]
-    assert "Extra inputs are not permitted" in reasons["unknown field"]
+    assert "is not a field of this event type; check its spelling against `outreach schema`" in reasons["unknown field"]
     assert "is not valid UTF-8" in reasons["not UTF-8"]
     assert reasons["wrong type"].startswith("invalid: ")
 
