@@ -8,7 +8,9 @@ One run, one machine, one embedded nats-server. Every figure is measured here, i
 - the live projector (``outreach project --until-caught-up``, the one reader) over the same backlog;
 - a naive projector, one FastStream handler call and one INSERT per event, on a sample (the floor);
 - live latency from publish to committed (visible in ``totals_by_county``) at a steady rate;
-- the three totals queries on the replayed file.
+- the three totals queries on the replayed file;
+- analysts: the start-up of `outreach sql "SELECT 1"` as a process, and, while a runaway query runs
+  in the projector, the latency again and the time to answer `SELECT 1` through it.
 """
 
 from __future__ import annotations
@@ -90,9 +92,13 @@ def run_bench(events: int, sample: int, latency_rate: int, latency_seconds: floa
         _live_phase(settings, workdir, results)
         _naive_phase(settings, sample, workdir, results)
         _query_phase(workdir / "replay.duckdb", results)
+        _startup_phase(workdir / "replay.duckdb", results)
     with EmbeddedServer(workdir / "nats-latency", port=0) as server:
         settings = Settings(nats_url=server.url, db=workdir / "latency.duckdb", batch_size=5000)
         _latency_phase(settings, latency_rate, latency_seconds, results)
+    with EmbeddedServer(workdir / "nats-runaway", port=0) as server:
+        settings = Settings(nats_url=server.url, db=workdir / "runaway.duckdb", batch_size=5000)
+        _latency_phase(settings, latency_rate, latency_seconds, results, runaway=True)
     _ratios(results)
     return results
 
@@ -256,17 +262,43 @@ def _query_phase(db: Path, results: Results) -> None:
     con.close()
 
 
-def _latency_phase(settings: Settings, rate: int, seconds: float, results: Results) -> None:
-    print(f"live latency at {rate:,} events/s for {seconds:.0f}s", file=sys.stderr)
+def _startup_phase(db: Path, results: Results) -> None:
+    """`outreach sql --db FILE "SELECT 1"`, a whole process, five times: the median."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "outreach", "sql", "--db", str(db), "SELECT 1"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        times.append((time.perf_counter() - start) * 1000)
+    results.add("sql_startup_ms", statistics.median(times))
+
+
+RUNAWAY = "SELECT count(*) FROM range(1000000) a, range(1000000) b"
+
+
+def _latency_phase(settings: Settings, rate: int, seconds: float, results: Results, *, runaway: bool = False) -> None:
+    during = " with a runaway query" if runaway else ""
+    print(f"live latency at {rate:,} events/s for {seconds:.0f}s{during}", file=sys.stderr)
     ctx = multiprocessing.get_context("spawn")
     commits: Any = ctx.Queue()
     ready = ctx.Event()
+    # The runaway is stopped at the projector's limit: long enough to span the whole run.
+    if runaway:
+        settings = settings.model_copy(update={"query_timeout_s": seconds + 30})
     child = ctx.Process(target=_latency_projector, args=(settings, commits, ready), daemon=True)
     child.start()
+    answers: list[float] = []
     try:
         if not ready.wait(60):
             raise RuntimeError("the projector did not start")
-        sent = asyncio.run(_steady_publish(settings, rate, seconds))
+        sent = asyncio.run(
+            _with_runaway(settings, rate, seconds, answers) if runaway else _steady_publish(settings, rate, seconds)
+        )
         last_seq = max(sent)
         committed: list[tuple[int, float]] = []
         deadline = time.monotonic() + 60
@@ -283,8 +315,47 @@ def _latency_phase(settings: Settings, rate: int, seconds: float, results: Resul
             position += 1
         latencies.append((committed[position][1] - sent[seq]) * 1000)
     latencies.sort()
-    results.add("latency_p50_ms", latencies[len(latencies) // 2])
-    results.add("latency_p99_ms", latencies[int(len(latencies) * 0.99) - 1])
+    name = "latency_runaway" if runaway else "latency"
+    results.add(f"{name}_p50_ms", latencies[len(latencies) // 2])
+    results.add(f"{name}_p99_ms", latencies[int(len(latencies) * 0.99) - 1])
+    if runaway:
+        answers.sort()
+        results.add("select1_during_runaway_p95_ms", answers[int(len(answers) * 0.95) - 1])
+
+
+async def _with_runaway(settings: Settings, rate: int, seconds: float, answers: list[float]) -> dict[int, float]:
+    """The steady publishing, while one analyst's runaway query runs in the projector and another
+    asks `SELECT 1` every 100 ms (each answer's time in ``answers``, in ms)."""
+    from schemas.subjects import query_subject
+
+    nc = await nats.connect(settings.nats_url)
+    subject = query_subject(settings.stream)
+    while True:  # the projector answers once its services are up
+        try:
+            await nc.request(subject, b"SELECT 1", timeout=5)
+            break
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.1)
+    runaway = asyncio.create_task(nc.request(subject, RUNAWAY.encode(), timeout=seconds + 60))
+
+    async def probe() -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            reply = await nc.request(subject, b"SELECT 1", timeout=30)
+            answers.append((time.perf_counter() - start) * 1000)
+            assert b"error" not in reply.data, reply.data
+            await asyncio.sleep(0.1)
+
+    stop = asyncio.Event()
+    probing = asyncio.create_task(probe())
+    try:
+        sent = await _steady_publish(settings, rate, seconds)
+    finally:
+        stop.set()
+        await probing
+        runaway.cancel()
+        await nc.close()
+    return sent
 
 
 def _latency_projector(settings: Settings, commits: Any, ready: Any) -> None:
@@ -340,6 +411,8 @@ TARGETS: list[tuple[str, str, Callable[[dict[str, float]], bool]]] = [
     ("live_projector_per_s", ">= 30,000/s", lambda f: f["live_projector_per_s"] >= 30_000),
     ("latency_p50_ms", "<= 200 ms", lambda f: f["latency_p50_ms"] <= 200),
     ("latency_p99_ms", "<= 500 ms", lambda f: f["latency_p99_ms"] <= 500),
+    ("latency_runaway_p99_ms", "<= 1,000 ms", lambda f: f["latency_runaway_p99_ms"] <= 1000),
+    ("sql_startup_ms", "<= 300 ms", lambda f: f["sql_startup_ms"] <= 300),
     ("publish_ratio_to_raw", ">= 0.7", lambda f: f["publish_ratio_to_raw"] >= 0.7),
     ("replay_peak_rss_mib", "<= 400 MiB", lambda f: f["replay_peak_rss_mib"] <= 400),
     ("live_projector_peak_rss_mib", "<= 400 MiB", lambda f: f["live_projector_peak_rss_mib"] <= 400),
