@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -88,6 +89,7 @@ class EmbeddedServer:
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._ports_dir: str | None = None
+        self._lock: int | None = None
 
     @property
     def url(self) -> str:
@@ -98,6 +100,7 @@ class EmbeddedServer:
     def start(self, timeout: float = 15.0) -> EmbeddedServer:
         """Start the server and wait until it accepts clients."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._hold_data_dir()
         self._ports_dir = tempfile.mkdtemp(prefix="outreach-ports-")
         args = [
             server_binary(),
@@ -120,16 +123,27 @@ class EmbeddedServer:
         args += ["-c", str(config)]
         if self.cluster:
             args += self.cluster.args()
+        # The server inherits the data directory's lock: it stays held while the server runs,
+        # even if this process is killed.
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(self._lock,) if self._lock is not None else (),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise BrokerError(
-                    f"nats-server exited with status {self.process.returncode}: {err.strip() or self._log_tail()}"
-                )
+                status = self.process.returncode
+                self.stop()
+                if "address already in use" in f"{err} {self._log_tail()}":
+                    raise BrokerError(
+                        f"port {self.requested_port} on {self.host} is in use by another program (another "
+                        f"nats-server?); stop it, or choose another port with --port"
+                    )
+                raise BrokerError(f"nats-server exited with status {status}: {err.strip() or self._log_tail()}")
             port = self._read_port()
             if port is not None:
                 self.port = port
@@ -137,6 +151,31 @@ class EmbeddedServer:
             time.sleep(0.02)
         self.stop()
         raise BrokerError(f"nats-server did not start within {timeout:.0f}s: {self._log_tail()}")
+
+    def _hold_data_dir(self) -> None:
+        """Two servers on one data directory would both load, and write, the same store: the
+        second is refused. The lock is the kernel's, so a crashed server leaves none behind."""
+        if self._lock is not None:
+            return
+        path = self.data_dir / ".outreach-server.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 100, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise BrokerError(
+                f"the data directory {self.data_dir} is in use by another running nats-server ({holder}); "
+                f"stop it, or give this one a directory of its own with --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"started by process {os.getpid()}".encode(), 0)
+        self._lock = fd
+
+    def _release_data_dir(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _read_port(self) -> int | None:
         assert self._ports_dir and self.process
@@ -168,6 +207,7 @@ class EmbeddedServer:
         if self._ports_dir:
             shutil.rmtree(self._ports_dir, ignore_errors=True)
         self.process = None
+        self._release_data_dir()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""

@@ -3,6 +3,7 @@ messages in plain words that name the field, the value and what would be accepte
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import date
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.server import EmbeddedServer
 from schemas.dates import DateInvalid, date_cell
-from schemas.errors import EventInvalid
+from schemas.errors import BrokerError, EventInvalid
 from schemas.files import load_events
 from schemas.parse import parse_event
 from tests.test_events import materials, session
@@ -166,3 +168,25 @@ def test_validate_never_speaks_of_publishing(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "has an unknown format; use .jsonl or .csv" in done.stderr
     assert "publish" not in done.stderr and "--skip-invalid" not in done.stderr
+
+
+def test_a_data_directory_serves_one_server_and_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
+    first = EmbeddedServer(tmp_path / "store", port=0).start()
+    try:
+        with pytest.raises(BrokerError) as held:
+            EmbeddedServer(tmp_path / "store", port=0).start()
+        assert str(held.value) == (
+            f"the data directory {tmp_path / 'store'} is in use by another running nats-server (started by "
+            f"process {os.getpid()}); stop it, or give this one a directory of its own with --data-dir"
+        )
+        with pytest.raises(BrokerError) as busy:
+            EmbeddedServer(tmp_path / "other", port=first.port or 0).start()
+        assert str(busy.value) == (
+            f"port {first.port} on 127.0.0.1 is in use by another program (another nats-server?); stop it, "
+            f"or choose another port with --port"
+        )
+        assert "\n" not in str(busy.value)
+    finally:
+        first.kill()  # as a crash would: the kernel drops the lock with the process
+    again = EmbeddedServer(tmp_path / "store", port=0).start()
+    again.stop()
