@@ -30,8 +30,8 @@ TOTALS = """\
 count(a.fact_id) AS events,
        CAST(coalesce(sum(a.sessions), 0) AS BIGINT) AS sessions,
        CAST(coalesce(sum(a.participants), 0) AS BIGINT) AS participants,
-       count(*) FILTER (WHERE a.participants_unknown) AS sessions_participants_unknown,
-       count(*) FILTER (WHERE a.participants_estimated) AS sessions_participants_estimated,
+       coalesce(sum(a.sessions) FILTER (WHERE a.participants_unknown), 0)::BIGINT AS sessions_participants_unknown,
+       coalesce(sum(a.sessions) FILTER (WHERE a.participants_estimated), 0)::BIGINT AS sessions_participants_estimated,
        CAST(coalesce(sum(a.materials), 0) AS BIGINT) AS materials_distributed,
        count(*) FILTER (WHERE a.materials_unknown) AS materials_unknown,
        CAST(coalesce(sum(a.teams), 0) AS BIGINT) AS teams_established,
@@ -192,7 +192,8 @@ SELECT fact_id, version_seq, version_stored_at, superseded_seq, superseded_store
        coalesce(from_json(payload -> 'plan_tasks', '["VARCHAR"]'), []) AS plan_tasks,
        CAST(payload -> 'occurred' ->> 'start' AS DATE) AS occurred_start,
        CAST(payload -> 'occurred' ->> 'end' AS DATE) AS occurred_end,
-       CAST(event_type = 'session_held' AND NOT retracted AS INTEGER) AS sessions,
+       CASE WHEN event_type = 'session_held' AND NOT retracted
+            THEN coalesce(CAST(payload ->> 'sessions' AS INTEGER), 1) ELSE 0 END AS sessions,
        payload ->> 'format' AS session_format,
        CASE WHEN event_type = 'session_held' AND NOT retracted
             THEN coalesce(reported_total, list_sum(list_transform(groups, lambda g: coalesce(g.count, 0))), 0)

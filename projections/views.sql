@@ -94,11 +94,11 @@ ORDER BY month, county;
 -- Participants of sessions by audience group, per county.
 CREATE OR REPLACE MACRO totals_by_audience_as_of(known) AS TABLE
 SELECT county, g.audience AS audience,
-       count(*) AS sessions,
+       CAST(sum(n) AS BIGINT) AS sessions,
        CAST(coalesce(sum(g.count), 0) AS BIGINT) AS participants,
-       count(*) FILTER (WHERE g.count IS NULL) AS sessions_uncounted,
-       count(*) FILTER (WHERE g.estimated) AS sessions_estimated
-FROM (SELECT county, unnest(audiences) AS g FROM actions_as_of(known) WHERE event_type = 'session_held')
+       CAST(coalesce(sum(n) FILTER (WHERE g.count IS NULL), 0) AS BIGINT) AS sessions_uncounted,
+       CAST(coalesce(sum(n) FILTER (WHERE g.estimated), 0) AS BIGINT) AS sessions_estimated
+FROM (SELECT county, sessions AS n, unnest(audiences) AS g FROM actions_as_of(known) WHERE event_type = 'session_held')
 GROUP BY ALL
 ORDER BY county, audience;
 
@@ -150,8 +150,9 @@ SELECT count(*) AS events,
 FROM actions;
 
 CREATE OR REPLACE VIEW data_quality AS
-SELECT count(*) FILTER (WHERE event_type = 'session_held' AND participants_estimated) AS sessions_estimated,
-       count(*) FILTER (WHERE participants_unknown) AS sessions_uncounted,
+SELECT CAST(coalesce(sum(sessions) FILTER (WHERE event_type = 'session_held' AND participants_estimated), 0)
+            AS BIGINT) AS sessions_estimated,
+       CAST(coalesce(sum(sessions) FILTER (WHERE participants_unknown), 0) AS BIGINT) AS sessions_uncounted,
        count(*) FILTER (WHERE materials_unknown) AS materials_unknown,
        (SELECT count(*) FROM corrections WHERE kind = 'event_corrected') AS corrections,
        (SELECT count(*) FROM corrections WHERE kind = 'event_retracted') AS retractions,

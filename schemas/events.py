@@ -81,8 +81,10 @@ Moment = Annotated[AwareDatetime, BeforeValidator(_date_text)]
 WholeNumber = Annotated[int, BeforeValidator(_exact_int), Strict()]
 Count = Annotated[WholeNumber, Field(ge=0, le=MAX_COUNT)]
 Flag = Annotated[bool, Strict()]
+MAX_SESSIONS = 10_000  # sessions one entry may report
 V1 = Annotated[Literal[1], BeforeValidator(_exact_int)]
 V2 = Annotated[Literal[2], BeforeValidator(_exact_int)]
+V3 = Annotated[Literal[3], BeforeValidator(_exact_int)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -294,10 +296,15 @@ class AudienceCount(Frozen):
 
 
 class SessionHeld(Action):
-    """A meeting, workshop, training, school visit or public talk, with its participants."""
+    """A meeting, workshop, training, school visit or public talk, with its participants; or, as
+    reports often give them, several sessions together (``sessions``) with the participants of all
+    of them: "2 meetings, about 165 pupils, teachers and social workers" is one entry."""
 
     event_type: Literal["session_held"]
-    schema_version: V2 = 2
+    schema_version: V3 = 3
+    sessions: Annotated[WholeNumber, Field(ge=1, le=MAX_SESSIONS)] = Field(
+        1, description="How many sessions this entry reports; its participants are all of theirs together."
+    )
     format: SessionFormat
     title: ShortText | None = None
     participants: tuple[AudienceCount, ...] = ()

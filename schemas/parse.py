@@ -210,6 +210,8 @@ def _check_version(obj: dict[str, Any]) -> Problem | None:
     if isinstance(version, bool) or not isinstance(version, int) or version not in supported:
         listed = ", ".join(str(v) for v in supported)
         return Problem("schema_version", f"is not a supported version of {kind} (supported: {listed})", _show(version))
+    if kind == "session_held" and version < 3 and "sessions" in obj:
+        return Problem("sessions", f"is a field of session_held version 3, not {version}; give schema_version 3")
     return None
 
 

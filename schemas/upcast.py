@@ -13,6 +13,8 @@ History:
 
 - ``session_held`` v1 carried one audience group as flat fields: ``audience``, ``participants``
   (a number or null) and ``estimated``. v2 carries a list of groups and an optional reported total.
+- ``session_held`` v3 adds ``sessions``: how many sessions the entry reports (an aggregate such as
+  "2 meetings, 165 participants"). Every v2 entry was one session.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 CURRENT_VERSIONS: dict[str, int] = {
     "campaign_defined": 1,
     "plan_task_defined": 1,
-    "session_held": 2,
+    "session_held": 3,
     "materials_distributed": 1,
     "team_established": 1,
     "event_corrected": 1,
@@ -41,8 +43,20 @@ def session_held_v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
     return new
 
 
+def session_held_v2_to_v3(obj: dict[str, Any]) -> dict[str, Any]:
+    """A v2 entry is one session. ``sessions`` is no v2 field: one given is kept under a name v3
+    refuses, so a v2 payload that was refused stays refused."""
+    new = {k: v for k, v in obj.items() if k != "sessions"}
+    new["schema_version"] = 3
+    new["sessions"] = 1
+    if "sessions" in obj:
+        new["sessions_in_version_2"] = obj["sessions"]
+    return new
+
+
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("session_held", 1): session_held_v1_to_v2,
+    ("session_held", 2): session_held_v2_to_v3,
 }
 
 

@@ -41,7 +41,7 @@ def totals_by_county(events: Iterable[dict[str, Any]]) -> dict[str, tuple[int, i
         row = acc[e["county"]]
         row[0] += 1
         if e["event_type"] == "session_held":
-            row[1] += 1
+            row[1] += e.get("sessions", 1)
             row[2] += participants(e)
         elif e["event_type"] == "materials_distributed":
             row[3] += e["quantity"] or 0

@@ -183,9 +183,7 @@ def test_validate_lists_every_problem(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f"{path}: line 3: format: must be one of: workshop")
-    assert lines[1] == (
-        f"{path}: line 4: occurred: range ends (2017-12-21) before it starts (2017-12-22)"
-    )
+    assert lines[1] == (f"{path}: line 4: occurred: range ends (2017-12-21) before it starts (2017-12-22)")
     assert done.stderr == f"{path}: 1 valid event(s), 2 invalid\n"
 
 

@@ -160,8 +160,8 @@ def test_a_csv_may_carry_schema_version(tmp_path: Path) -> None:
     )
     loaded = load_events(path)
     assert loaded.problems == []
-    assert [e.schema_version for _, e in loaded.events] == [2]
-    assert json.loads(loaded.payloads[0])["schema_version"] == 2  # converted explicitly, a JSON integer
+    assert [e.schema_version for _, e in loaded.events] == [3]  # read as the current version
+    assert json.loads(loaded.payloads[0])["schema_version"] == 2  # published as given: a JSON integer
 
 
 # ---- 4. the checkpoint only moves forward, in the database ----------------------------------------

@@ -50,7 +50,10 @@ SLUG_PATTERN = (
 COUNTY_PATTERN = (
     "must be a county code: the country's two capital letters, a dash and the county's code, such as AL-06 or PL-02"
 )
-PLAN_TASK_PATTERN = "must be a plan task: the plan's short name, its part and the task, joined by slashes, such as pl-nap-2013-2015/III/4"
+PLAN_TASK_PATTERN = (
+    "must be a plan task: the plan's short name, its part and the task, joined by slashes, "
+    "such as pl-nap-2013-2015/III/4"
+)
 UNKNOWN_AL = "unknown county code for Albania; known: " + ", ".join(AL_COUNTIES)
 UNKNOWN_PL = "unknown county code for Poland; known: " + ", ".join(PL_COUNTIES)
 
@@ -187,7 +190,7 @@ def test_valid_session_parses_to_exact_values() -> None:
     assert isinstance(event, SessionHeld)
     assert event.event_id == uuid.UUID(EVENT_ID)
     assert event.event_type == "session_held"
-    assert event.schema_version == 2
+    assert event.schema_version == 3  # a v2 session, read as the current version
     assert event.agency == AGENCY
     assert event.recorded_at == datetime(2026, 1, 1, tzinfo=UTC)
     assert event.occurred == Occurred(start=date(2017, 12, 21))
@@ -322,7 +325,8 @@ def test_occurred_end_before_start_rejected(value: Any) -> None:
             [
                 (
                     "occurred.start",
-                    "must be a date such as 2025-03-05 (year-month-day); a range is two dates with a slash, 2025-03-01/2025-03-15",
+                    "must be a date such as 2025-03-05 (year-month-day); "
+                    "a range is two dates with a slash, 2025-03-01/2025-03-15",
                 )
             ],
         ),
@@ -912,11 +916,11 @@ def test_missing_event_type() -> None:
 @pytest.mark.parametrize(
     ("factory", "version", "message"),
     [
-        (session, 3, "is not a supported version of session_held (supported: 1, 2)"),
-        (session, 0, "is not a supported version of session_held (supported: 1, 2)"),
-        (session, "2", "is not a supported version of session_held (supported: 1, 2)"),
-        (session, None, "is not a supported version of session_held (supported: 1, 2)"),
-        (session, True, "is not a supported version of session_held (supported: 1, 2)"),
+        (session, 4, "is not a supported version of session_held (supported: 1, 2, 3)"),
+        (session, 0, "is not a supported version of session_held (supported: 1, 2, 3)"),
+        (session, "2", "is not a supported version of session_held (supported: 1, 2, 3)"),
+        (session, None, "is not a supported version of session_held (supported: 1, 2, 3)"),
+        (session, True, "is not a supported version of session_held (supported: 1, 2, 3)"),
         (campaign, 2, "is not a supported version of campaign_defined (supported: 1)"),
         (team, 2, "is not a supported version of team_established (supported: 1)"),
         (retraction, 0, "is not a supported version of event_retracted (supported: 1)"),
@@ -930,12 +934,12 @@ def test_unsupported_schema_version(factory: Any, version: Any, message: str) ->
 def test_schema_version_defaults_to_current(factory: Any) -> None:
     event, published = parse_event_versioned(encode(factory(schema_version=DROP)))
     assert published == event.schema_version
-    assert published == (2 if factory is session else 1)
+    assert published == (3 if factory is session else 1)
 
 
 @pytest.mark.parametrize(("factory", "version"), [(campaign, True), (campaign, 1.0), (session, 2.0)])
 def test_schema_version_must_be_an_integer_in_bytes_too(factory: Any, version: Any) -> None:
-    listed = "1, 2" if factory is session else "1"
+    listed = "1, 2, 3" if factory is session else "1"
     kind = factory()["event_type"]
     expected = [
         Problem("schema_version", f"is not a supported version of {kind} (supported: {listed})", json.dumps(version))

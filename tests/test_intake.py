@@ -10,8 +10,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
 
+from consumers.app import run_projector
+from producers.publisher import Publisher
+from projections.query import run_query
 from runtime.server import EmbeddedServer
+from runtime.settings import Settings
+from runtime.stream import ensure_stream
 from schemas.dates import DateInvalid, date_cell
 from schemas.errors import BrokerError, EventInvalid
 from schemas.files import load_events
@@ -190,3 +196,61 @@ def test_a_data_directory_serves_one_server_and_a_busy_port_is_one_clear_line(tm
         first.kill()  # as a crash would: the kernel drops the lock with the process
     again = EmbeddedServer(tmp_path / "store", port=0).start()
     again.stop()
+
+
+# ---- aggregate entries: several sessions in one ----------------------------------------------------
+
+DIBER = {  # "2 meetings, about 165 pupils, teachers and social workers"
+    "event_type": "session_held",
+    "schema_version": 3,
+    "agency": "al-diber-committee",
+    "recorded_at": "2025-01-10T09:00:00Z",
+    "occurred": "2024-11-01/2024-11-30",
+    "county": "AL-09",
+    "format": "school_session",
+    "sessions": 2,
+    "participants": [
+        {"audience": "students", "count": None},
+        {"audience": "teachers", "count": None},
+        {"audience": "social_workers", "count": None},
+    ],
+    "reported_total": 165,
+    "total_estimated": True,
+}
+
+
+def test_an_entry_of_several_sessions_and_a_v2_entry_of_one() -> None:
+    entry = parse_event({**DIBER, "event_id": uid(1)})
+    assert (entry.schema_version, entry.sessions, entry.participants_known) == (3, 2, 165)  # type: ignore[attr-defined]
+    v2 = parse_event(session(schema_version=2, event_id=uid(2)))
+    assert (v2.schema_version, v2.sessions) == (3, 1)  # type: ignore[attr-defined]
+    assert problems_of({**DIBER, "event_id": uid(3), "sessions": 0}) == [("sessions", "must be at least 1")]
+    assert problems_of({**DIBER, "event_id": uid(4), "sessions": "2"}) == [
+        ("sessions", "must be a whole number such as 12, written without quotes")
+    ]
+    assert problems_of({**DIBER, "event_id": uid(5), "schema_version": 2}) == [
+        ("sessions", "is a field of session_held version 3, not 2; give schema_version 3")
+    ]
+
+
+async def test_the_totals_count_every_session_of_an_entry(nc: Client, settings: Settings) -> None:
+    js = nc.jetstream()
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    events = [
+        parse_event({**DIBER, "event_id": uid(1)}),
+        parse_event({**session(), "county": "AL-09", "event_id": uid(2)}),  # one session, 30 students, 7 teachers
+    ]
+    assert (await Publisher(js).publish(events)).stored == 2
+    await run_projector(settings, until_caught_up=True)
+    rows = run_query(
+        settings.db,
+        "SELECT events, sessions, participants, sessions_participants_unknown, sessions_participants_estimated "
+        "FROM totals_by_county WHERE county = 'AL-09'",
+    ).rows
+    assert rows == [(2, 3, 165 + 37, 0, 2)]
+    audiences = run_query(
+        settings.db,
+        "SELECT audience, sessions, participants, sessions_uncounted FROM totals_by_audience "
+        "WHERE county = 'AL-09' ORDER BY audience",
+    ).rows
+    assert audiences == [("social_workers", 2, 0, 2), ("students", 3, 30, 2), ("teachers", 3, 7, 2)]

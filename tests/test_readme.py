@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_every_json_example_in_the_readme_is_a_valid_event_and_every_type_has_one() -> None:
     blocks = re.findall(r"```json\n(.*?)```", README.read_text("utf-8"), flags=re.S)
     events = [parse_event(json.loads(block)) for block in blocks]
-    assert sorted(e.event_type for e in events) == sorted(EVENT_TYPES)
+    assert sorted({e.event_type for e in events}) == sorted(EVENT_TYPES)
 
 
 def test_the_readme_shows_the_two_commands_ci_runs() -> None:

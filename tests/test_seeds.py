@@ -87,7 +87,7 @@ def test_seed_event_types(events: list[EventBase]) -> None:
         "campaign_defined",
         *["team_established"] * 7,
     ]
-    assert all(e.schema_version == (2 if isinstance(e, SessionHeld) else 1) for e in events)
+    assert all(e.schema_version == (3 if isinstance(e, SessionHeld) else 1) for e in events)
 
 
 def test_korce_sessions_and_their_participants(events: list[EventBase]) -> None:

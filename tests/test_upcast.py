@@ -81,10 +81,10 @@ def test_golden_file_is_a_v1_payload() -> None:
     assert "reported_total" not in raw
 
 
-def test_golden_v1_is_upcast_to_v2() -> None:
+def test_golden_v1_is_upcast_to_the_current_version() -> None:
     event = parse_event(golden_bytes())
     assert isinstance(event, SessionHeld)
-    assert event.schema_version == 2
+    assert (event.schema_version, event.sessions) == (3, 1)
     assert event.participants == (AudienceCount(audience=Audience.students, count=10, estimated=False),)
     assert (event.reported_total, event.total_estimated) == (None, False)
     assert (event.participants_known, event.participants_unknown, event.participants_estimated) == (10, False, False)
@@ -118,13 +118,13 @@ def test_parse_event_versioned_reports_the_published_version(form: str) -> None:
     data: Any = {"bytes": golden_bytes(), "str": golden_bytes().decode("utf-8"), "dict": golden()}[form]
     event, published = parse_event_versioned(data)
     assert published == 1
-    assert event.schema_version == 2
+    assert event.schema_version == 3
 
 
 def test_parse_event_versioned_of_a_current_event() -> None:
-    v2 = parse_event(golden_bytes()).model_dump(mode="json")
-    event, published = parse_event_versioned(json.dumps(v2).encode())
-    assert (published, event.schema_version) == (2, 2)
+    v3 = parse_event(golden_bytes()).model_dump(mode="json")
+    event, published = parse_event_versioned(json.dumps(v3).encode())
+    assert (published, event.schema_version) == (3, 3)
     assert event == parse_event(golden_bytes())
 
 
@@ -214,8 +214,8 @@ def test_upcaster_does_not_change_its_input() -> None:
 
 
 def test_upcast_leaves_current_versions_alone() -> None:
-    v2 = parse_event(golden_bytes()).model_dump(mode="json")
-    assert upcast(v2) == v2
+    v3 = parse_event(golden_bytes()).model_dump(mode="json")
+    assert upcast(v3) == v3
     retraction = {"event_type": "event_retracted", "schema_version": 1, "retracts": EVENT_ID}
     assert upcast(retraction) == retraction
 
@@ -234,7 +234,7 @@ def test_v1_replacement_inside_a_correction_is_upcast() -> None:
     assert isinstance(event, EventCorrected)
     assert published == 1  # the correction's own version
     assert isinstance(event.replacement, SessionHeld)
-    assert event.replacement.schema_version == 2
+    assert event.replacement.schema_version == 3
     assert event.replacement.participants == (AudienceCount(audience=Audience.students, count=10),)
     assert event.replacement == parse_event(golden_bytes())
 
