@@ -38,7 +38,8 @@ DEMO_QUERIES = {
 EPILOG = {
     "server": "example:\n  outreach server --port 4222 --data-dir ./nats-data",
     "publish": "examples:\n  outreach publish events.jsonl\n  outreach publish --skip-invalid a.csv b.jsonl",
-    "validate": "example:\n  outreach validate events.csv",
+    "validate": "examples:\n  outreach validate events.csv\n  outreach validate reporting.xlsx",
+    "template": "example:\n  outreach template --out reporting.xlsx   # fill it in; then outreach validate it",
     "project": "examples:\n  outreach project                      # follow the stream until Ctrl-C\n"
     "  outreach project --until-caught-up    # apply everything stored, then stop",
     "sql": 'examples:\n  outreach sql "SELECT * FROM totals_by_county"\n'
@@ -169,9 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     _nats_options(p)
     p.set_defaults(func=cmd_status)
 
-    p = command("validate", "validate files of events without publishing; lists every problem")
+    p = command("validate", "validate files of events (.jsonl, .csv, .xlsx) without publishing; lists every problem")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.set_defaults(func=cmd_validate)
+
+    p = command("template", "write a workbook to fill in: a sheet per action type, with lists and notes")
+    p.add_argument("--out", type=Path, default=Path("reporting.xlsx"), help="where (default reporting.xlsx)")
+    p.set_defaults(func=cmd_template)
 
     p = command("project", "run the projector: stream → DuckDB totals")
     p.add_argument("--until-caught-up", action="store_true", help="stop once everything stored is applied")
@@ -498,6 +503,8 @@ async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool
 
 
 def _print_publish_report(report: Any) -> int:
+    from schemas.files import where as file_where
+
     for loaded in report.files:
         for problem in loaded.problems:
             print(f"skipped: {loaded.path}: {problem}", file=sys.stderr)
@@ -507,7 +514,7 @@ def _print_publish_report(report: Any) -> int:
         f"{len(pub.failed)} failed"
     )
     for failure in pub.failed:
-        where = f"line {failure.line}: " if failure.line is not None else ""
+        where = f"{file_where(failure.line)}: " if failure.line is not None else ""
         print(f"failed: {where}event {failure.event_id}: {failure.reason}", file=sys.stderr)
     if report.receipts is None:
         return 1 if pub.failed else 0
@@ -574,12 +581,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for one in loaded:
         for problem in one.problems:
             print(f"{one.path}: {problem}")
-        bad += len({p.line for p in one.problems})
+        invalid = len({(p.sheet, p.line) for p in one.problems})
+        bad += invalid
         print(
-            f"{one.path}: {len(one.events)} valid event(s), {len({p.line for p in one.problems})} invalid",
+            f"{one.path}: {len(one.events)} valid event(s), {invalid} invalid",
             file=sys.stderr,
         )
     return 1 if bad else 0
+
+
+def cmd_template(args: argparse.Namespace) -> int:
+    from producers.template import write_template
+
+    out = write_template(args.out)
+    print(f"wrote {out}: fill in a row per action on the sheet of its kind, then `outreach validate {out}`")
+    return 0
 
 
 def cmd_project(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ async def publish_files(
     report = FilesReport(PublishReport(), files=loaded)
     total = sum(len(one.events) for one in loaded)
     for one in loaded:
-        report.skipped.extend(Problem(p.field, p.message, p.value, p.line) for p in one.problems)
+        report.skipped.extend(Problem(p.field, p.message, p.value, p.line, p.sheet) for p in one.problems)
         before = report.published.total
 
         def told(done: int, before: int = before) -> None:

@@ -51,6 +51,15 @@ def day_cell(text: str) -> str:
     return first.isoformat()
 
 
+def moment_cell(text: str) -> str:
+    """When an entry was recorded: a time as given (``2025-03-05T10:00:00Z``), or a day, taken as
+    its start in UTC (``05.03.2025`` -> ``2025-03-05T00:00:00Z``)."""
+    text = text.strip()
+    if "T" in text or ":" in text:
+        return text  # a time: the event's own validation judges it
+    return f"{day_cell(text)}T00:00:00Z"
+
+
 def _halves(text: str) -> tuple[str, str | None]:
     if "/" in text:
         start, _, end = text.partition("/")

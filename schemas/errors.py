@@ -32,9 +32,12 @@ class Problem:
     message: str
     value: str | None = None
     line: int | None = None
+    sheet: str | None = None  # a workbook's sheet; ``line`` is then its row
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
+        if self.sheet is not None:
+            where = f"sheet {self.sheet}, row {self.line}: "
         got = f" (got {self.value})" if self.value is not None else ""
         return f"{where}{self.field}: {self.message}{got}"
 
@@ -55,7 +58,7 @@ class FileInvalid(EventInvalid):
     def __init__(self, path: str, problems: list[Problem], lines_total: int) -> None:
         self.path = path
         self.lines_total = lines_total
-        bad = len({p.line for p in problems if p.line is not None})
+        bad = len({(p.sheet, p.line) for p in problems if p.line is not None})
         context = f"{path}: {bad} of {lines_total} event(s)" if bad else path
         super().__init__(problems, context=context)
 

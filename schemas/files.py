@@ -1,4 +1,5 @@
-"""Files of events as agencies have them: JSON Lines (``.jsonl``) and CSV (``.csv``).
+"""Files of events as agencies have them: JSON Lines (``.jsonl``), CSV (``.csv``) and a filled
+workbook made by ``outreach template`` (``.xlsx``: a sheet per action type, read as CSV rows are).
 
 Every line is validated and every problem is reported at once, with its line number. CSV columns
 are the event's field names; see the README for the forms a cell may take.
@@ -10,11 +11,13 @@ import csv
 import io
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from schemas.dates import DateInvalid, date_cell, day_cell
+from schemas.dates import DateInvalid, date_cell, day_cell, moment_cell
 from schemas.errors import EventInvalid, FileInvalid, Problem
 from schemas.events import Audience, EventBase
 from schemas.parse import decode_json, parse_event
@@ -22,11 +25,11 @@ from schemas.parse import decode_json, parse_event
 LIST_FIELDS = {"plan_tasks", "partners", "target_counties", "member_institutions"}
 JSON_FIELDS = {"participants", "replacement", "occurred"}
 # Cells are text; events take JSON numbers and true/false. These are converted here, explicitly.
-WHOLE_NUMBER_FIELDS = {"quantity", "reported_total", "first_year", "last_year", "schema_version"}
+WHOLE_NUMBER_FIELDS = {"quantity", "reported_total", "first_year", "last_year", "schema_version", "sessions"}
 FLAG_FIELDS = {"estimated", "total_estimated"}
 FLAGS = {"true": True, "false": False}
 # Dates in the forms agencies write (schemas.dates), made ISO here.
-DATE_FIELDS = {"occurred": date_cell, "starts": day_cell, "ends": day_cell}
+DATE_FIELDS = {"occurred": date_cell, "starts": day_cell, "ends": day_cell, "recorded_at": moment_cell}
 
 
 class CellInvalid(Exception):
@@ -60,33 +63,121 @@ def load_events(path: str | Path) -> LoadedFile:
     """Read and validate a ``.jsonl``/``.ndjson`` or ``.csv`` file; never raises for bad lines."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".ndjson", ".csv"):
-        raise FileInvalid(str(path), [Problem("(file)", "has an unknown format; use .jsonl or .csv")], 0)
+    if suffix not in (".jsonl", ".ndjson", ".csv", ".xlsx"):
+        raise FileInvalid(str(path), [Problem("(file)", "has an unknown format; use .jsonl, .csv or .xlsx")], 0)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise FileInvalid(str(path), [Problem("(file)", f"cannot be read: {exc.strerror}")], 0) from None
     loaded = LoadedFile(str(path))
-    rows = _csv_rows(data, loaded) if suffix == ".csv" else _jsonl_rows(data)
+    sheets: dict[int, str] = {}  # a workbook's rows: line -> sheet (lines are numbered across sheets)
+    if suffix == ".xlsx":
+        rows = _xlsx_rows(data, loaded, sheets)
+    else:
+        rows = _csv_rows(data, loaded) if suffix == ".csv" else _jsonl_rows(data)
     seen: dict[Any, tuple[int, EventBase]] = {}
     for line, row in rows:
         loaded.lines_total += 1
+        sheet, at = (sheets[line], line % ROWS_A_SHEET) if line in sheets else (None, line)
         try:
             event = parse_event(row)
         except EventInvalid as exc:
-            loaded.problems.extend(Problem(p.field, p.message, p.value, line) for p in exc.problems)
+            loaded.problems.extend(Problem(p.field, p.message, p.value, at, sheet) for p in exc.problems)
             continue
         earlier = seen.get(event.event_id)
         if earlier is not None:
             if earlier[1] != event:
                 message = f"is reused with different content (first on line {earlier[0]})"
-                loaded.problems.append(Problem("event_id", message, str(event.event_id), line))
+                loaded.problems.append(Problem("event_id", message, str(event.event_id), at, sheet))
+            elif sheet is not None:
+                first = earlier[0] % ROWS_A_SHEET
+                message = f"is the same as row {first}: give each entry something of its own (a venue, a title)"
+                loaded.problems.append(Problem("(row)", message, None, at, sheet))
             continue  # the same event twice in one file is published once
         seen[event.event_id] = (line, event)
         loaded.events.append((line, event))
         loaded.payloads.append(row if isinstance(row, bytes) else _as_json(row))
-    loaded.problems.sort(key=lambda p: p.line or 0)
+    loaded.problems.sort(key=lambda p: (p.sheet or "", p.line or 0))
     return loaded
+
+
+SHEETS = ("session_held", "materials_distributed", "team_established")  # the template's sheets of entries
+ROWS_A_SHEET = 10_000_000  # a workbook row's line: sheet index * this + row
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c0e-8b7a-5e44-9c1d-2a4b6c8d0e1f")
+
+
+def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[tuple[int, bytes | dict[str, Any]]]:
+    """The entry sheets of a filled template, row by row, as CSV rows are read. A row without an
+    event_id gets one made from its content, so publishing the same workbook again adds nothing."""
+    import openpyxl  # only for workbooks
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:
+        loaded.problems.append(
+            Problem("(file)", f"is not a workbook Excel or LibreOffice wrote ({type(exc).__name__})")
+        )
+        return []
+    rows: list[tuple[int, bytes | dict[str, Any]]] = []
+    found = [name for name in SHEETS if name in book.sheetnames]
+    if not found:
+        loaded.problems.append(
+            Problem("(file)", f"has none of the sheets {', '.join(SHEETS)}: fill in `outreach template`")
+        )
+    for name in found:
+        index = SHEETS.index(name) + 1
+        cells = book[name].iter_rows(values_only=True)
+        header = [str(c).strip() if c is not None else "" for c in next(cells, ())]
+        for number, values in enumerate(cells, start=2):
+            texts = [_xlsx_text(v) for v in values]
+            if not any(texts):
+                continue
+            line = index * ROWS_A_SHEET + number
+            sheets[line] = name
+            record: dict[str | None, Any] = {h: t for h, t in zip(header, texts, strict=False) if h}
+            record["event_type"] = name
+            obj, problems = csv_record_to_event(record)
+            if not obj.get("event_id"):
+                content = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+                obj = {"event_id": str(uuid.uuid5(EVENT_ID_NAMESPACE, content)), **obj}
+            if not problems:
+                rows.append((line, obj))
+                continue
+            loaded.lines_total += 1
+            loaded.problems.extend(Problem(p.field, p.message, None, number, name) for p in problems)
+            bad = {p.field for p in problems}
+            try:
+                parse_event(obj)
+            except EventInvalid as exc:
+                loaded.problems.extend(
+                    Problem(p.field, p.message, p.value, number, name)
+                    for p in exc.problems
+                    if p.field.split(".")[0] not in bad and p.field != "(event)"
+                )
+    book.close()
+    return rows
+
+
+def where(line: int) -> str:
+    """A line of a file as its reader says it: ``line 7``, or a workbook's ``sheet session_held, row 7``."""
+    if line >= ROWS_A_SHEET:
+        return f"sheet {SHEETS[line // ROWS_A_SHEET - 1]}, row {line % ROWS_A_SHEET}"
+    return f"line {line}"
+
+
+def _xlsx_text(value: Any) -> str:
+    """A cell as the text a CSV cell would hold: numbers without ".0", dates as ISO days."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
 
 
 def _as_json(obj: dict[str, Any]) -> bytes:

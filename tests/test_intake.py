@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
+import openpyxl
+import openpyxl.utils
 import pytest
 from nats.aio.client import Client
 
@@ -254,3 +257,76 @@ async def test_the_totals_count_every_session_of_an_entry(nc: Client, settings: 
         "WHERE county = 'AL-09' ORDER BY audience",
     ).rows
     assert audiences == [("social_workers", 2, 0, 2), ("students", 3, 30, 2), ("teachers", 3, 7, 2)]
+
+
+# ---- the workbook template ---------------------------------------------------------------------
+
+
+def fill(book: Any, sheet: str, row: int, cells: dict[str, Any]) -> None:
+    """Type into cells under their headers, as a person would."""
+    header = [c.value for c in book[sheet][1]]
+    for column, value in cells.items():
+        book[sheet].cell(row=row, column=header.index(column) + 1, value=value)
+
+
+async def test_the_template_filled_in_validates_and_publishes_to_exact_totals(
+    nc: Client, settings: Settings, tmp_path: Path
+) -> None:
+    template = tmp_path / "reporting.xlsx"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+
+    def outreach(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "outreach", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    await ensure_stream(nc.jetstream(), settings.stream, settings.duplicate_window_s)
+    assert outreach("template", "--out", str(template)).returncode == 0
+    book = openpyxl.load_workbook(template)
+    assert book.sheetnames == ["read me", "codes", "session_held", "materials_distributed", "team_established"]
+    rules = {str(v.sqref).split(":")[0]: v.formula1 for v in book["session_held"].data_validations.dataValidation}
+    header = [c.value for c in book["session_held"][1]]
+    county = openpyxl.utils.get_column_letter(header.index("county") + 1)
+    assert rules[f"{county}2"] == "=codes!$A$2:$A$29"  # 12 Albanian counties, 16 Polish voivodeships
+    codes = {row[0]: row[2] for row in book["codes"].iter_rows(min_row=2, values_only=True) if row[0]}
+    assert codes["AL-06"] == "Korçë" and len(codes) == 28
+
+    agency = {"agency": "al-diber-committee", "recorded_at": datetime(2025, 1, 10)}
+    fill(book, "session_held", 2, {**agency, "occurred": "2024-11", "county": "AL-09", "format": "school_session",
+         "sessions": 2, "participants.students": "unknown", "participants.teachers": "unknown",
+         "participants.social_workers": "unknown", "reported_total": 165, "total_estimated": "true"})  # fmt: skip
+    fill(book, "session_held", 3, {**agency, "occurred": datetime(2024, 12, 5), "county": "AL-09",
+         "format": "workshop", "participants.students": 25, "participants.teachers": "~4"})  # fmt: skip
+    fill(book, "materials_distributed", 2, {**agency, "occurred": "05.12.2024", "county": "AL-09",
+         "kind": "leaflet", "quantity": 400})  # fmt: skip
+    filled = tmp_path / "filled.xlsx"
+    book.save(filled)
+
+    done = outreach("validate", str(filled))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", f"{filled}: 3 valid event(s), 0 invalid\n")
+
+    # A mistake is told by sheet, row and column.
+    fill(book, "session_held", 4, {**agency, "occurred": "05/12/2024", "county": "Dibër", "format": "workshop"})
+    wrong = tmp_path / "wrong.xlsx"
+    book.save(wrong)
+    done = outreach("validate", str(wrong))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{wrong}: sheet session_held, row 4: occurred: is ambiguous: 05/12/2024 is day/month in some countries "
+        "and month/day in others; write 2025-03-05 or 05.03.2025 (accepted: 2025-03-05 or 05.03.2025 (a day), "
+        "2025-03 (the whole month), 2025 (the whole year), or a range of two of these, e.g. 2025-03-01/2025-03-15)",
+        f"{wrong}: sheet session_held, row 4: county: must be the county's code, not its name: Dibër is AL-09 "
+        '(got "Dibër")',
+    ]
+
+    done = outreach("publish", str(filled), "--nats", settings.nats_url)
+    assert done.returncode == 0, done.stderr
+    again = outreach("publish", str(filled), "--nats", settings.nats_url)  # the ids come from the rows
+    assert again.returncode == 0 and "0 stored, 3 duplicate(s) already stored" in again.stdout, again.stdout
+    await run_projector(settings, until_caught_up=True)
+    rows = run_query(
+        settings.db,
+        "SELECT events, sessions, participants, sessions_participants_estimated, materials_distributed "
+        "FROM totals_by_county WHERE county = 'AL-09'",
+    ).rows
+    assert rows == [(3, 3, 165 + 29, 3, 400)]
