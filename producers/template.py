@@ -139,6 +139,14 @@ def _rule(column: str, county_list: str) -> DataValidation | None:
         low = "1" if column == "sessions" else "0"
         rule = DataValidation(type="whole", operator="between", formula1=low, formula2=str(WHOLE[column]))
         return _checked(rule, column, f"a whole number from {low} to {WHOLE[column]:,}")
+    if column in ("occurred", "recorded_at"):
+        # Months, years and ranges are no Excel dates: the cell shows the forms as it is selected,
+        # and `outreach validate` checks them.
+        rule = DataValidation(type="custom", formula1="TRUE")
+        rule.showInputMessage = True
+        rule.promptTitle = column
+        rule.prompt = DATES[:255]
+        return rule
     if column.startswith("participants."):
         return None  # a number, ~N or unknown: checked by outreach validate
     return None
