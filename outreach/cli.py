@@ -204,8 +204,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("export", "export one view to CSV, Parquet, Excel (xlsx) or HXL-tagged CSV")
     p.add_argument("--view", default="totals_by_county", help="the view (default totals_by_county)")
-    p.add_argument("--format", choices=["csv", "parquet", "xlsx", "hxl"], default="csv")
+    p.add_argument(
+        "--format",
+        choices=["csv", "parquet", "xlsx", "hxl"],
+        help="default: from --out's extension (.csv, .parquet, .xlsx)",
+    )
     p.add_argument("--out", type=Path, required=True, help="the file to write")
+    p.add_argument("--excel", action="store_true", help="CSV for Excel: UTF-8 with a byte-order mark")
     _db_option(p)
     p.set_defaults(func=cmd_export)
 
@@ -728,11 +733,12 @@ def cmd_export_log(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from projections.exports import export_view
+    from projections.exports import export_view, format_for
 
     settings = settings_from(args)
-    count = export_view(_readable(settings.db), args.view, args.format, args.out)
-    print(f"wrote {count} row(s) of {args.view} to {args.out} ({args.format})")
+    fmt = format_for(args.out, args.format)
+    count = export_view(_readable(settings.db), args.view, fmt, args.out, excel=args.excel)
+    print(f"wrote {count} row(s) of {args.view} to {args.out} ({fmt}{', for Excel' if args.excel else ''})")
     return 0
 
 
@@ -921,6 +927,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, list | tuple):

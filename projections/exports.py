@@ -14,6 +14,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -46,21 +47,77 @@ EXPORTABLE = (
 )
 
 # HXL hashtags (https://hxlstandard.org) by column name; other columns get an empty tag.
+# Every column any exportable view has, tagged with an HXL 1.1 hashtag and attributes
+# (https://hxlstandard.org/standard/1-1final/dictionary/): a column without a tag cannot be read by
+# HXL tools, so a view with a column missing here fails its export's test.
 HXL_TAGS = {
-    "county": "#adm1+code",
-    "county_name": "#adm1+name",
-    "country": "#country+code",
+    "actions": "#indicator+actions",
     "agency": "#org",
+    "audience": "#population+type",
+    "audiences": "#population+list",
     "campaign_id": "#activity+code",
-    "participants": "#reached",
-    "sessions": "#indicator+sessions",
-    "materials_distributed": "#indicator+materials",
-    "teams_established": "#indicator+teams",
+    "counties_reached": "#indicator+counties",
+    "country": "#country+code",
+    "county": "#adm1+code",
+    "county_after": "#adm1+code+after",
+    "county_before": "#adm1+code+before",
+    "county_name": "#adm1+name",
+    "county_name_en": "#adm1+name+i_en",
+    "defined_by": "#org+code+definer",
+    "ends": "#date+end",
+    "event_id": "#meta+id",
+    "event_type": "#meta+type",
     "events": "#indicator+events",
+    "fact_id": "#meta+id+fact",
     "first_activity": "#date+start",
+    "first_year": "#date+year+start",
+    "funder": "#org+funder",
+    "kind": "#item+type",
     "last_activity": "#date+end",
+    "last_year": "#date+year+end",
+    "lead_agency": "#org+lead",
+    "material_kind": "#item+type",
+    "materials": "#output+num+materials",
+    "materials_change": "#output+num+materials+change",
+    "materials_distributed": "#indicator+materials",
+    "materials_unknown": "#indicator+materials+unknown",
     "month": "#date",
+    "municipality": "#adm2+code",
+    "name": "#activity+name",
+    "name_en": "#activity+name+i_en",
+    "occurred_end": "#date+end",
+    "occurred_start": "#date+start",
+    "part": "#meta+plan+part",
+    "participants": "#reached",
+    "participants_change": "#reached+num+change",
+    "participants_estimated": "#reached+estimated",
+    "participants_unknown": "#reached+unknown",
+    "payload": "#meta+payload",
+    "plan_id": "#meta+plan+code",
+    "plan_tasks": "#meta+plan+task+list",
+    "plan_title": "#meta+plan+name",
     "quarter": "#date",
+    "reason": "#description+reason",
+    "recorded_at": "#date+recorded",
+    "retracted": "#status+retracted",
+    "session_format": "#activity+type",
+    "sessions": "#indicator+sessions",
+    "sessions_change": "#output+num+sessions+change",
+    "sessions_estimated": "#indicator+sessions+estimated",
+    "sessions_participants_estimated": "#indicator+sessions+estimated",
+    "sessions_participants_unknown": "#indicator+sessions+unknown",
+    "sessions_uncounted": "#indicator+sessions+unknown",
+    "starts": "#date+start",
+    "stored_at": "#date+stored",
+    "stream_seq": "#meta+seq",
+    "task": "#meta+plan+task",
+    "task_ref": "#meta+plan+task+code",
+    "teams": "#output+num+teams",
+    "teams_change": "#output+num+teams+change",
+    "teams_established": "#indicator+teams",
+    "title": "#description+title",
+    "version_seq": "#meta+seq+version",
+    "version_stored_at": "#date+stored+version",
     "year": "#date+year",
 }
 
@@ -87,8 +144,32 @@ XLSX_MAX_WIDTH = 60
 FETCH_ROWS = 10_000
 
 
-def export_view(db: Path, view: str, fmt: str, out: Path) -> int:
-    """Write ``view`` of the projection ``db`` to ``out`` as csv, parquet, xlsx or hxl; return the rows written."""
+# The formats a file name's extension may hold; the first is the one a bare name means.
+EXTENSIONS = {".csv": ("csv", "hxl"), ".parquet": ("parquet",), ".xlsx": ("xlsx",)}
+BOM = b"\xef\xbb\xbf"
+
+
+def format_for(out: Path, given: str | None) -> str:
+    """The format to write ``out`` in: ``given``, or the one its extension names; a mismatch is refused."""
+    allowed = EXTENSIONS.get(Path(out).suffix.lower())
+    if given is None:
+        if allowed is None:
+            raise SettingsInvalid(
+                f"cannot tell the format from the name {Path(out).name}: give --format ({', '.join(FORMATS)}), "
+                f"or end the name in {', '.join(EXTENSIONS)}"
+            )
+        return allowed[0]
+    if allowed is not None and given not in allowed:
+        raise SettingsInvalid(
+            f"--format {given} does not match {Path(out).name}, which names a {allowed[0]} file: change the "
+            f"format or the file name, so that the file opens as what it is"
+        )
+    return given
+
+
+def export_view(db: Path, view: str, fmt: str, out: Path, *, excel: bool = False) -> int:
+    """Write ``view`` of the projection ``db`` to ``out`` as csv, parquet, xlsx or hxl; return the rows
+    written. ``excel``: a CSV starts with a byte-order mark, so that Excel reads it as UTF-8."""
     if fmt not in FORMATS:
         raise SettingsInvalid(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if view not in EXPORTABLE:
@@ -106,11 +187,21 @@ def export_view(db: Path, view: str, fmt: str, out: Path) -> int:
                 rows = _write_xlsx(con, view, partial) if fmt == "xlsx" else _write_hxl(con, view, partial)
             finally:
                 con.close()
+        if excel and fmt in ("csv", "hxl"):
+            _prefix_bom(partial)
         os.replace(partial, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return rows
+
+
+def _prefix_bom(path: Path) -> None:
+    marked = path.with_name(path.name + ".bom")
+    with path.open("rb") as source, marked.open("wb") as target:
+        target.write(BOM)
+        shutil.copyfileobj(source, target)
+    os.replace(marked, path)
 
 
 def _require_view(con: duckdb.DuckDBPyConnection, db: Path, view: str) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
+import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import duckdb
 import openpyxl
 import pytest
 
-from projections.exports import EXPORTABLE, FORMATS, export_view
+from projections.exports import BOM, EXPORTABLE, FORMATS, export_view
 from projections.query import run_query
 from schemas.errors import ProjectionError, QueryRefused, SettingsInvalid
 from tests.conftest import build_demo
@@ -38,15 +41,15 @@ COUNTY_COLUMNS = [
 COUNTY_HXL = [
     "#adm1+code",
     "#adm1+name",
-    "",
+    "#adm1+name+i_en",
     "#country+code",
     "#indicator+events",
     "#indicator+sessions",
     "#reached",
-    "",
-    "",
+    "#indicator+sessions+unknown",
+    "#indicator+sessions+estimated",
     "#indicator+materials",
-    "",
+    "#indicator+materials+unknown",
     "#indicator+teams",
     "#date+start",
     "#date+end",
@@ -312,3 +315,90 @@ def test_each_slice_has_its_as_of_macro(db: Path, view: str) -> None:
     assert rows_of(db, f"SELECT * FROM {view}_as_of(NULL)") == now
     assert rows_of(db, f"SELECT * FROM {view}_as_of(now())") == now
     assert rows_of(db, f"SELECT * FROM {view}_as_of(TIMESTAMPTZ '2000-01-01 00:00:00+00')") == []
+
+
+# HXL 1.1's hashtags (https://hxlstandard.org/standard/1-1final/dictionary/).
+HXL_HASHTAGS = {
+    "#access", "#activity", "#adm1", "#adm2", "#adm3", "#adm4", "#adm5", "#affected", "#beneficiary",
+    "#capacity", "#cause", "#channel", "#contact", "#country", "#crisis", "#currency", "#date", "#delivery",
+    "#description", "#event", "#frequency", "#geo", "#group", "#impact", "#indicator", "#inneed", "#item",
+    "#loc", "#meta", "#modality", "#need", "#operations", "#org", "#output", "#population", "#position",
+    "#priority", "#reached", "#region", "#respondee", "#risk", "#sector", "#service", "#severity",
+    "#status", "#subsector", "#targeted", "#value",
+}  # fmt: skip
+
+
+def test_every_column_of_every_exportable_view_has_an_hxl_1_1_hashtag(db: Path, tmp_path: Path) -> None:
+    for view in EXPORTABLE:
+        out = tmp_path / f"{view}.csv"
+        export_view(db, view, "hxl", out)
+        with out.open(encoding="utf-8", newline="") as f:
+            header, hashtags = next(csv.reader(f)), next(csv.reader(f))
+        for column, tag in zip(header, hashtags, strict=True):
+            hashtag, *attributes = tag.split("+")
+            assert hashtag in HXL_HASHTAGS, (view, column, tag)
+            assert all(a and a.replace("_", "").isalnum() and a.islower() for a in attributes), (view, column, tag)
+
+
+def outreach_export(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "outreach", "export", "--db", str(db), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_format_follows_the_file_name_and_a_mismatch_is_refused(db: Path, tmp_path: Path) -> None:
+    book = tmp_path / "counties.xlsx"
+    done = outreach_export(db, "--out", str(book))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"wrote 8 row(s) of totals_by_county to {book} (xlsx)\n"
+    assert book.read_bytes()[:2] == b"PK"  # a zip: what an .xlsx is
+    table = tmp_path / "counties.parquet"
+    assert outreach_export(db, "--out", str(table)).returncode == 0
+    assert table.read_bytes()[:4] == b"PAR1"
+
+    wrong = tmp_path / "guess.xlsx"
+    done = outreach_export(db, "--format", "csv", "--out", str(wrong))
+    assert done.returncode == 1
+    assert "--format csv does not match guess.xlsx, which names a xlsx file" in done.stderr
+    assert not wrong.exists()
+    done = outreach_export(db, "--out", str(tmp_path / "counties.txt"))
+    assert done.returncode == 1
+    assert "cannot tell the format from the name counties.txt: give --format" in done.stderr
+
+
+def test_a_csv_for_excel_starts_with_a_byte_order_mark(db: Path, tmp_path: Path) -> None:
+    plain, excel = tmp_path / "plain.csv", tmp_path / "excel.csv"
+    assert outreach_export(db, "--out", str(plain)).returncode == 0
+    assert outreach_export(db, "--out", str(excel), "--excel").returncode == 0
+    assert excel.read_bytes() == BOM + plain.read_bytes()
+    assert "Korçë" in excel.read_bytes().decode("utf-8-sig")
+    hxl = tmp_path / "excel-hxl.csv"
+    assert outreach_export(db, "--format", "hxl", "--out", str(hxl), "--excel").returncode == 0
+    assert hxl.read_bytes().startswith(BOM + b"county,")
+
+
+def test_sql_writes_booleans_as_true_and_false(db: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "outreach",
+            "sql",
+            "--db",
+            str(db),
+            "--format",
+            "csv",
+            "SELECT true AS yes, false AS no",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == "yes,no\ntrue,false\n"
