@@ -22,12 +22,13 @@ from schemas.errors import FileInvalid, OutreachError, SettingsInvalid
 
 DEMO_QUERIES = {
     "Totals by county": (
-        "SELECT county, county_name, events, sessions, participants, sessions_participants_unknown AS "
-        "sessions_count_unknown, materials_distributed, teams_established FROM totals_by_county"
+        "SELECT county, county_name, events, sessions, participants, sessions_participants_unknown, "
+        "materials_distributed, teams_established FROM totals_by_county"
     ),
+    # The actions of no campaign are a row of their own: labelled, not left blank.
     "Totals by campaign": (
-        "SELECT campaign_id, events, sessions, participants, materials_distributed, teams_established, "
-        "counties_reached FROM totals_by_campaign"
+        "SELECT coalesce(campaign_id, '(no campaign)') AS campaign_id, events, sessions, participants, "
+        "materials_distributed, teams_established, counties_reached FROM totals_by_campaign"
     ),
     "Totals by national action plan task": (
         "SELECT task_ref, title, events, teams_established, counties_reached, first_activity, last_activity "

@@ -75,6 +75,18 @@ def test_demo_prints_the_seed_totals(demo_dir: Path) -> None:
     task = table_row(out, "pl-nap-2013-2015/III/4")
     assert task[-5:] == ["6", "6", "6", "2014-01-26", "2015-02-09"]
     assert (demo_dir / "outreach-demo" / "outreach.duckdb").is_file()
+    # The headers are the views' column names; the actions of no campaign are labelled.
+    assert table_row(out, "county") == [
+        "county",
+        "county_name",
+        "events",
+        "sessions",
+        "participants",
+        "sessions_participants_unknown",
+        "materials_distributed",
+        "teams_established",
+    ]
+    assert table_row(out, "(no campaign)")[:2] == ["(no", "campaign)"]
 
 
 def test_demo_again_stores_nothing_new_and_prints_the_same_totals(demo_dir: Path) -> None:
