@@ -6,7 +6,6 @@ opens offline, can be mailed, and reads on a phone. Every text from the database
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from html import escape
@@ -20,11 +19,13 @@ from projections.query import open_read_only
 AS_OF = "SELECT last_seq, last_stored_at FROM checkpoint ORDER BY updated_at DESC LIMIT 1"
 HEADLINE = "SELECT * FROM headline_totals"
 BY_COUNTY = """
-SELECT county, county_name, participants FROM totals_by_county ORDER BY participants DESC, county
+SELECT county, county_name, participants, sessions, sessions_participants_unknown, sessions_participants_estimated
+FROM totals_by_county ORDER BY participants DESC, sessions DESC, county
 """
-# Every month from the first action's to the last's, so that quiet months show as gaps.
+# Every month from the first session's to the last's, so that quiet months show as gaps (a team
+# set up years before would otherwise stretch the axis).
 BY_MONTH = """
-WITH m AS (SELECT month, sum(sessions) AS sessions FROM totals_by_month GROUP BY month)
+WITH m AS (SELECT month, sum(sessions) AS sessions FROM totals_by_month GROUP BY month HAVING sum(sessions) > 0)
 SELECT CAST(g.month AS DATE) AS month, CAST(coalesce(m.sessions, 0) AS BIGINT) AS sessions
 FROM (SELECT min(month) AS lo, max(month) AS hi FROM m) span,
      range(span.lo, span.hi + INTERVAL 1 MONTH, INTERVAL 1 MONTH) g(month)
@@ -36,13 +37,23 @@ SELECT task_ref, title, events, teams_established, counties_reached FROM totals_
 """
 QUALITY = "SELECT * FROM data_quality"
 HEADLINES = (
-    ("events", "actions"),
-    ("sessions", "sessions"),
-    ("participants", "participants known"),
-    ("materials", "materials distributed"),
-    ("teams", "teams established"),
-    ("counties", "counties reached"),
+    ("events", "action"),
+    ("sessions", "session"),
+    ("participants", "participant known"),
+    ("materials", "material distributed"),
+    ("teams", "team established"),
+    ("counties", "county reached"),
 )
+PLURALS = {
+    "action": "actions",
+    "session": "sessions",
+    "participant": "participants",
+    "participant known": "participants known",
+    "material distributed": "materials distributed",
+    "team established": "teams established",
+    "county reached": "counties reached",
+}
+MARK_ROOM = 170  # right of a county's value: what it leaves out
 QUALITY_NOTES = (
     ("sessions_estimated", "sessions with estimated participant counts"),
     ("sessions_uncounted", "sessions with uncounted participants (not in the participants total)"),
@@ -77,6 +88,17 @@ td.n, th.n { text-align: right; }
 .quality li { margin: .2rem 0; }
 .quality .value { font-weight: 600; font-variant-numeric: tabular-nums; }
 .empty { color: var(--muted); }
+.headline .note { display: block; color: var(--muted); font-size: .85rem; }
+svg text.none { fill: var(--muted); font-style: italic; }
+/* Printed, or saved as PDF from the browser: A4 pages, no chart or table cut in two. */
+@page { size: A4; margin: 15mm; }
+@media print {
+  body { font-size: 11pt; }
+  main { max-width: none; padding: 0; }
+  h2 { break-after: avoid; }
+  svg, table, .headline li, .quality { break-inside: avoid; }
+  .scroll { overflow: visible; }
+}
 """
 
 BAR_ROW = 42  # per county in the county chart, in the charts' units (text is 14)
@@ -90,7 +112,7 @@ class _Data:
     as_of_seq: int | None
     as_of_stored_at: datetime | None
     headline: dict[str, int]
-    counties: list[tuple[str, str | None, int]]
+    counties: list[tuple[Any, ...]]
     months: list[tuple[date, int]]
     plan_tasks: list[tuple[Any, ...]]
     quality: dict[str, int]
@@ -118,7 +140,7 @@ def _read(con: duckdb.DuckDBPyConnection) -> _Data:
         as_of_seq=int(mark[0]) if mark else None,
         as_of_stored_at=mark[1] if mark else None,
         headline={k: int(v) for k, v in headline.items()},
-        counties=[(r[0], r[1], int(r[2])) for r in con.execute(BY_COUNTY).fetchall()],
+        counties=con.execute(BY_COUNTY).fetchall(),
         months=[(r[0], int(r[1])) for r in con.execute(BY_MONTH).fetchall()],
         plan_tasks=con.execute(PLAN_TASKS).fetchall(),
         quality={k: int(v) for k, v in quality.items()},
@@ -127,6 +149,17 @@ def _read(con: duckdb.DuckDBPyConnection) -> _Data:
 
 def _n(value: int) -> str:
     return f"{value:,}"
+
+
+def _plural(value: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``."""
+    return f"{value:,} {noun}" if value == 1 else f"{value:,} {PLURALS.get(noun, noun + 's')}"
+
+
+def _marks(uncounted: int, estimated: int) -> str:
+    """What a participants figure leaves out or estimates, said next to it."""
+    marks = f" + {_plural(uncounted, 'session')} uncounted" if uncounted else ""
+    return marks + (f", {estimated} estimated" if estimated else "")
 
 
 def _render(data: _Data) -> str:
@@ -138,9 +171,12 @@ def _render(data: _Data) -> str:
         as_of = (
             f'as of stream sequence {data.as_of_seq}, stored at <time datetime="{escape(when)}">{escape(when)}</time>'
         )
+    notes = {"participants": _marks(data.quality["sessions_uncounted"], data.quality["sessions_estimated"]).strip(" ,")}
     headline = "\n".join(
         f'<li><span class="value" id="headline-{key}">{_n(data.headline[key])}</span>'
-        f'<span class="label">{escape(label)}</span></li>'
+        f'<span class="label">{escape(_plural(data.headline[key], label).split(" ", 1)[1])}</span>'
+        + (f'<span class="note" id="headline-{key}-note">{escape(notes[key])}</span>' if notes.get(key) else "")
+        + "</li>"
         for key, label in HEADLINES
     )
     quality = "\n".join(
@@ -185,23 +221,28 @@ def _render(data: _Data) -> str:
 """
 
 
-def _county_chart(counties: list[tuple[str, str | None, int]]) -> str:
+def _county_chart(counties: list[tuple[Any, ...]]) -> str:
     if not counties:
         return '<p class="empty">No actions yet.</p>'
-    top = max(v for _, _, v in counties) or 1
-    room = CHART_WIDTH - VALUE_ROOM
+    top = max(int(c[2]) for c in counties) or 1
+    room = CHART_WIDTH - VALUE_ROOM - MARK_ROOM
     rows = []
-    for i, (county, name, value) in enumerate(counties):
+    for i, (county, name, value, sessions, uncounted, estimated) in enumerate(counties):
         y = i * BAR_ROW
-        width = round(room * value / top, 1)
         label = f"{county} {name}" if name else county
         # The name above its bar, so that long names have the whole width.
+        rows.append(f'<text x="0" y="{y + 15}">{escape(label)}</text>')
+        if not sessions:  # no session held there: not "0 people reached"
+            rows.append(f'<text class="none" x="0" y="{y + 33}" data-county="{escape(county)}">no sessions</text>')
+            continue
+        width = round(room * int(value) / top, 1)
+        marks = _marks(int(uncounted), int(estimated))
         rows.append(
-            f'<text x="0" y="{y + 15}">{escape(label)}</text>'
             f'<rect class="bar" x="0" y="{y + 20}" width="{width}" height="16" '
             f'data-county="{escape(county)}" data-value="{value}">'
-            f"<title>{escape(label)}: {_n(value)} participants</title></rect>"
-            f'<text class="value" x="{width + 6}" y="{y + 33}" data-county="{escape(county)}">{_n(value)}</text>'
+            f"<title>{escape(label)}: {_plural(int(value), 'participant')}{escape(marks)}</title></rect>"
+            f'<text class="value" x="{width + 6}" y="{y + 33}" data-county="{escape(county)}">'
+            f"{_n(int(value))}{escape(marks)}</text>"
         )
     body = "\n".join(rows)
     return (
@@ -210,31 +251,62 @@ def _county_chart(counties: list[tuple[str, str | None, int]]) -> str:
     )
 
 
+TEXT_WIDTH = 8.0  # the widest a character of the charts' 14px text is drawn, in the charts' units
+LABEL_GAP = 10  # at least this between two axis labels
+
+
+def _ticks(months: list[tuple[date, int]]) -> list[tuple[int, str]]:
+    """Which months carry an axis label, and the label: every month over two years or less,
+    every quarter over six years or less, else every year; a label that would come closer to the
+    one before than LABEL_GAP is left out, so no two labels overlap."""
+    span = len(months)
+    step = (CHART_WIDTH - VALUE_ROOM) / span
+    ticks: list[tuple[int, str]] = []
+    end = -LABEL_GAP
+    for i, (month, _) in enumerate(months):
+        if span <= 24:
+            label = month.strftime("%b %Y") if i == 0 or month.month == 1 else month.strftime("%b")
+        elif span <= 72:
+            if (month.month - 1) % 3 and i:
+                continue
+            label = f"{month.year} Q{(month.month - 1) // 3 + 1}"
+        else:
+            if month.month != 1 and i:
+                continue
+            label = str(month.year)
+        x = i * step
+        if x < end + LABEL_GAP:
+            continue
+        ticks.append((i, label))
+        end = x + len(label) * TEXT_WIDTH
+    return ticks
+
+
 def _timeline(months: list[tuple[date, int]]) -> str:
     if not months:
-        return '<p class="empty">No actions yet.</p>'
+        return '<p class="empty">No sessions yet.</p>'
     top = max(v for _, v in months) or 1
-    axis = TIMELINE_HEIGHT - 30  # below it: the years
+    axis = TIMELINE_HEIGHT - 30  # below it: the labels
     plot = axis - 20  # above the bars: their values
     step = (CHART_WIDTH - VALUE_ROOM) / len(months)  # the rest: room for the last labels
-    every = math.ceil(len(months) / 12 / 8) or 1  # a label every `every` years: eight at most
     parts = [f'<line x1="0" y1="{axis}" x2="{CHART_WIDTH}" y2="{axis}" stroke="#999"/>']
+    for i, label in _ticks(months):
+        parts.append(f'<text class="tick" x="{round(i * step, 2)}" y="{TIMELINE_HEIGHT - 10}">{escape(label)}</text>')
     for i, (month, value) in enumerate(months):
-        x = round(i * step, 2)
-        key = month.strftime("%Y-%m")
-        # The first month is labelled too, unless a labelled January follows too closely.
-        first = i == 0 and (month.month <= 7 or len(months) < 12)
-        if first or (month.month == 1 and month.year % every == 0):
-            parts.append(f'<text x="{x}" y="{TIMELINE_HEIGHT - 10}">{month.year}</text>')
         if not value:
             continue
+        x = round(i * step, 2)
+        key = month.strftime("%Y-%m")
         h = round(plot * value / top, 1)
         width = max(round(step * 0.8, 2), 1)
         parts.append(
             f'<rect class="bar" x="{x}" y="{axis - h}" width="{width}" height="{h}" '
-            f'data-month="{key}" data-value="{value}"><title>{key}: {_n(value)} sessions</title></rect>'
-            f'<text x="{round(x + width / 2, 2)}" y="{axis - h - 5}" text-anchor="middle">{_n(value)}</text>'
+            f'data-month="{key}" data-value="{value}"><title>{key}: {_plural(value, "session")}</title></rect>'
         )
+        if width >= len(_n(value)) * TEXT_WIDTH or len(months) <= 24:  # a value only where it has room
+            parts.append(
+                f'<text x="{round(x + width / 2, 2)}" y="{axis - h - 5}" text-anchor="middle">{_n(value)}</text>'
+            )
     body = "\n".join(parts)
     return (
         f'<svg id="chart-month" viewBox="0 0 {CHART_WIDTH} {TIMELINE_HEIGHT}" role="img" '

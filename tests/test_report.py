@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
+from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from projections.report import write_report
+from projections.report import CHART_WIDTH, LABEL_GAP, TEXT_WIDTH, VALUE_ROOM, _plural, _ticks, write_report
 from projections.store import ProjectionStore
 from tests.conftest import build_demo
 
@@ -135,7 +137,9 @@ def check_numbers(page: Page) -> None:
         assert page.text_by_id[element_id].strip() == value, element_id
     bars = page.find("rect", **{"class": "bar", "data-county": "AL-06"})
     assert [b["data-value"] for b in bars] == ["97"]
-    assert len(page.find("rect", **{"class": "bar"}, data_value="0")) == 7  # the voivodeships' teams: no sessions
+    assert page.find("rect", **{"class": "bar"}, data_value="0") == []  # no bar of 0 people reached
+    none = [a["data-county"] for a in page.find("text", **{"class": "none"})]
+    assert none == ["PL-06", "PL-08", "PL-12", "PL-14", "PL-20", "PL-24", "PL-32"]  # the teams: "no sessions"
     months = [(r["data-month"], r["data-value"]) for r in page.find("rect", **{"class": "bar"}) if "data-month" in r]
     assert months == [("2017-12", "6")]  # sessions by month: all six in December 2017
     assert page.rows["plan-tasks"] == [
@@ -150,19 +154,38 @@ def test_the_markup_holds_the_seed_numbers(report: Path, db: Path) -> None:
     check_numbers(page)
     assert page.text_by_id["as-of"] == f"as of stream sequence 17, stored at {stored_at(db)}"
     # Each county bar has a tooltip and a printed value.
-    assert "<title>AL-06 Korçë: 97 participants</title>" in html
-    assert len(page.find("rect", **{"class": "bar"})) == 8 + 1  # 8 counties, 1 month with sessions
-    labels = page.find("text", **{"class": "value"})
-    assert [a["data-county"] for a in labels] == [
-        "AL-06",
-        "PL-06",
-        "PL-08",
-        "PL-12",
-        "PL-14",
-        "PL-20",
-        "PL-24",
-        "PL-32",
-    ]
+    assert "<title>AL-06 Korçë: 97 participants + 2 sessions uncounted</title>" in html
+    assert len(page.find("rect", **{"class": "bar"})) == 1 + 1  # 1 county with sessions, 1 month with sessions
+    assert [a["data-county"] for a in page.find("text", **{"class": "value"})] == ["AL-06"]
+    assert page.text_by_id["headline-participants-note"] == "+ 2 sessions uncounted"
+    assert "@page { size: A4;" in html
+
+
+def test_plurals_and_the_time_axis() -> None:
+    assert (_plural(1, "session"), _plural(2, "session"), _plural(1, "county reached")) == (
+        "1 session",
+        "2 sessions",
+        "1 county reached",
+    )
+    assert _plural(12, "county reached") == "12 counties reached"
+
+    def months(first: date, count: int) -> list[tuple[date, int]]:
+        return [
+            (date(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 1), 1) for i in range(count)
+        ]
+
+    # Sixteen years (a team in 2010, sessions in 2025 would have been this): years, none overlapping.
+    long = _ticks(months(date(2010, 1, 1), 16 * 12))
+    assert [label for _, label in long] == [str(y) for y in range(2010, 2026, 2)]  # every other one has room
+    # Two months: each labelled, the first with its year.
+    assert [label for _, label in _ticks(months(date(2025, 3, 1), 2))] == ["Mar 2025", "Apr"]
+    # Three years: quarters.
+    assert [label for _, label in _ticks(months(date(2023, 1, 1), 36))][:3] == ["2023 Q1", "2023 Q3", "2024 Q1"]
+    for span in (2, 7, 13, 24, 36, 72, 100, 192, 400):
+        ticks = _ticks(months(date(2000, 1, 1), span))
+        step = (CHART_WIDTH - VALUE_ROOM) / span
+        edges = [(i * step, i * step + len(label) * TEXT_WIDTH) for i, label in ticks]
+        assert all(b[0] >= a[1] + LABEL_GAP for a, b in itertools.pairwise(edges)), span
 
 
 def test_the_report_loads_nothing_from_elsewhere(report: Path) -> None:
