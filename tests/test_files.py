@@ -207,13 +207,20 @@ def test_other_jsonl_suffixes(tmp_path: Path, name: str) -> None:
     assert len(loaded.events) == 1
 
 
-@pytest.mark.parametrize("name", ["events.json", "events.txt", "events.xlsx", "events"])
+def test_a_file_named_xlsx_that_is_no_workbook(tmp_path: Path) -> None:
+    path = tmp_path / "events.xlsx"
+    path.write_text(line(session()), encoding="utf-8")
+    [problem] = load_events(path).problems
+    assert (problem.field, problem.message.split(" (")[0]) == ("(file)", "is not a workbook Excel or LibreOffice wrote")
+
+
+@pytest.mark.parametrize("name", ["events.json", "events.txt", "events"])
 def test_unknown_file_suffix(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_text(line(session()), encoding="utf-8")
     with pytest.raises(FileInvalid) as info:
         load_events(path)
-    assert info.value.problems == [Problem("(file)", "has an unknown format; use .jsonl or .csv")]
+    assert info.value.problems == [Problem("(file)", "has an unknown format; use .jsonl, .csv or .xlsx")]
     assert info.value.path == str(path)
     assert info.value.lines_total == 0
 

@@ -175,7 +175,7 @@ def test_validate_never_speaks_of_publishing(tmp_path: Path) -> None:
         [sys.executable, "-m", "outreach", "validate", str(path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert "has an unknown format; use .jsonl or .csv" in done.stderr
+    assert "has an unknown format; use .jsonl, .csv or .xlsx" in done.stderr
     assert "publish" not in done.stderr and "--skip-invalid" not in done.stderr
 
 
