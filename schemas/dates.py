@@ -27,6 +27,14 @@ class DateInvalid(ValueError):
 
 def date_cell(text: str) -> str:
     """One date, or a range of them, as ISO: ``2025-03`` -> ``2025-03-01/2025-03-31``."""
+    first, last = span(text)
+    if _halves(text.strip())[1] is None and first == last:
+        return first.isoformat()
+    return f"{first.isoformat()}/{last.isoformat()}"
+
+
+def span(text: str) -> tuple[date, date]:
+    """The first and last day a date, or a range of them, covers: ``2025-03`` -> 1 and 31 March."""
     text = text.strip()
     if text.count("/") == 2 or (text.count("/") == 1 and len(text) <= 5):
         raise DateInvalid(
@@ -36,11 +44,11 @@ def date_cell(text: str) -> str:
     start_text, end_text = _halves(text)
     first, last = _span(start_text)
     if end_text is None:
-        return first.isoformat() if first == last else f"{first.isoformat()}/{last.isoformat()}"
+        return first, last
     end = _span(end_text)[1]
     if end < first:
         raise DateInvalid(f"range ends ({end.isoformat()}) before it starts ({first.isoformat()})")
-    return f"{first.isoformat()}/{end.isoformat()}"
+    return first, end
 
 
 def day_cell(text: str) -> str:
