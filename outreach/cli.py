@@ -59,7 +59,12 @@ EPILOG = {
     "stream": "example:\n  env $(cat auth/credentials/admin.env | xargs) outreach stream",
     "export": "examples:\n  outreach export --view totals_by_county --format xlsx --out counties.xlsx\n"
     "  outreach export --view totals_by_county --format hxl --out counties-hxl.csv",
-    "report": "example:\n  outreach report --out report.html",
+    "report": (
+        "examples:\n  outreach report --out report.html\n"
+        "  outreach report --country AL --from 2025-01 --to 2025-06 --out al-2025-h1.html\n\n"
+        "--from and --to take a day (2025-03-05 or 05.03.2025), a month (2025-03) or a year (2025):\n"
+        "--from a month or year starts on its first day, --to one ends on its last."
+    ),
     "schema": "examples:\n  outreach schema > events.schema.json\n  outreach schema --out ./schemas-json",
 }
 
@@ -215,8 +220,12 @@ def _parser() -> argparse.ArgumentParser:
     _db_option(p)
     p.set_defaults(func=cmd_export)
 
-    p = command("report", "write a self-contained HTML report with charts")
+    p = command("report", "write a self-contained HTML report with charts, a section per country")
     p.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file (default report.html)")
+    p.add_argument("--country", help="only this country's section, by its code (AL, PL)")
+    p.add_argument("--campaign", help="only the actions of this campaign (its campaign_id)")
+    p.add_argument("--from", dest="start", metavar="DATE", help="only actions that started on this day or later")
+    p.add_argument("--to", dest="end", metavar="DATE", help="only actions that started on this day or earlier")
     _db_option(p)
     p.set_defaults(func=cmd_report)
 
@@ -744,12 +753,30 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from projections.report import write_report
+    from projections.report import Filters, write_report
 
     settings = settings_from(args)
-    write_report(_readable(settings.db), args.out)
+    filters = Filters(
+        country=args.country.strip().upper() if args.country else None,
+        campaign=args.campaign,
+        start=_report_day("--from", args.start, 0),
+        end=_report_day("--to", args.end, 1),
+    )
+    write_report(_readable(settings.db), args.out, filters)
     print(f"wrote {args.out}; open it in any browser (it needs no network)")
     return 0
+
+
+def _report_day(option: str, text: str | None, end: int) -> date | None:
+    """The first (``end`` 0) or last (1) day of a report's date option: ``--to 2025`` is 2025-12-31."""
+    from schemas.dates import DateInvalid, span
+
+    if text is None:
+        return None
+    try:
+        return span(text)[end]
+    except DateInvalid as exc:
+        raise SettingsInvalid(f"{option} {text}: {exc}") from None
 
 
 def _readable(db: Path) -> Path:

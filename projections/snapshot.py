@@ -27,14 +27,24 @@ SNAPSHOT_VIEWS = (
     "totals_by_audience",
     "totals_by_campaign_county",
     "campaign_coverage",
-    "headline_totals",
+    "plan_tasks",
     "data_quality",
+    "report_cells",
 )
+# The report's cells are as many as the actions at worst: copied only while they are few enough to
+# copy every few seconds without slowing the projector. Past that, a report is made from the live
+# file once the projector is stopped.
+SNAPSHOT_CELLS_MAX = 20_000
 SNAPSHOT_INFO = (
     "SELECT stream, last_seq AS as_of_seq, last_stored_at AS as_of_stored_at, digest AS as_of_digest FROM checkpoint"
 )
-# The checkpoint row too, so that whatever reads a projection's as-of reads a snapshot's alike.
-SNAPSHOT_TABLES = (("snapshot_info", SNAPSHOT_INFO), ("checkpoint", "SELECT * FROM checkpoint"))
+# The checkpoint row too, so that whatever reads a projection's as-of reads a snapshot's alike, and
+# the counties' names for the report.
+SNAPSHOT_TABLES = (
+    ("snapshot_info", SNAPSHOT_INFO),
+    ("checkpoint", "SELECT * FROM checkpoint"),
+    ("counties", "SELECT * FROM counties"),
+)
 
 
 def snapshot_path(db: Path) -> Path:
@@ -80,7 +90,7 @@ def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path) -> Path:
     try:
         reader.execute("BEGIN TRANSACTION")  # every view from the same committed state
         for name, query in (*SNAPSHOT_TABLES, *((v, f"SELECT * FROM {v}") for v in SNAPSHOT_VIEWS)):
-            _copy(reader, out, name, query)
+            _copy(reader, out, name, query, SNAPSHOT_CELLS_MAX if name == "report_cells" else None)
         reader.execute("ROLLBACK")
         out.execute("CHECKPOINT")
     finally:
@@ -90,11 +100,17 @@ def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path) -> Path:
     return target
 
 
-def _copy(reader: duckdb.DuckDBPyConnection, out: duckdb.DuckDBPyConnection, name: str, query: str) -> None:
-    """One result into a table of the same column names and types, as one INSERT over lists."""
+def _copy(
+    reader: duckdb.DuckDBPyConnection, out: duckdb.DuckDBPyConnection, name: str, query: str, most: int | None
+) -> None:
+    """One result into a table of the same column names and types, as one INSERT over lists; none
+    when it has more than ``most`` rows."""
     described = reader.execute(f"DESCRIBE {query}").fetchall()
     columns = [(row[0], row[1]) for row in described]
-    rows = reader.execute(query).fetchall()
+    if most is None:
+        rows = reader.execute(query).fetchall()
+    elif len(rows := reader.execute(query).fetchmany(most + 1)) > most:
+        return
     definition = ", ".join(f'"{c}" {t}' for c, t in columns)
     out.execute(f'CREATE TABLE "{name}" ({definition})')
     if rows:

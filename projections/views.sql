@@ -138,17 +138,25 @@ JOIN fact_versions p ON p.fact_id = v.fact_id AND p.agency = v.agency AND p.supe
 JOIN event_log l ON l.stream_seq = v.version_seq
 ORDER BY stream_seq;
 
--- The report's headline and its notes on data quality, one row each: small enough for the
--- snapshot, so that a report can be made from it beside a running projector.
-CREATE OR REPLACE VIEW headline_totals AS
-SELECT count(*) AS events,
-       CAST(coalesce(sum(sessions), 0) AS BIGINT) AS sessions,
-       CAST(coalesce(sum(participants), 0) AS BIGINT) AS participants,
-       CAST(coalesce(sum(materials), 0) AS BIGINT) AS materials,
-       CAST(coalesce(sum(teams), 0) AS BIGINT) AS teams,
-       count(DISTINCT county) AS counties
-FROM actions;
+-- The report's grain: actions summed by country, county, campaign, the day they started, type,
+-- material kind and plan tasks. Every figure of `outreach report`, under any of its filters, is a
+-- sum over these rows; they are few enough for the snapshot, so that a report made beside a running
+-- projector is exact.
+CREATE OR REPLACE VIEW report_cells AS
+SELECT a.country, a.county, a.campaign_id, a.occurred_start AS started, a.event_type, a.material_kind,
+       a.plan_tasks,
+       count(*) AS events,
+       CAST(sum(a.sessions) AS BIGINT) AS sessions,
+       CAST(sum(a.participants) AS BIGINT) AS participants,
+       CAST(coalesce(sum(a.sessions) FILTER (WHERE a.participants_unknown), 0) AS BIGINT) AS sessions_uncounted,
+       CAST(coalesce(sum(a.sessions) FILTER (WHERE a.participants_estimated), 0) AS BIGINT) AS sessions_estimated,
+       CAST(sum(a.materials) AS BIGINT) AS materials,
+       count(*) FILTER (WHERE a.materials_unknown) AS materials_unknown,
+       CAST(sum(a.teams) AS BIGINT) AS teams
+FROM actions a
+GROUP BY ALL;
 
+-- The notes on data quality of the whole log, one row: small enough for the snapshot.
 CREATE OR REPLACE VIEW data_quality AS
 SELECT CAST(coalesce(sum(sessions) FILTER (WHERE event_type = 'session_held' AND participants_estimated), 0)
             AS BIGINT) AS sessions_estimated,

@@ -209,9 +209,11 @@ async def test_reading_commands_beside_a_live_projector_equal_those_after_it_sto
 
     def read_all(label: str) -> dict[str, str]:
         report = tmp_path / f"{label}.html"
+        some = tmp_path / f"{label}-al-2020.html"
         export = tmp_path / f"{label}.csv"
         done = {
             "report": outreach(settings, "report", "--out", str(report)),
+            "some": outreach(settings, "report", "--country", "AL", "--from", "2020", "--out", str(some)),
             "export": outreach(
                 settings, "export", "--view", "totals_by_county", "--format", "csv", "--out", str(export)
             ),
@@ -223,6 +225,7 @@ async def test_reading_commands_beside_a_live_projector_equal_those_after_it_sto
         assert done["verify"].stdout.startswith("OK:")
         return {
             "report": report.read_text("utf-8"),
+            "some": some.read_text("utf-8"),
             "export": export.read_text("utf-8"),
             "notes": done["report"].stderr,
         }
@@ -234,6 +237,8 @@ async def test_reading_commands_beside_a_live_projector_equal_those_after_it_sto
     stopped = read_all("stopped")
     assert stopped["notes"] == ""
     assert live["report"] == stopped["report"]
+    assert live["some"] == stopped["some"]
+    assert 'id="country-PL"' in stopped["report"] and 'id="country-PL"' not in stopped["some"]
     assert live["export"] == stopped["export"]
 
     # The snapshot file itself can be read by each of them, too.
