@@ -57,7 +57,8 @@ FROM cells WHERE sessions > 0 GROUP BY ALL ORDER BY ALL"""
 )
 BY_PLAN_TASK = (
     CELLS
-    + """SELECT country, task_ref, sum(events), sum(sessions), sum(participants), sum(teams), count(DISTINCT county)
+    + """SELECT country, task_ref, sum(events), sum(sessions), sum(participants), sum(teams), count(DISTINCT county),
+       sum(sessions_uncounted), sum(sessions_estimated)
 FROM (SELECT unnest(plan_tasks) AS task_ref, * EXCLUDE (plan_tasks) FROM cells)
 GROUP BY ALL ORDER BY ALL"""
 )
@@ -129,6 +130,7 @@ td.n, th.n { text-align: right; }
 .quality li { margin: .2rem 0; }
 .quality .value { font-weight: 600; font-variant-numeric: tabular-nums; }
 .empty { color: var(--muted); }
+.cell-note { display: block; color: var(--muted); font-size: .85rem; }
 .headline .note { display: block; color: var(--muted); font-size: .85rem; }
 svg text.none { fill: var(--muted); font-style: italic; }
 svg text.mark { fill: var(--muted); }
@@ -293,7 +295,7 @@ def _read(con: duckdb.DuckDBPyConnection, filters: Filters) -> _Data:
         used.setdefault(code, set()).add(ref)
     for ref, (title, country) in titles.items():  # a task of the country with no action: zeros, not absent
         if country in countries and ref not in used.get(country, set()):
-            countries[country].plan_tasks.append((ref, title, 0, 0, 0, 0, 0))
+            countries[country].plan_tasks.append((ref, title, 0, 0, 0, 0, 0, 0, 0))
     for country in countries.values():
         country.plan_tasks.sort(key=lambda t: str(t[0]))
     estimated, uncounted, unknown = rows(QUALITY)[0]
@@ -557,14 +559,20 @@ def _timeline(country: Country) -> str:
     )
 
 
+def _cell_marks(uncounted: int, estimated: int) -> str:
+    marks = _marks(uncounted, estimated)
+    return f'<span class="cell-note">{escape("; ".join(marks))}</span>' if marks else ""
+
+
 def _plan_task_table(country: Country) -> str:
     if not country.plan_tasks:
         return f'<p class="empty" id="plan-tasks-{escape(country.code)}">No plan tasks defined or referred to.</p>'
     rows = "\n".join(
         f'<tr data-task-ref="{escape(str(ref))}"><td>{escape(str(ref))}</td><td>{escape(title or "")}</td>'
-        f'<td class="n">{_n(events)}</td><td class="n">{_n(sessions)}</td><td class="n">{_n(participants)}</td>'
+        f'<td class="n">{_n(events)}</td><td class="n">{_n(sessions)}</td><td class="n">{_n(participants)}'
+        f"{_cell_marks(uncounted, estimated)}</td>"
         f'<td class="n">{_n(teams)}</td><td class="n">{_n(counties)}</td></tr>'
-        for ref, title, events, sessions, participants, teams, counties in country.plan_tasks
+        for ref, title, events, sessions, participants, teams, counties, uncounted, estimated in country.plan_tasks
     )
     return f"""<div class="scroll"><table id="plan-tasks-{escape(country.code)}">
 <thead><tr><th>task</th><th>title</th><th class="n">actions</th><th class="n">sessions</th>\

@@ -327,7 +327,8 @@ CAMPAIGN = "al-schools-2025"
 
 def mixed_events() -> list[dict[str, object]]:
     """The seed reports, and in 2025: Dibër's two meetings of about 165 people, a session in Korçë,
-    4,500 leaflets and 60 posters in Albania under one campaign; a session in Dolnośląskie."""
+    4,500 leaflets and 60 posters in Albania under one campaign; a session in Dolnośląskie under the
+    plan task, its students not counted."""
     seeds = [json.loads(line) for line in SEEDS.read_text("utf-8").splitlines() if line.strip()]
     ids = (str(uuid.UUID(int=n)) for n in itertools.count(1))
     al = {"agency": "al-national-coordinator", "recorded_at": "2025-05-01T00:00:00Z", "campaign_id": CAMPAIGN}
@@ -354,7 +355,8 @@ def mixed_events() -> list[dict[str, object]]:
             recorded_at="2025-05-01T00:00:00Z",
             county="PL-02",
             occurred="2025-04-15",
-            participants=[{"audience": "officials", "count": 25}],
+            plan_tasks=[TASK],
+            participants=[{"audience": "officials", "count": 25}, {"audience": "students", "count": None}],
         ),
     ]
 
@@ -398,7 +400,15 @@ MIXED_AL = {
     "teams": "0",
     "counties": "2",
 }
-MIXED_PL = {"events": "8", "sessions": "1", "participants": "25", "teams": "7", "counties": "1"}
+MIXED_PL = {
+    "events": "8",
+    "sessions": "1",
+    "participants": "25",
+    "participants-note": "+ 1 session uncounted",
+    "teams": "7",
+    "counties": "1",
+}
+TASK_NOTE = "25+ 1 session uncounted"  # the figure, and under it what it leaves out
 
 
 def check_mixed(page: Page) -> None:
@@ -409,10 +419,10 @@ def check_mixed(page: Page) -> None:
     bars = {(r["data-county"], r["data-value"]) for r in page.find("rect", **{"class": "bar"}) if "data-county" in r}
     assert bars == {("AL-09", "165"), ("AL-06", "134"), ("PL-02", "25")}
     marks = [(a["data-county"]) for a in page.find("text", **{"class": "mark"})]
-    assert marks == ["AL-09", "AL-06"]  # Dibër: estimated; Korçë: 2 sessions uncounted in 2017
+    assert marks == ["AL-09", "AL-06", "PL-02"]  # Dibër: estimated; Korçë: 2 sessions uncounted in 2017; PL-02
     months = [(r["data-month"], r["data-value"]) for r in page.find("rect", **{"class": "bar"}) if "data-month" in r]
     assert months == [("2017-12", "6"), ("2025-03", "2"), ("2025-04", "1"), ("2025-04", "1")]
-    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, TASK_ROW]
+    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "7", "1", TASK_NOTE, "6", "7"]]
 
 
 def test_countries_and_kinds_of_material_are_never_added_together(mixed: Path, tmp_path: Path) -> None:
@@ -444,13 +454,20 @@ def test_filters_cover_a_country_a_campaign_and_a_period(mixed: Path, tmp_path: 
     }
     page = render(mixed, tmp_path / "2025.html", start=date(2025, 1, 1), end=date(2025, 12, 31))
     assert headline(page, "AL") == spring
-    assert headline(page, "PL") == {"events": "1", "sessions": "1", "participants": "25", "teams": "0", "counties": "1"}
-    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "0", "0", "0", "0", "0"]]  # defined, no action
+    assert headline(page, "PL") == {**MIXED_PL, "events": "1", "teams": "0"}
+    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "1", "1", TASK_NOTE, "0", "1"]]
     assert page.text_by_id["filters"] == (
         "The actions that started from 2025-01-01 to 2025-12-31; an action counts in the month it started."
     )
     ticks = [label for _, label in _ticks([(date(2025, 3, 1), 2), (date(2025, 4, 1), 1)])]
     assert ticks == ["Mar 2025", "Apr"]
+
+    page = render(mixed, tmp_path / "2016.html", end=date(2016, 12, 31))
+    assert [a["data-country"] for a in page.find("section")] == ["PL"]
+    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "6", "0", "0", "6", "6"]]
+    page = render(mixed, tmp_path / "2013.html", country="PL", end=date(2013, 12, 31))
+    assert headline(page, "PL")["teams"] == "1"  # Mazowieckie's, of 2010, under no plan task
+    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "0", "0", "0", "0", "0"]]  # defined, no action
 
     page = render(mixed, tmp_path / "campaign.html", campaign=CAMPAIGN)
     assert [a["data-country"] for a in page.find("section")] == ["AL"]
