@@ -29,7 +29,10 @@ from schemas.events import (
     EventBase,
     EventCorrected,
     EventRetracted,
+    MaterialsDistributed,
     PlanTaskDefined,
+    SessionHeld,
+    TeamEstablished,
 )
 from schemas.parse import parse_event_versioned
 from schemas.subjects import parse_subject
@@ -342,24 +345,38 @@ def _supersede(fact: EventKey, version: FactVersion, state: _FoldState) -> None:
 
 
 def _version(event: EventBase, msg: StreamMessage) -> FactVersion:
-    """A fact's version from the event (or a correction's replacement) that states it."""
-    return FactVersion(
-        event.event_id,
-        msg.seq,
-        msg.stored_at,
-        None,
-        None,
-        False,
-        event.event_type,
-        event.agency,
-        event.model_dump_json(),
-    )
+    """A fact's version from the event (or a correction's replacement) that states it, with the
+    figures the totals sum."""
+    version = FactVersion(event.event_id, msg.seq, msg.stored_at, None, None, False, event.event_type, event.agency)
+    version.county = event.county
+    version.country = getattr(event, "country", None) or (event.county[:2] if event.county else None)
+    version.municipality = event.municipality
+    version.campaign_id = event.campaign_id
+    version.plan_tasks = list(event.plan_tasks)
+    if event.occurred is not None:
+        version.occurred_start, version.occurred_end = event.occurred.start, event.occurred.end
+    if isinstance(event, SessionHeld):
+        version.sessions = event.sessions
+        version.session_format = event.format.value
+        version.participants = event.participants_known
+        version.participants_unknown = event.participants_unknown
+        version.participants_estimated = event.participants_estimated
+        version.audiences = [
+            {"audience": g.audience.value, "count": g.count, "estimated": g.estimated} for g in event.participants
+        ]
+    elif isinstance(event, MaterialsDistributed):
+        version.materials = event.quantity or 0
+        version.material_kind = event.kind.value
+        version.materials_unknown = event.quantity is None
+    elif isinstance(event, TeamEstablished):
+        version.teams = 1
+    elif isinstance(event, CampaignDefined | PlanTaskDefined):
+        version.payload = event.model_dump_json()  # the views read definitions from it
+    return version
 
 
 def _retracted_version(target: KnownEvent, msg: StreamMessage) -> FactVersion:
-    return FactVersion(
-        target.event_id, msg.seq, msg.stored_at, None, None, True, target.event_type, target.agency, None
-    )
+    return FactVersion(target.event_id, msg.seq, msg.stored_at, None, None, True, target.event_type, target.agency)
 
 
 def _rejected(msg: StreamMessage, reason: str) -> RejectedRow:

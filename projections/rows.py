@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,9 @@ class DuplicateRow:
 
 @dataclass(slots=True)
 class FactVersion:
-    """One version of a fact. Its totals columns are derived from ``payload`` in SQL, once per batch."""
+    """One version of a fact, with what the totals need derived once, from the validated event:
+    the payload itself is written once, to the event log (and here only for campaign and plan-task
+    definitions, which the views read). A retraction's version has no figures."""
 
     fact_id: uuid.UUID
     version_seq: int
@@ -54,8 +57,24 @@ class FactVersion:
     retracted: bool
     event_type: str
     agency: str
-    payload: str | None  # the validated, upcast event as canonical JSON (None for a retraction); the
-    # totals columns are derived from it in SQL and it is kept only for campaign and plan-task definitions
+    country: str | None = None
+    county: str | None = None
+    municipality: str | None = None
+    campaign_id: str | None = None
+    plan_tasks: list[str] = field(default_factory=list)
+    occurred_start: date | None = None
+    occurred_end: date | None = None
+    sessions: int = 0
+    session_format: str | None = None
+    participants: int = 0
+    participants_unknown: bool = False
+    participants_estimated: bool = False
+    materials: int = 0
+    material_kind: str | None = None
+    materials_unknown: bool = False
+    teams: int = 0
+    audiences: list[dict[str, Any]] | None = None  # sessions only: audience, count, estimated
+    payload: str | None = None  # definitions only: the validated, upcast event as canonical JSON
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,7 @@ FROM (SELECT unnest(?::UUID[]) AS fact_id, unnest(?::UBIGINT[]) AS seq, unnest(?
 WHERE fact_versions.fact_id = s.fact_id AND fact_versions.agency = s.agency AND fact_versions.superseded_seq IS NULL
 """
 
+AUDIENCES = "STRUCT(audience VARCHAR, count BIGINT, estimated BOOLEAN)[]"
 # DuckDB types of each row class's fields, in field order; the INSERTs are built from these.
 _TYPES: dict[type, dict[str, str]] = {
     LogRow: {
@@ -149,6 +150,23 @@ _TYPES: dict[type, dict[str, str]] = {
         "retracted": "BOOLEAN",
         "event_type": "VARCHAR",
         "agency": "VARCHAR",
+        "country": "VARCHAR",
+        "county": "VARCHAR",
+        "municipality": "VARCHAR",
+        "campaign_id": "VARCHAR",
+        "plan_tasks": "VARCHAR[]",
+        "occurred_start": "DATE",
+        "occurred_end": "DATE",
+        "sessions": "INTEGER",
+        "session_format": "VARCHAR",
+        "participants": "BIGINT",
+        "participants_unknown": "BOOLEAN",
+        "participants_estimated": "BOOLEAN",
+        "materials": "BIGINT",
+        "material_kind": "VARCHAR",
+        "materials_unknown": "BOOLEAN",
+        "teams": "INTEGER",
+        "audiences": AUDIENCES,
         "payload": "JSON",
     },
 }
@@ -183,6 +201,9 @@ _ARROW_TYPES = {
     "JSON": pa.string(),
     "BLOB": pa.binary(),
     "BOOLEAN": pa.bool_(),
+    "BIGINT": pa.int64(),
+    "VARCHAR[]": pa.list_(pa.string()),
+    AUDIENCES: pa.list_(pa.struct([("audience", pa.string()), ("count", pa.int64()), ("estimated", pa.bool_())])),
 }
 
 
@@ -197,52 +218,7 @@ def _arrow(row_type: type, rows: list[Any]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(types))
 
 
-# Fact versions: the totals columns are derived from the canonical payload here, in one set-based
-# statement per batch, rather than field by field in Python.
-INSERT_FACT_VERSIONS = """
-INSERT INTO fact_versions
-WITH batch AS (
-    SELECT CAST(fact_id AS UUID) AS fact_id, version_seq, version_stored_at, superseded_seq, superseded_stored_at,
-           retracted, event_type, agency, CAST(payload AS JSON) AS payload
-    FROM arrow_batch
-), parsed AS (
-    SELECT *,
-           from_json(payload -> 'participants',
-                     '[{"audience": "VARCHAR", "count": "BIGINT", "estimated": "BOOLEAN"}]') AS groups,
-           CAST(payload ->> 'reported_total' AS BIGINT) AS reported_total,
-           CAST(payload ->> 'quantity' AS BIGINT) AS quantity
-    FROM batch
-)
-SELECT fact_id, version_seq, version_stored_at, superseded_seq, superseded_stored_at, retracted, event_type, agency,
-       coalesce(payload ->> 'country', left(payload ->> 'county', 2)) AS country,
-       payload ->> 'county' AS county,
-       payload ->> 'municipality' AS municipality,
-       payload ->> 'campaign_id' AS campaign_id,
-       coalesce(from_json(payload -> 'plan_tasks', '["VARCHAR"]'), []) AS plan_tasks,
-       CAST(payload -> 'occurred' ->> 'start' AS DATE) AS occurred_start,
-       CAST(payload -> 'occurred' ->> 'end' AS DATE) AS occurred_end,
-       CASE WHEN event_type = 'session_held' AND NOT retracted
-            THEN coalesce(CAST(payload ->> 'sessions' AS INTEGER), 1) ELSE 0 END AS sessions,
-       payload ->> 'format' AS session_format,
-       CASE WHEN event_type = 'session_held' AND NOT retracted
-            THEN coalesce(reported_total, list_sum(list_transform(groups, lambda g: coalesce(g.count, 0))), 0)
-            ELSE 0 END AS participants,
-       coalesce(event_type = 'session_held' AND NOT retracted AND reported_total IS NULL
-                AND (len(groups) = 0 OR list_bool_or(list_transform(groups, lambda g: g.count IS NULL))),
-                false) AS participants_unknown,
-       coalesce(CAST(payload ->> 'total_estimated' AS BOOLEAN)
-                OR list_bool_or(list_transform(groups, lambda g: g.estimated)), false) AS participants_estimated,
-       CASE WHEN event_type = 'materials_distributed' THEN coalesce(quantity, 0) ELSE 0 END AS materials,
-       payload ->> 'kind' AS material_kind,
-       event_type = 'materials_distributed' AND NOT retracted AND quantity IS NULL AS materials_unknown,
-       CAST(event_type = 'team_established' AND NOT retracted AS INTEGER) AS teams,
-       groups AS audiences,
-       CASE WHEN event_type IN ('campaign_defined', 'plan_task_defined') THEN payload END AS payload
-FROM parsed
-"""
-
 INSERTS = {row_type: _insert_sql(row_type) for row_type in _TYPES}
-INSERTS[FactVersion] = INSERT_FACT_VERSIONS
 _GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES}
 
 

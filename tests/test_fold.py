@@ -40,9 +40,9 @@ def retraction(original: dict[str, Any], agency: str | None = None) -> dict[str,
 
 def students(version: FactVersion) -> int | None:
     """The students count a fact version states (None for a retraction)."""
-    if version.payload is None:
+    if version.audiences is None:
         return None
-    return json.loads(version.payload)["participants"][0]["count"]
+    return version.audiences[0]["count"]
 
 
 def messages(*events: dict[str, Any], first_seq: int = 1) -> list[StreamMessage]:

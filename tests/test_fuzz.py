@@ -30,7 +30,7 @@ from projections.query import run_query
 from projections.store import ProjectionStore
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
-from tests import oracle
+from tests import oracle, test_events
 from tests.hostile import INVALID, hostile
 
 pytestmark = pytest.mark.fuzz
@@ -137,40 +137,96 @@ def test_the_hostile_kinds_each_reject_for_their_own_reason() -> None:
 
 # ---- the whole test corpus: what the fold counted is what the stored payload says ---------------
 
+
+def _id(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
 READ_FROM_PAYLOAD = """
 WITH src AS (
     SELECT stream_seq,
            CASE WHEN event_type = 'event_corrected' THEN payload -> 'replacement' ELSE payload END AS p
     FROM event_log WHERE event_type <> 'event_retracted'
+), typed AS (
+    SELECT *, p ->> 'event_type' AS kind, p ->> 'schema_version' = '1' AS v1,
+           CASE WHEN json_type(p -> 'occurred') = 'VARCHAR' THEN p ->> 'occurred' END AS occurred_text,
+           CAST(json_extract(p, '$.participants[*].count') AS BIGINT[]) AS counts,
+           CAST(json_extract(p, '$.participants[*].estimated') AS BOOLEAN[]) AS flags
+    FROM src
 )
 SELECT stream_seq,
+       coalesce(p ->> 'country', left(p ->> 'county', 2)) AS country,
        p ->> 'county' AS county,
+       p ->> 'municipality' AS municipality,
        p ->> 'campaign_id' AS campaign_id,
-       CASE WHEN p ->> 'event_type' <> 'session_held' THEN 0
-            WHEN p ->> 'schema_version' = '1' THEN coalesce(CAST(p ->> 'participants' AS BIGINT), 0)
-            ELSE coalesce(CAST(p ->> 'reported_total' AS BIGINT),
-                          list_sum(CAST(json_extract(p, '$.participants[*].count') AS BIGINT[])), 0)
+       coalesce(CAST(p -> 'plan_tasks' AS VARCHAR[]), []) AS plan_tasks,
+       CAST(coalesce(split_part(occurred_text, '/', 1), p -> 'occurred' ->> 'start') AS DATE) AS occurred_start,
+       CAST(coalesce(nullif(split_part(occurred_text, '/', 2), ''), p -> 'occurred' ->> 'end') AS DATE) AS occurred_end,
+       CASE WHEN kind = 'session_held' THEN coalesce(CAST(p ->> 'sessions' AS INTEGER), 1) ELSE 0 END AS sessions,
+       CASE WHEN kind = 'session_held' THEN p ->> 'format' END AS session_format,
+       CASE WHEN kind <> 'session_held' THEN 0
+            WHEN v1 THEN coalesce(CAST(p ->> 'participants' AS BIGINT), 0)
+            ELSE coalesce(CAST(p ->> 'reported_total' AS BIGINT), list_sum(counts), 0)
        END AS participants,
-       CASE WHEN p ->> 'event_type' = 'materials_distributed' THEN coalesce(CAST(p ->> 'quantity' AS BIGINT), 0)
-            ELSE 0 END AS materials
-FROM src
+       CASE WHEN kind <> 'session_held' THEN false
+            WHEN v1 THEN p ->> 'participants' IS NULL
+            ELSE p ->> 'reported_total' IS NULL
+                 AND (len(counts) = 0 OR list_bool_or(list_transform(counts, lambda c: c IS NULL)))
+       END AS participants_unknown,
+       CASE WHEN kind <> 'session_held' THEN false
+            WHEN v1 THEN coalesce(CAST(p ->> 'estimated' AS BOOLEAN), false)
+            ELSE coalesce(CAST(p ->> 'total_estimated' AS BOOLEAN), false) OR coalesce(list_bool_or(flags), false)
+       END AS participants_estimated,
+       CASE WHEN kind = 'materials_distributed' THEN coalesce(CAST(p ->> 'quantity' AS BIGINT), 0) ELSE 0
+       END AS materials,
+       CASE WHEN kind = 'materials_distributed' THEN p ->> 'kind' END AS material_kind,
+       kind = 'materials_distributed' AND p ->> 'quantity' IS NULL AS materials_unknown,
+       CASE WHEN kind = 'team_established' THEN 1 ELSE 0 END AS teams
+FROM typed
 """
 COUNTED_BY_FOLD = """
-SELECT version_seq, county, campaign_id, participants, materials FROM fact_versions WHERE NOT retracted
+SELECT version_seq, country, county, municipality, campaign_id, plan_tasks, occurred_start, occurred_end, sessions,
+       session_format, participants, participants_unknown, participants_estimated, materials, material_kind,
+       materials_unknown, teams
+FROM fact_versions WHERE NOT retracted
 """
 
 
 def test_what_the_fold_counted_equals_what_sql_reads_from_each_stored_payload(tmp_path: Path) -> None:
     """Over the whole corpus the tests use (synthetic events with corrections and retractions, the
-    seed reports, the golden v1 payload, the fuzz corpus): for every accepted event, the totals
-    columns equal what DuckDB's own JSON reader reads from the payload as published."""
+    seed reports, the golden v1 payload, the fuzz corpus): for every accepted event, every column
+    the fold derived for the totals equals what DuckDB's own JSON reader reads from the payload as
+    published."""
     corpus = [(item.subject, item.payload) for item in generate(5_000, seed=64)]
     corpus += [(item.subject, item.payload) for item in CORPUS]
     seeds = (Path(__file__).parent.parent / "schemas" / "data" / "seed_events.jsonl").read_bytes().splitlines()
     golden_v1 = json.loads((Path(__file__).parent / "golden" / "session_held_v1.json").read_text())
     # It is the v1 form of a seed event: under an id of its own, or it would conflict with that one.
     golden = json.dumps(dict(golden_v1, event_id="00000000-0000-4000-8000-00000000f001"))
-    for raw in [*seeds, golden.encode()]:
+    # The shapes the figures take that the rest may lack: estimates, unknown counts, aggregates.
+    shapes = [
+        test_events.session(
+            event_id=_id(1),
+            schema_version=3,
+            sessions=2,
+            participants=[{"audience": "students", "count": None}, {"audience": "teachers", "count": None}],
+            reported_total=165,
+            total_estimated=True,
+        ),
+        test_events.session(
+            event_id=_id(2),
+            participants=[
+                {"audience": "students", "count": 40, "estimated": True},
+                {"audience": "general_public", "count": None},
+            ],
+        ),
+        test_events.session(event_id=_id(3), participants=[]),
+        test_events.materials(event_id=_id(4), quantity=None),
+        test_events.materials(event_id=_id(5), quantity=300, estimated=True, kind="poster"),
+        dict(golden_v1, event_id=str(_id(6)), estimated=True),
+        dict(golden_v1, event_id=str(_id(7)), participants=None),
+    ]
+    for raw in [*seeds, golden.encode(), *(json.dumps(shape).encode() for shape in shapes)]:
         event = json.loads(raw)
         corpus.append((f"outreach.events.{event['agency']}.{event['event_type']}.{event['event_id']}", raw))
     store = ProjectionStore(tmp_path / "corpus.duckdb")
