@@ -349,7 +349,10 @@ def _version(event: EventBase, msg: StreamMessage) -> FactVersion:
     figures the totals sum."""
     version = FactVersion(event.event_id, msg.seq, msg.stored_at, None, None, False, event.event_type, event.agency)
     version.county = event.county
-    version.country = getattr(event, "country", None) or (event.county[:2] if event.county else None)
+    if isinstance(event, CampaignDefined | PlanTaskDefined):
+        version.country = event.country
+    elif event.county:
+        version.country = event.county[:2]  # a missing attribute costs a pydantic model ~5 us: not getattr
     version.municipality = event.municipality
     version.campaign_id = event.campaign_id
     version.plan_tasks = list(event.plan_tasks)

@@ -190,6 +190,9 @@ def _insert_sql(row_type: type) -> str:
 # without a call back into Python per value (a Python list param costs about 0.6-1.7 us a value).
 # UUIDs and JSON travel as text and are cast in the INSERT.
 _BATCH = "arrow_batch"
+# Arrow's own allocator keeps what it freed for later (50 MiB more peak memory in a 100,000-event
+# replay); the system's gives it back.
+pa.set_memory_pool(pa.system_memory_pool())
 _CAST_IN_SQL = {"UUID", "JSON"}
 _ARROW_TYPES = {
     "UBIGINT": pa.uint64(),
