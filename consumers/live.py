@@ -75,7 +75,7 @@ class Pipeline:
         self.after_write = after_write
 
     async def run(self, reader: StreamReader) -> None:
-        queue: asyncio.Queue[tuple[list[StreamMessage], list[Any]] | None] = asyncio.Queue(maxsize=2)
+        queue: asyncio.Queue[tuple[list[StreamMessage], list[Any]] | None] = asyncio.Queue(maxsize=1)
         failures: list[Exception] = []
 
         async def parse() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from nats.aio.client import Client
 
 from consumers.app import run_projector
+from consumers.reader import StreamReader
 from consumers.replay import replay
 from outreach.synthetic import generate
 from producers.publisher import Publisher
@@ -155,3 +158,45 @@ def test_the_benchmark_runs_end_to_end_on_a_small_stream(tmp_path: Path) -> None
     assert set(figures) == expected
     assert all(value > 0 for value in figures.values())
     assert "| replay_per_s |" in done.stdout
+
+
+async def test_a_reader_that_does_not_take_batches_holds_no_more_than_the_brokers_window(
+    settings: Settings, nc: Client
+) -> None:
+    """Flow control bounds what reading holds: 100 MB stored, one batch taken, and the broker
+    stops at its window (32 MiB at most, answered only as messages are taken), never the whole
+    stream in memory. nats-py answers flow control at once for a subscription with a callback,
+    which held 295,000 messages (about 600 MiB) in a replay whose writer was slower than delivery."""
+    js = nc.jetstream(publish_async_max_pending=1000)
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    total, payload = 100_000, b"x" * 1000
+    for _ in range(total // 1000):
+        acks = [await js.publish_async("outreach.events.al-a.session_held", payload) for _i in range(1000)]
+        await asyncio.gather(*acks)
+    assert (await js.stream_info(settings.stream)).state.messages == total
+
+    reader = StreamReader(js, settings.stream, start_seq=1, batch_size=1000, end_seq=total)
+    async with reader:
+        batches = aiter(reader)
+        first = await anext(batches)
+        assert [m.seq for m in first] == list(range(1, 1001))
+
+        async def delivered() -> int:
+            return (await reader.subscription.consumer_info()).delivered.stream_seq
+
+        # The broker has stopped sending once the delivered sequence stays put for a second.
+        seen, since, deadline = await delivered(), time.monotonic(), time.monotonic() + 60
+        while time.monotonic() - since < 1.0:
+            assert time.monotonic() < deadline, "delivery never paused"
+            await asyncio.sleep(0.05)
+            now = await delivered()
+            if now != seen:
+                seen, since = now, time.monotonic()
+        held_bytes = (seen - 1000) * len(payload)
+        assert seen < total // 2, f"the broker delivered {seen} of {total} messages to a reader that took 1,000"
+        assert held_bytes <= 50 * 1024 * 1024
+
+        rest: list[int] = []
+        async for batch in batches:
+            rest.extend(m.seq for m in batch)
+        assert rest == list(range(1001, total + 1))
