@@ -39,6 +39,7 @@ from producers.publisher import Publisher
 from runtime.server import EmbeddedServer
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
+from schemas.errors import OutreachError
 from schemas.parse import parse_event
 
 RAW_STREAM = "BENCH_RAW"
@@ -443,6 +444,11 @@ def table(results: Results) -> str:
 def main(
     events: int, sample: int, latency_rate: int, latency_seconds: float, out: Path | None, workdir: Path | None
 ) -> Results:
+    if workdir is not None:
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutreachError(f"cannot use {workdir} as the benchmark's working directory: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="outreach-bench-", dir=workdir) as tmp:
         results = run_bench(events, sample, latency_rate, latency_seconds, Path(tmp))
     print(table(results))

@@ -122,7 +122,7 @@ def test_the_benchmark_runs_end_to_end_on_a_small_stream(tmp_path: Path) -> None
             "--out",
             str(out),
             "--workdir",
-            str(tmp_path),
+            str(tmp_path / "not" / "yet"),  # made for it
         ],
         capture_output=True,
         text=True,
@@ -158,6 +158,22 @@ def test_the_benchmark_runs_end_to_end_on_a_small_stream(tmp_path: Path) -> None
     assert set(figures) == expected
     assert all(value > 0 for value in figures.values())
     assert "| replay_per_s |" in done.stdout
+
+
+def test_the_benchmark_names_a_working_directory_it_cannot_use(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "bench", "--events", "1000", "--workdir", str(blocker / "work")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip() == (
+        f"error: cannot use {blocker / 'work'} as the benchmark's working directory: "
+        f"[Errno 20] Not a directory: '{blocker / 'work'}'"
+    )
 
 
 async def test_a_reader_that_does_not_take_batches_holds_no_more_than_the_brokers_window(
