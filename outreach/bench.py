@@ -90,7 +90,7 @@ def run_bench(events: int, sample: int, latency_rate: int, latency_seconds: floa
         asyncio.run(_publish_phase(settings, events, results))
         asyncio.run(_ordered_ceiling(settings, events, results))
         _replay_phase(settings, events, workdir, results)
-        _live_phase(settings, workdir, results)
+        _live_phase(settings, events, workdir, results)
         _naive_phase(settings, sample, workdir, results)
         _query_phase(workdir / "replay.duckdb", results)
         _startup_phase(workdir / "replay.duckdb", results)
@@ -192,21 +192,30 @@ def _child(args: list[str], settings: Settings) -> tuple[float, float, str]:
 def _replay_phase(settings: Settings, events: int, workdir: Path, results: Results) -> None:
     quarter = events // 4
     print(f"replaying {quarter:,} and {events:,} events into new files", file=sys.stderr)
-    seconds, rss, _ = _child(
+    seconds, rss, out = _child(
         ["replay", "--db", str(workdir / "replay-quarter.duckdb"), "--until-seq", str(quarter)], settings
     )
+    _require_all("replay --until-seq", out, "replayed ", quarter)
     results.add("replay_quarter_per_s", quarter / seconds)
     results.add("replay_quarter_peak_rss_mib", rss)
-    seconds, rss, _ = _child(["replay", "--db", str(workdir / "replay.duckdb")], settings)
+    seconds, rss, out = _child(["replay", "--db", str(workdir / "replay.duckdb")], settings)
+    _require_all("replay", out, "replayed ", events)
     results.add("replay_per_s", events / seconds)
     results.add("replay_peak_rss_mib", rss)
 
 
-def _live_phase(settings: Settings, workdir: Path, results: Results) -> None:
+def _require_all(command: str, out: str, marker: str, expected: int) -> None:
+    """A rate is only a figure if every event was read: a reader that stops early looks fast."""
+    read = int(out.split(marker, 1)[1].split()[0])
+    if read != expected:
+        raise RuntimeError(f"outreach {command} read {read:,} of {expected:,} events; no rate is reported for it")
+
+
+def _live_phase(settings: Settings, events: int, workdir: Path, results: Results) -> None:
     print("the live projector over the same backlog", file=sys.stderr)
     seconds, rss, out = _child(["project", "--until-caught-up", "--db", str(workdir / "live.duckdb")], settings)
-    applied = int(out.split("applied ")[1].split()[0])
-    results.add("live_projector_per_s", applied / seconds)
+    _require_all("project --until-caught-up", out, "applied ", events)
+    results.add("live_projector_per_s", events / seconds)
     results.add("live_projector_peak_rss_mib", rss)
 
 

@@ -176,6 +176,15 @@ def test_the_benchmark_names_a_working_directory_it_cannot_use(tmp_path: Path) -
     )
 
 
+def test_the_benchmark_reports_no_rate_for_a_reader_that_stopped_early() -> None:
+    from outreach.bench import _require_all
+
+    _require_all("replay", "replayed 1000 message(s) into x.duckdb in 1.0s", "replayed ", 1000)
+    with pytest.raises(RuntimeError) as caught:
+        _require_all("replay", "replayed 734800 message(s) into x.duckdb in 112.7s", "replayed ", 1_000_000)
+    assert str(caught.value) == "outreach replay read 734,800 of 1,000,000 events; no rate is reported for it"
+
+
 async def test_a_reader_that_does_not_take_batches_holds_no_more_than_the_brokers_window(
     settings: Settings, nc: Client
 ) -> None:
