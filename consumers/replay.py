@@ -60,7 +60,7 @@ async def replay(
         js = nc.jetstream()
         info = await read_stream_info(js, settings.stream)
         end = info.state.last_seq if until_seq is None else min(until_seq, info.state.last_seq)
-        store = ProjectionStore(db)
+        store = ProjectionStore(db, memory_limit=f"{settings.memory_limit_mb}MB")
         projector = Projector(store, settings.stream, info.created)
         if end <= projector.last_seq or info.state.messages == 0:
             return projector.stats

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     query_max_rows: int = Field(
         100_000, ge=1, le=10_000_000, description="an analyst's query returning more rows is refused"
     )
+    memory_limit_mb: int = Field(
+        192,
+        ge=16,
+        le=1_000_000,
+        description="DuckDB's buffer pool in the projector and in replay, in MB (analysts' queries through "
+        "the projector share it)",
+    )
     query_slots: int = Field(4, ge=1, le=64, description="analysts' queries the projector answers at once")
     publish_window: int = Field(1000, ge=1, le=10_000, description="unacknowledged events in flight")
     publish_timeout_s: float = Field(5.0, gt=0)
