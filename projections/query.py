@@ -139,6 +139,11 @@ def execute_read_only(
             "the query would write, and is refused: `outreach sql` only reads. The projection is "
             "written by the projector alone."
         ) from None
+    except duckdb.OutOfMemoryException:
+        raise QueryRefused(
+            f"the query needs more memory than queries are given here ({_memory_limit(con)}); narrow it "
+            "with WHERE or LIMIT, or use `outreach export`"
+        ) from None
     except duckdb.Error as exc:
         raise ProjectionError(f"the query failed: {exc}") from None
     finally:
@@ -149,4 +154,12 @@ def execute_read_only(
 
 
 FETCH_ROWS = 10_000
+def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    try:
+        con.execute("ROLLBACK")
+        return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    except duckdb.Error:
+        return "its memory limit"
+
+
 AS_OF = "SELECT last_seq, last_stored_at FROM checkpoint ORDER BY updated_at DESC LIMIT 1"

@@ -190,6 +190,28 @@ async def test_an_answer_too_large_is_refused(nc: Client, settings: Settings, pr
     assert len(answer(sql(settings, "SELECT * FROM range(100000)"))) == 100_000  # the cap itself is allowed
 
 
+async def test_a_query_past_the_memory_limit_is_refused_and_the_projector_goes_on(
+    nc: Client, settings: Settings
+) -> None:
+    """OUTREACH_MEMORY_LIMIT_MB sizes the buffer pool that the projector's queries share; a query
+    that needs more is refused with a sentence (DuckDB's own advice is to SET what analysts cannot)."""
+    running = Projector(settings, OUTREACH_MEMORY_LIMIT_MB="16")
+    try:
+        last = await publish(nc, settings, 100, seed=66)
+        wait_until(lambda: running.applied() == last, 60, "the projector caught up")
+        assert answer(sql(settings, "SELECT current_setting('memory_limit')")) == ["15.2 MiB"]  # 16 MB
+        done = sql(settings, "SELECT length(list(repeat('x', 100))::VARCHAR) AS n FROM range(1000000)")
+        assert done.returncode == 1
+        assert done.stderr.splitlines()[0] == (
+            "error: the query needs more memory than queries are given here (15.2 MiB); narrow it with "
+            "WHERE or LIMIT, or use `outreach export`"
+        )
+        assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["100"]
+    finally:
+        err = running.stop()
+    assert "needs more memory" in err  # the refusal is recorded in the projector's log
+
+
 async def test_reading_commands_beside_a_live_projector_equal_those_after_it_stops(
     nc: Client, settings: Settings, projector: Projector, tmp_path: Path
 ) -> None:

@@ -161,30 +161,10 @@ async def test_a_snapshot_cancelled_mid_write_still_lands_before_the_next(
     assert finished == [1, 2]
 
 
-async def test_the_buffer_pool_follows_the_memory_limit_setting(
+async def test_replay_sizes_its_buffer_pool_from_the_memory_limit_setting(
     nc: Client, settings: Settings, monkeypatch: Any
 ) -> None:
-    """OUTREACH_MEMORY_LIMIT_MB sizes DuckDB's buffer pool in the projector (analysts' queries
-    through it share that pool) and in replay: less memory, at some speed (BENCHMARKS.md)."""
-    env = dict(os.environ, OUTREACH_NATS_URL=settings.nats_url, OUTREACH_DB=str(settings.db))
-    env["OUTREACH_MEMORY_LIMIT_MB"] = "64"
-    projector = subprocess.Popen(
-        [sys.executable, "-m", "outreach", "project"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while (done := sql(settings, "SELECT current_setting('memory_limit') AS m")).returncode != 0:
-            assert time.monotonic() < deadline, done.stderr
-        assert done.stdout.splitlines() == ["m", "61.0 MiB"]  # DuckDB shows 64 MB in MiB
-    finally:
-        projector.send_signal(signal.SIGTERM)
-        _, err = projector.communicate(timeout=60)
-    assert projector.returncode == 0, err[-2000:]
-
+    """Replay has no analysts beside it: OUTREACH_MEMORY_LIMIT_MB trades its memory for speed."""
     from consumers import replay as replay_module
 
     limits: list[str] = []
@@ -195,9 +175,8 @@ async def test_the_buffer_pool_follows_the_memory_limit_setting(
             limits.append(self.root.execute("SELECT current_setting('memory_limit')").fetchone()[0])
 
     monkeypatch.setattr(replay_module, "ProjectionStore", Observed)
-    items = list(generate(10, seed=5))
-    await Publisher(nc.jetstream()).publish(parse_event(i.payload) for i in items)
-    stats = await replay_module.replay(
-        settings.model_copy(update={"memory_limit_mb": 96}), settings.db.parent / "r.duckdb"
-    )
+    js = nc.jetstream()
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    await Publisher(js).publish(parse_event(i.payload) for i in generate(10, seed=5))
+    stats = await replay_module.replay(settings.model_copy(update={"memory_limit_mb": 96}), settings.db)
     assert (stats.messages, limits) == (10, ["91.5 MiB"])
