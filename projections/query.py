@@ -81,6 +81,15 @@ def too_large(rows: str) -> QueryRefused:
     return QueryRefused(f"result too large: {rows} rows; add LIMIT, or use `outreach export`")
 
 
+def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    """What queries on ``con`` may use, as DuckDB shows it (after the failed transaction ends)."""
+    try:
+        con.execute("ROLLBACK")
+        return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    except duckdb.Error:
+        return "its memory limit"
+
+
 def execute_read_only(
     con: duckdb.DuckDBPyConnection,
     sql: str,
@@ -154,12 +163,4 @@ def execute_read_only(
 
 
 FETCH_ROWS = 10_000
-def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
-    try:
-        con.execute("ROLLBACK")
-        return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
-    except duckdb.Error:
-        return "its memory limit"
-
-
 AS_OF = "SELECT last_seq, last_stored_at FROM checkpoint ORDER BY updated_at DESC LIMIT 1"
