@@ -37,7 +37,7 @@ DATE_SKEW = timedelta(days=1)
 MAX_COUNT = 10_000_000
 
 
-def _exact_int(value: Any) -> Any:
+def exact_int(value: Any) -> Any:
     """A JSON integer, nothing else: ``"5"``, ``5.0`` and ``true`` are refused, so that what the fold
     counts is exactly what any JSON reader (DuckDB's included) reads from the stored payload. Files
     whose cells are text (CSV) convert them explicitly before validation."""
@@ -77,14 +77,15 @@ def _date_text(value: Any) -> Any:
 Day = Annotated[date, BeforeValidator(_date_text)]
 Moment = Annotated[AwareDatetime, BeforeValidator(_date_text)]
 
-# Whole numbers and flags are strict on the wire: JSON integers and JSON true/false only.
-WholeNumber = Annotated[int, BeforeValidator(_exact_int), Strict()]
+# Whole numbers and flags are strict on the wire: JSON integers and JSON true/false only. pydantic-core
+# refuses "5", 5.0 and true itself (``int_type``); ``plain_message`` words it as ``exact_int`` does.
+WholeNumber = Annotated[int, Strict()]
 Count = Annotated[WholeNumber, Field(ge=0, le=MAX_COUNT)]
 Flag = Annotated[bool, Strict()]
 MAX_SESSIONS = 10_000  # sessions one entry may report
-V1 = Annotated[Literal[1], BeforeValidator(_exact_int)]
-V2 = Annotated[Literal[2], BeforeValidator(_exact_int)]
-V3 = Annotated[Literal[3], BeforeValidator(_exact_int)]
+V1 = Annotated[Literal[1], BeforeValidator(exact_int)]
+V2 = Annotated[Literal[2], BeforeValidator(exact_int)]
+V3 = Annotated[Literal[3], BeforeValidator(exact_int)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import EventInvalid, Problem
-from schemas.events import EVENT_TYPES, Event, EventBase
+from schemas.events import EVENT_TYPES, Event, EventBase, exact_int
 from schemas.reference import county_named
 from schemas.upcast import CURRENT_VERSIONS, upcast
 
@@ -271,6 +271,11 @@ def plain_message(kind: str, message: str, ctx: dict[str, Any], value: Any) -> s
             if county is not None:
                 return f"must be the county's code, not its name: {value} is {county.code}"
         return words
+    if kind == "int_type":  # a strict whole number was given something else: say what, as exact_int does
+        try:
+            exact_int(value)
+        except ValueError as exc:
+            return str(exc)
     if kind.startswith("date_"):
         return DAY_FORMS
     if kind in MESSAGES:
