@@ -37,7 +37,7 @@ from schemas.errors import OutreachError, ProjectionError
 from schemas.subjects import ALL_EVENTS
 
 # Heartbeats the ordered consumer expects; it recreates itself after missing two. A slow writer
-# holds the message callback back for a few batches at most, far less than two of these.
+# holds the reader back for a few batches at most, far less than two of these.
 IDLE_HEARTBEAT_S = 30.0
 # What nats-py may hold before the reader takes it. The broker's flow-control window bounds it;
 # past these limits nats-py would drop messages, the flow control request among them, and delivery
