@@ -93,16 +93,29 @@ KINDS = {  # a material kind, one and many
     "brochure": ("brochure", "brochures"),
     "other": ("other material", "other materials"),
 }
-FILTER_QUALITY = (
-    ("sessions_estimated", "sessions with estimated participant counts"),
-    ("sessions_uncounted", "sessions with uncounted participants (not in the participants totals)"),
-    ("materials_unknown", "distributions of materials with unknown quantity"),
+FILTER_QUALITY = (  # a figure's key, what it counts when one and when many
+    ("sessions_estimated", "session with estimated participant counts", "sessions with estimated participant counts"),
+    (
+        "sessions_uncounted",
+        "session with uncounted participants (not in the participants totals)",
+        "sessions with uncounted participants (not in the participants totals)",
+    ),
+    (
+        "materials_unknown",
+        "distribution of materials with unknown quantity",
+        "distributions of materials with unknown quantity",
+    ),
 )
 LOG_NOTES = (
-    ("corrections", "corrections applied"),
-    ("retractions", "retractions applied"),
-    ("rejected", "events rejected by the projector (not in any total)"),
+    ("corrections", "correction applied", "corrections applied"),
+    ("retractions", "retraction applied", "retractions applied"),
+    (
+        "rejected",
+        "event rejected by the projector (not in any total)",
+        "events rejected by the projector (not in any total)",
+    ),
 )
+NO_SESSIONS = "no sessions"  # where a participants figure would read 0 although no session was held
 
 CSS = """
 :root { color-scheme: light; --ink: #1d2433; --muted: #5b6475; --bar: #2f6f9f; --line: #d8dde6; }
@@ -359,12 +372,13 @@ def _render(data: _Data) -> str:
         sections = '<p class="empty" id="no-actions">No action matches these filters.</p>'
     quality = "\n".join(
         f'<li><span class="value" id="quality-{key.replace("_", "-")}">{_n(data.quality[key])}</span> '
-        f"{escape(label)}</li>"
-        for key, label in FILTER_QUALITY
+        f"{escape(one if data.quality[key] == 1 else many)}</li>"
+        for key, one, many in FILTER_QUALITY
     )
     log = "\n".join(
-        f'<li><span class="value" id="quality-{key}">{_n(data.quality[key])}</span> {escape(label)}</li>'
-        for key, label in LOG_NOTES
+        f'<li><span class="value" id="quality-{key}">{_n(data.quality[key])}</span> '
+        f"{escape(one if data.quality[key] == 1 else many)}</li>"
+        for key, one, many in LOG_NOTES
     )
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -406,8 +420,12 @@ def _section(country: Country) -> str:
             note = f'<span class="note" id="headline-{code}-participants-note">{escape("; ".join(marks))}</span>'
         if key == "counties":
             note = '<span class="note">by sessions or materials</span>'
+        value = _n(h[key])
+        if key == "participants" and not h["sessions"]:  # nobody was counted because no session was held
+            value = "—"
+            note = f'<span class="note" id="headline-{code}-participants-note">{NO_SESSIONS} held</span>'
         cards.append(
-            f'<li><span class="value" id="headline-{code}-{key}">{_n(h[key])}</span>'
+            f'<li><span class="value" id="headline-{code}-{key}">{value}</span>'
             f'<span class="label">{escape(_plural(h[key], label).split(" ", 1)[1])}</span>{note}</li>'
         )
         if key == "participants":  # each kind of material its own figure, next to the people reached
@@ -452,7 +470,7 @@ def _county_chart(country: Country) -> str:
         # The name above its bar, so that long names have the whole width.
         rows.append(f'<text x="0" y="{y + 15}">{escape(label)}</text>')
         if not sessions:  # no session held there: not "0 people reached"
-            rows.append(f'<text class="none" x="0" y="{y + 33}" data-county="{key}">no sessions</text>')
+            rows.append(f'<text class="none" x="0" y="{y + 33}" data-county="{key}">{NO_SESSIONS}</text>')
             y += BAR_ROW
             continue
         width = round(room * int(value) / top, 1)
@@ -569,8 +587,8 @@ def _plan_task_table(country: Country) -> str:
         return f'<p class="empty" id="plan-tasks-{escape(country.code)}">No plan tasks defined or referred to.</p>'
     rows = "\n".join(
         f'<tr data-task-ref="{escape(str(ref))}"><td>{escape(str(ref))}</td><td>{escape(title or "")}</td>'
-        f'<td class="n">{_n(events)}</td><td class="n">{_n(sessions)}</td><td class="n">{_n(participants)}'
-        f"{_cell_marks(uncounted, estimated)}</td>"
+        f'<td class="n">{_n(events)}</td><td class="n">{_n(sessions)}</td>'
+        f'<td class="n">{_n(participants) if sessions else NO_SESSIONS}{_cell_marks(uncounted, estimated)}</td>'
         f'<td class="n">{_n(teams)}</td><td class="n">{_n(counties)}</td></tr>'
         for ref, title, events, sessions, participants, teams, counties, uncounted, estimated in country.plan_tasks
     )

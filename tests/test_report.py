@@ -38,7 +38,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
 TASK = "pl-nap-2013-2015/III/4"
 TITLE = "Powołanie wojewódzkich zespołów ds. przeciwdziałania handlowi ludźmi"
-TASK_ROW = [TASK, TITLE, "6", "0", "0", "6", "6"]
+TASK_ROW = [TASK, TITLE, "6", "0", "no sessions", "6", "6"]  # teams only: nobody to count
 TASK_HEADER = ["task", "title", "actions", "sessions", "participants known", "teams established", "counties"]
 HEADLINES = {  # the seed reports: Albania and Poland each on its own
     "headline-AL-events": "7",
@@ -49,7 +49,8 @@ HEADLINES = {  # the seed reports: Albania and Poland each on its own
     "headline-AL-counties": "1",
     "headline-PL-events": "7",
     "headline-PL-sessions": "0",
-    "headline-PL-participants": "0",
+    "headline-PL-participants": "—",  # not 0: no session was held
+    "headline-PL-participants-note": "no sessions held",
     "headline-PL-teams": "7",
     "headline-PL-counties": "0",  # teams set up there: no county reached by sessions or materials
 }
@@ -259,7 +260,7 @@ def test_text_from_the_database_is_escaped(db: Path, tmp_path: Path) -> None:
     assert "<img" not in html
     assert "AL-06 &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Co&quot;: 97 participants" in html
     page = Page(html)
-    assert page.rows["plan-tasks-PL"][1] == [TASK, "</td><img src=x onerror=1>", "6", "0", "0", "6", "6"]
+    assert page.rows["plan-tasks-PL"][1] == [TASK, "</td><img src=x onerror=1>", "6", "0", "no sessions", "6", "6"]
     assert page.find("rect", **{"class": "bar", "data-county": "AL-06"})[0]["data-value"] == "97"
 
 
@@ -441,6 +442,11 @@ def test_filters_cover_a_country_a_campaign_and_a_period(mixed: Path, tmp_path: 
     assert [a["data-country"] for a in page.find("section")] == ["PL"]
     assert headline(page, "PL") == MIXED_PL
     assert page.text_by_id["filters"] == "The actions in Poland (PL); an action counts in the month it started."
+    assert " ".join(page.text_by_id["quality"].split()) == (  # one of them: "1 session", not "1 sessions"
+        "0 sessions with estimated participant counts "
+        "1 session with uncounted participants (not in the participants totals) "
+        "0 distributions of materials with unknown quantity"
+    )
 
     spring = {
         "events": "4",
@@ -464,10 +470,10 @@ def test_filters_cover_a_country_a_campaign_and_a_period(mixed: Path, tmp_path: 
 
     page = render(mixed, tmp_path / "2016.html", end=date(2016, 12, 31))
     assert [a["data-country"] for a in page.find("section")] == ["PL"]
-    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "6", "0", "0", "6", "6"]]
+    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, TASK_ROW]
     page = render(mixed, tmp_path / "2013.html", country="PL", end=date(2013, 12, 31))
     assert headline(page, "PL")["teams"] == "1"  # Mazowieckie's, of 2010, under no plan task
-    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "0", "0", "0", "0", "0"]]  # defined, no action
+    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "0", "0", "no sessions", "0", "0"]]  # defined
 
     page = render(mixed, tmp_path / "campaign.html", campaign=CAMPAIGN)
     assert [a["data-country"] for a in page.find("section")] == ["AL"]
@@ -580,7 +586,14 @@ def test_the_command_takes_the_filters_as_agencies_write_dates(db: Path, tmp_pat
         "it started."
     )
     # Teams set up in January, May and October 2014 (two); November's is outside.
-    assert headline(page, "PL") == {"events": "4", "sessions": "0", "participants": "0", "teams": "4", "counties": "0"}
+    assert headline(page, "PL") == {
+        "events": "4",
+        "sessions": "0",
+        "participants": "—",
+        "participants-note": "no sessions held",
+        "teams": "4",
+        "counties": "0",
+    }
     done = report("--from", "05/03/2025")
     assert (done.returncode, done.stderr.splitlines()[0][:56]) == (
         1,
