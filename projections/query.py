@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,9 @@ READ_ONLY_CONFIG = {
     "lock_configuration": True,
 }
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+# What comes before the statement an EXPLAIN explains: comments, EXPLAIN, then ANALYZE or options.
+_COMMENTS = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+_EXPLAIN = re.compile(r"EXPLAIN\b\s*(?:ANALY[SZ]E\b\s*|\([^()]*\)\s*)?", re.I)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,18 @@ def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
         return "its memory limit"
 
 
+def _explains_a_select(con: duckdb.DuckDBPyConnection, query: str) -> bool:
+    """Whether an EXPLAIN statement explains one SELECT; anything it cannot tell is no."""
+    explain = _EXPLAIN.match(query, _COMMENTS.match(query).end())
+    if explain is None:
+        return False
+    try:
+        inner = con.extract_statements(query[explain.end() :])
+    except duckdb.Error:
+        return False
+    return len(inner) == 1 and inner[0].type == duckdb.StatementType.SELECT
+
+
 def execute_read_only(
     con: duckdb.DuckDBPyConnection,
     sql: str,
@@ -112,6 +128,12 @@ def execute_read_only(
         raise QueryRefused(
             f"{kind.name} statements are refused: `outreach sql` only reads (SELECT, WITH … SELECT, "
             f"EXPLAIN). The projection is written by the projector alone."
+        )
+    if kind == duckdb.StatementType.EXPLAIN and not _explains_a_select(con, statements[0].query):
+        # A read-only transaction does not stop everything: EXPLAIN ANALYZE CHECKPOINT wrote the file.
+        raise QueryRefused(
+            "EXPLAIN of anything but a SELECT is refused (EXPLAIN SELECT … and EXPLAIN ANALYZE SELECT … are "
+            "answered): `outreach sql` only reads. The projection is written by the projector alone."
         )
     timer = threading.Timer(limits.seconds, con.interrupt)
     count = 0

@@ -115,6 +115,11 @@ async def test_nothing_an_analyst_sends_can_write(nc: Client, settings: Settings
         "EXPLAIN ANALYZE INSERT INTO stream_gaps VALUES (1, 1, now())",
         "EXPLAIN ANALYZE CREATE TABLE stolen AS SELECT * FROM event_log",
         "EXPLAIN ANALYZE DROP TABLE checkpoint",
+        "EXPLAIN ANALYZE CHECKPOINT",  # a read-only transaction let this one write the file
+        "EXPLAIN ANALYZE FORCE CHECKPOINT",
+        "EXPLAIN ANALYZE VACUUM",
+        "EXPLAIN ANALYZE CREATE TEMP TABLE stolen AS SELECT 1",
+        "/* a comment first */ EXPLAIN ANALYZE CHECKPOINT",
         "UPDATE checkpoint SET last_seq = 0",
         "SELECT 1; DELETE FROM event_log",
     ]
@@ -123,6 +128,13 @@ async def test_nothing_an_analyst_sends_can_write(nc: Client, settings: Settings
         assert done.returncode == 1, (statement, done.stdout)
         assert "refused" in done.stderr, (statement, done.stderr)
         assert "Traceback" not in done.stderr
+        if "EXPLAIN" in statement:
+            assert done.stderr.splitlines()[0] == (
+                "error: EXPLAIN of anything but a SELECT is refused (EXPLAIN SELECT … and EXPLAIN ANALYZE SELECT … "
+                "are answered): `outreach sql` only reads. The projection is written by the projector alone."
+            ), statement
+    explained = sql(settings, "-- how is it counted?\nEXPLAIN ANALYZE SELECT count(*) FROM event_log")
+    assert explained.returncode == 0 and "EXPLAIN" in explained.stdout.upper(), explained.stderr
     assert answer(sql(settings, "SELECT last_seq FROM checkpoint")) == [str(last)]
     assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["300"]
     assert answer(sql(settings, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'stolen'")) == ["0"]

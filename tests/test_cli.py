@@ -119,6 +119,8 @@ def test_sql_prints_csv_and_json(demo_dir: Path) -> None:
         ("SELECT * FROM read_text('/etc/hostname')", "files, the network and extensions are out of reach"),
         ("INSTALL httpfs", "LOAD statements are refused"),
         ("SET enable_external_access = true", "SET statements are refused"),
+        ("EXPLAIN ANALYZE CHECKPOINT", "EXPLAIN of anything but a SELECT is refused"),
+        ("EXPLAIN ANALYZE CREATE TABLE x AS SELECT 1", "EXPLAIN of anything but a SELECT is refused"),
     ],
 )
 def test_sql_refuses_anything_but_reading(demo_dir: Path, query: str, message: str) -> None:
