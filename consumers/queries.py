@@ -70,8 +70,10 @@ class Services:
     def __init__(self, store: ProjectionStore, settings: Settings, max_payload: int) -> None:
         self.store = store
         self.slots = settings.query_slots
-        self.limits = QueryLimits(seconds=settings.query_timeout_s, max_rows=settings.query_max_rows)
         self.max_bytes = max(max_payload - REPLY_ROOM, 1024)
+        self.limits = QueryLimits(
+            seconds=settings.query_timeout_s, max_rows=settings.query_max_rows, max_bytes=self.max_bytes
+        )
         # A thread per slot, and one for receipts, which a crowd of queries must not hold up.
         self.queries = ThreadPoolExecutor(self.slots, thread_name_prefix="outreach-query")
         self.receipts = ThreadPoolExecutor(1, thread_name_prefix="outreach-status")

@@ -75,14 +75,28 @@ def run_query(
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """What one analyst's query may take: its time, and the rows of its answer."""
+    """What one analyst's query may take: its time, the rows of its answer, and (answers sent as one
+    reply) its bytes as JSON, counted as the rows are fetched so that a wide answer is refused
+    before it is all held in memory."""
 
     seconds: float = 30.0
     max_rows: int = 100_000
+    max_bytes: int | None = None
 
 
 def too_large(rows: str) -> QueryRefused:
     return QueryRefused(f"result too large: {rows} rows; add LIMIT, or use `outreach export`")
+
+
+def _json_size_at_least(value: Any) -> int:
+    """A lower bound of a value's size as JSON: its text and bytes, a byte for anything else."""
+    if isinstance(value, str | bytes):
+        return len(value) + 2
+    if isinstance(value, list | tuple):
+        return 2 + sum(_json_size_at_least(item) for item in value)
+    if isinstance(value, dict):
+        return 2 + sum(len(str(key)) + _json_size_at_least(item) for key, item in value.items())
+    return 1
 
 
 def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
@@ -145,10 +159,18 @@ def execute_read_only(
         cursor = con.execute(sql, params or [])
         columns = [d[0] for d in cursor.description or []]
         rows: list[tuple[Any, ...]] = []
+        size = 0
         while chunk := cursor.fetchmany(FETCH_ROWS):
             count += len(chunk)
             if count <= limits.max_rows:
                 rows.extend(chunk)
+                if limits.max_bytes is not None:
+                    size += _json_size_at_least(chunk)
+                    if size > limits.max_bytes:
+                        raise QueryRefused(
+                            f"result too large: its first {count:,} rows are more than {limits.max_bytes:,} bytes as "
+                            f"JSON, what one reply holds; add LIMIT, or use `outreach export`"
+                        )
             else:
                 rows = []  # counted on to tell the analyst how many, never kept
         if count > limits.max_rows:

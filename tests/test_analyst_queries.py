@@ -196,10 +196,31 @@ async def test_an_answer_too_large_is_refused(nc: Client, settings: Settings, pr
     done = sql(settings, "SELECT * FROM range(3000000)")
     assert done.returncode == 1
     assert "result too large: 3,000,000 rows; add LIMIT, or use `outreach export`" in done.stderr
+    one_reply = f"{nc.max_payload - 4096:,}"  # the broker's max_payload, less room for the reply's headers
     done = sql(settings, "SELECT repeat('x', 2000) AS wide FROM range(1000)")
     assert done.returncode == 1
-    assert "result too large: 1,000 rows" in done.stderr and "where one reply holds" in done.stderr
+    assert done.stderr.splitlines()[0] == (
+        f"error: result too large: its first 1,000 rows are more than {one_reply} bytes as JSON, what one reply "
+        "holds; add LIMIT, or use `outreach export`"
+    )
+    # 400 MB of text in 100,000 rows is refused at its first rows fetched, not after all are held as JSON.
+    done = sql(settings, "SELECT repeat('x', 4000) AS wide FROM range(100000)")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (
+        f"error: result too large: its first 10,000 rows are more than {one_reply} bytes as JSON, what one reply "
+        "holds; add LIMIT, or use `outreach export`"
+    )
+    assert peak_rss_mib(projector.process.pid) < 400
     assert len(answer(sql(settings, "SELECT * FROM range(100000)"))) == 100_000  # the cap itself is allowed
+    assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["100"]  # and the projector goes on
+
+
+def peak_rss_mib(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
 
 
 async def test_a_query_past_the_memory_limit_is_refused_and_the_projector_goes_on(
