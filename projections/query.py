@@ -46,11 +46,25 @@ class LockedByProjector(ProjectionError):
     """The file is open for writing by a running projector: ask the projector instead."""
 
 
+DUCKDB_MAGIC = b"DUCK"  # bytes 8 to 11 of every DuckDB database file
+
+
 def open_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open a projection for reading; refuse a missing file rather than create an empty one."""
+    """Open a projection for reading; refuse a missing file rather than create an empty one, and
+    a file that is no DuckDB database (an export, a log) in a sentence."""
     path = Path(path)
     if not path.is_file():
         raise ProjectionError(f"no projection database at {path}; run `outreach project` (or `outreach demo`) first")
+    try:
+        with path.open("rb") as file:
+            head = file.read(12)
+    except OSError as exc:
+        raise ProjectionError(f"cannot open {path}: {exc.strerror}") from None
+    if head[8:12] != DUCKDB_MAGIC:
+        raise ProjectionError(
+            f"{path} is not a projection: it holds no DuckDB database (an export or a log is read with other "
+            f"tools); give the projection's file, such as outreach.duckdb"
+        )
     try:
         return duckdb.connect(str(path), read_only=True, config=READ_ONLY_CONFIG)
     except duckdb.IOException as exc:
@@ -59,6 +73,8 @@ def open_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
                 f"{path} is open for writing by another process (a running projector); "
                 f"query through the projector (give --nats), or query a copy of the file"
             ) from None
+        raise ProjectionError(f"cannot open {path}: {exc}") from None
+    except duckdb.Error as exc:
         raise ProjectionError(f"cannot open {path}: {exc}") from None
 
 

@@ -133,6 +133,21 @@ def test_sql_refuses_anything_but_reading(demo_dir: Path, query: str, message: s
     assert not (demo_dir / "leak.csv").exists()
 
 
+@pytest.mark.parametrize("name", ["totals.csv", "totals.parquet", "totals.xlsx"])
+def test_reading_commands_given_an_export_instead_of_the_projection_say_so(demo_dir: Path, name: str) -> None:
+    db = demo_dir / "outreach-demo" / "outreach.duckdb"
+    made = outreach("export", "--db", str(db), "--view", "totals_by_county", "--out", name, cwd=demo_dir)
+    assert made.returncode == 0, made.stderr
+    said = (
+        f"error: {name} is not a projection: it holds no DuckDB database (an export or a log is read with other "
+        "tools); give the projection's file, such as outreach.duckdb\n"
+    )
+    for command in (["sql", "SELECT 1"], ["verify"], ["report", "--out", "r.html"], ["export", "--out", "x.csv"]):
+        done = outreach(*command, "--db", name, cwd=demo_dir)
+        assert (done.returncode, done.stderr) == (1, said), command
+    assert not (demo_dir / "r.html").exists() and not (demo_dir / "x.csv").exists()
+
+
 def test_sql_on_a_missing_database_says_what_to_do(tmp_path: Path) -> None:
     done = outreach("sql", "--db", str(tmp_path / "none.duckdb"), "SELECT 1")
     assert done.returncode == 1
