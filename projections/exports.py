@@ -174,6 +174,10 @@ def export_view(db: Path, view: str, fmt: str, out: Path, *, excel: bool = False
         raise SettingsInvalid(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if view not in EXPORTABLE:
         raise QueryRefused(f"{view!r} cannot be exported; the views that can: {', '.join(EXPORTABLE)}")
+    if excel and fmt not in ("csv", "hxl"):
+        raise SettingsInvalid(
+            f"--excel marks a CSV for Excel (a byte-order mark); a {fmt} file needs none: leave --excel out"
+        )
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")

@@ -380,6 +380,14 @@ def test_a_csv_for_excel_starts_with_a_byte_order_mark(db: Path, tmp_path: Path)
     hxl = tmp_path / "excel-hxl.csv"
     assert outreach_export(db, "--format", "hxl", "--out", str(hxl), "--excel").returncode == 0
     assert hxl.read_bytes().startswith(BOM + b"county,")
+    for name in ("x.parquet", "x.xlsx"):  # a byte-order mark is for CSV: elsewhere --excel is refused
+        done = outreach_export(db, "--out", str(tmp_path / name), "--excel")
+        fmt = name.split(".")[1]
+        assert (done.returncode, done.stderr) == (
+            1,
+            f"error: --excel marks a CSV for Excel (a byte-order mark); a {fmt} file needs none: leave --excel out\n",
+        )
+        assert not (tmp_path / name).exists()
 
 
 def test_sql_writes_booleans_as_true_and_false(db: Path) -> None:
