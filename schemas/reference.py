@@ -23,6 +23,7 @@ class County:
     name: str
     name_en: str
     kind: str
+    also: tuple[str, ...] = ()  # other forms of the name, e.g. Albanian's definite form (Korça)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ def fold(text: str) -> str:
 def regions() -> Regions:
     """Load the reference data once."""
     raw = json.loads(resources.files("schemas.data").joinpath("regions.json").read_text("utf-8"))
-    counties = {c["code"]: County(c["code"], c["country"], c["name"], c["name_en"], c["kind"]) for c in raw["counties"]}
+    counties = {
+        c["code"]: County(c["code"], c["country"], c["name"], c["name_en"], c["kind"], tuple(c.get("also", ())))
+        for c in raw["counties"]
+    }
     municipalities: dict[str, Municipality] = {}
     by_name: dict[tuple[str, str], list[Municipality]] = {}
     for m in raw["municipalities"]:
@@ -89,10 +93,10 @@ def check_county(code: str, country: str | None = None) -> str | None:
 
 
 def county_named(name: str) -> County | None:
-    """The county a name (Korçë, korce, Dolnośląskie, Lower Silesian) is, if any."""
+    """The county a name (Korçë, korce, Korça, Dolnośląskie, Lower Silesian) is, if any."""
     folded = fold(name)
     for county in regions().counties.values():
-        if folded in (fold(county.name), fold(county.name_en)):
+        if folded in (fold(county.name), fold(county.name_en), *map(fold, county.also)):
             return county
     return None
 
