@@ -117,6 +117,10 @@ class Occurred(Frozen):
             if slash and not end:
                 raise ValueError(f"range {value!r} has no end; write one date, or start/end")
             return {"start": start, "end": end} if slash else {"start": start}
+        if not isinstance(value, dict | BaseModel):
+            raise ValueError(
+                'must be a date written as text, such as "2025-03-05", or a range, "2025-03-01/2025-03-15"'
+            )
         return value
 
     @model_validator(mode="after")
@@ -174,12 +178,17 @@ class EventBase(Frozen):
             raise ValueError("lists the same entry twice")
         return value
 
-    @model_validator(mode="after")
-    def _envelope(self, info: ValidationInfo) -> EventBase:
+    @field_validator("occurred")
+    @classmethod
+    def _not_future_occurred(cls, value: Occurred | None, info: ValidationInfo) -> Occurred | None:
         now, stored = judged_at(info)
-        if self.occurred is not None and self.occurred.last_day > now.date() + DATE_SKEW:
+        if value is not None and value.last_day > now.date() + DATE_SKEW:
             when = f"after the day the stream stored it ({now.date()})" if stored else "in the future"
-            raise ValueError(f"occurred {self.occurred.last_day} is {when}")
+            raise ValueError(f"{value.last_day} is {when}")
+        return value
+
+    @model_validator(mode="after")
+    def _envelope(self) -> EventBase:
         if self.municipality is not None:
             if self.county is None:
                 raise ValueError("a municipality needs a county")

@@ -259,6 +259,13 @@ MESSAGES = {
     "datetime_from_date_parsing": "must be a time such as 2025-03-05T10:00:00Z (date, T, time, time zone)",
     "datetime_parsing": "must be a time such as 2025-03-05T10:00:00Z (date, T, time, time zone)",
     "timezone_aware": "must give its time zone, such as 2025-03-05T10:00:00Z (Z: UTC) or 2025-03-05T11:00:00+01:00",
+    "bool_type": "must be true or false, written without quotes",
+    "bool_parsing": "must be true or false, written without quotes",
+    "tuple_type": "must be a list in square brackets, [ … ]",
+    "list_type": "must be a list in square brackets, [ … ]",
+    "model_type": "must be an object in braces, { … }",
+    "model_attributes_type": "must be an object in braces, { … }",
+    "dict_type": "must be an object in braces, { … }",
 }
 
 
@@ -284,6 +291,10 @@ def plain_message(kind: str, message: str, ctx: dict[str, Any], value: Any) -> s
         return f"is longer than {ctx.get('max_length')} characters"
     if kind == "string_too_short":
         return "is empty"
+    if kind == "too_long":
+        return f"lists more than {ctx.get('max_length')} entries"
+    if kind == "too_short":
+        return f"must list at least {ctx.get('min_length')}"
     if kind in ("greater_than_equal", "greater_than"):
         return f"must be at least {ctx.get('ge', ctx.get('gt'))}"
     if kind in ("less_than_equal", "less_than"):

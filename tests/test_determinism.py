@@ -78,7 +78,7 @@ async def test_a_replay_years_later_splits_accepted_from_rejected_as_the_live_pr
     reasons = run_query(settings.db, "SELECT event_id, reason FROM rejected_events ORDER BY stream_seq").rows
     assert [r[0] for r in reasons] == [ahead["event_id"], early["event_id"]]
     assert reasons[0][1].startswith("invalid: recorded_at: is later than when the stream stored the event (")
-    assert reasons[1][1].startswith(f"invalid: (event): occurred {early['occurred']} is after the day the stream")
+    assert reasons[1][1].startswith(f"invalid: occurred: {early['occurred']} is after the day the stream")
 
     # Years later: this machine's clock, which producers check against, has moved on...
     monkeypatch.setattr(schemas.events, "wall_clock", lambda: now + timedelta(days=5 * 365))
@@ -96,7 +96,7 @@ def test_producers_judge_the_future_by_their_own_clock() -> None:
     tomorrow_plus = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
     with pytest.raises(EventInvalid) as caught:
         parse_event(session("AL-06", 1, occurred=tomorrow_plus))
-    assert str(caught.value.problems[0]) == f"(event): occurred {tomorrow_plus} is in the future"
+    assert str(caught.value.problems[0]) == f'occurred: {tomorrow_plus} is in the future (got "{tomorrow_plus}")'
 
 
 # ---- 2. the bytes as published ------------------------------------------------------------------

@@ -349,11 +349,11 @@ def test_occurred_up_to_one_day_ahead_is_accepted(fixed_now: datetime, value: An
 @pytest.mark.parametrize("value", ["2026-06-17", "2026-06-10/2026-06-17", {"start": "2026-06-15", "end": "2026-06-17"}])
 def test_occurred_more_than_one_day_ahead_is_in_the_future(fixed_now: datetime, value: Any) -> None:
     assert fixed_now.date() == date(2026, 6, 15)
-    assert problems(session(occurred=value)) == [("(event)", "occurred 2026-06-17 is in the future")]
+    assert problems(session(occurred=value)) == [("occurred", "2026-06-17 is in the future")]
 
 
 def test_occurred_far_future_rejected_by_the_real_clock() -> None:
-    assert problems(session(occurred="2100-01-01")) == [("(event)", "occurred 2100-01-01 is in the future")]
+    assert problems(session(occurred="2100-01-01")) == [("occurred", "2100-01-01 is in the future")]
 
 
 # ---- actions need county and occurred; definitions do not --------------------------------------
@@ -1085,7 +1085,7 @@ def test_replacement_schema_version_must_be_an_integer(version: Any) -> None:
     )
     assert rejected(correction(replacement=v1)) == [
         Problem("replacement.schema_version", message, json.dumps(version)),
-        Problem("replacement.participants", "Input should be a valid tuple", "10"),
+        Problem("replacement.participants", "must be a list in square brackets, [ … ]", "10"),
         Problem(
             "replacement.audience",
             "is not a field of this event type; check its spelling against `outreach schema`",

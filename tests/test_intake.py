@@ -140,6 +140,25 @@ def test_a_county_given_by_name_is_told_its_code() -> None:
     ]
 
 
+def test_values_of_the_wrong_kind_are_told_in_plain_words() -> None:
+    """What would be accepted, never pydantic's "Input should be a valid …"."""
+    assert problems_of(session(county="Korça")) == [  # the definite form, as Albanian often writes it
+        ("county", "must be the county's code, not its name: Korça is AL-06")
+    ]
+    assert problems_of(session(county="Shkodra")) == [
+        ("county", "must be the county's code, not its name: Shkodra is AL-10")
+    ]
+    a_date = 'must be a date written as text, such as "2025-03-05", or a range, "2025-03-01/2025-03-15"'
+    assert problems_of(session(occurred=5)) == [("occurred", a_date)]
+    assert problems_of(session(occurred=["2024-01-01"])) == [("occurred", a_date)]
+    assert problems_of(session(occurred="2100-01-01")) == [("occurred", "2100-01-01 is in the future")]
+    assert problems_of(session(plan_tasks="pl-nap-2013-2015/III/4")) == [
+        ("plan_tasks", "must be a list in square brackets, [ … ]")
+    ]
+    assert problems_of(materials(estimated="yes")) == [("estimated", "must be true or false, written without quotes")]
+    assert problems_of(session(participants=["pupils"])) == [("participants.0", "must be an object in braces, { … }")]
+
+
 def test_no_message_holds_a_regular_expression() -> None:
     bad = [
         session(county="Somewhere"),

@@ -243,7 +243,7 @@ async def test_duplicate_keys_and_counts_written_as_text_or_decimals_are_rejecte
             'invalid: participants.0.count: must be a whole number such as 12, written without quotes (got "5")',
         ),
         (seqs[3], "invalid: participants.0.count: must be a whole number such as 12, not a decimal number (got 5.0)"),
-        (seqs[4], 'invalid: participants.0.estimated: Input should be a valid boolean (got "yes")'),
+        (seqs[4], 'invalid: participants.0.estimated: must be true or false, written without quotes (got "yes")'),
     ]
     assert run_query(db, "SELECT participants FROM totals_by_county").rows == [(7,)]
 

@@ -254,4 +254,4 @@ def test_invalid_v1_replacement_is_reported_under_replacement() -> None:
 def test_a_v1_session_with_participants_but_no_audience_is_refused_not_emptied() -> None:
     event = session_v1(participants=12)
     del event["audience"]
-    assert problems(event) == [("participants", "Input should be a valid tuple")]
+    assert problems(event) == [("participants", "must be a list in square brackets, [ … ]")]
