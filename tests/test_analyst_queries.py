@@ -22,6 +22,7 @@ from projections.snapshot import snapshot_path
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.parse import parse_event
+from schemas.subjects import query_subject, status_subject
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -143,6 +144,23 @@ async def test_nothing_an_analyst_sends_can_write(nc: Client, settings: Settings
     last = await publish(nc, settings, 200, seed=62)
     wait_until(lambda: projector.applied() == last, 60, "the projector applied the next events")
     assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["500"]
+
+
+async def test_the_projector_answers_only_inboxes(nc: Client, settings: Settings, projector: Projector) -> None:
+    """On a server without accounts nothing else stops a reply: a request whose reply subject is an
+    agency's event subject would have its answer stored in the stream, for ever."""
+    last = await publish(nc, settings, 20, seed=68)
+    wait_until(lambda: projector.applied() == last, 60, "the projector caught up")
+    js = nc.jetstream()
+    before = (await js.stream_info(settings.stream)).state.messages
+    aimed = "outreach.events.al-06-agency-0.session_held"
+    await nc.publish(query_subject(settings.stream), b"SELECT 1", reply=aimed)
+    await nc.publish(status_subject("al-06-agency-0"), b"{}", reply=aimed)
+    await nc.flush()
+    assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["20"]  # an inbox is answered
+    err = projector.stop()  # whatever the handlers would have published has been sent by now
+    assert (await js.stream_info(settings.stream)).state.messages == before == 20
+    assert err.count(f"refused a request whose reply subject '{aimed}' is not an inbox") == 2
 
 
 async def test_a_runaway_query_is_stopped_and_holds_up_no_one(
