@@ -139,17 +139,21 @@ def _rule(column: str, county_list: str) -> DataValidation | None:
         low = "1" if column == "sessions" else "0"
         rule = DataValidation(type="whole", operator="between", formula1=low, formula2=str(WHOLE[column]))
         return _checked(rule, column, f"a whole number from {low} to {WHOLE[column]:,}")
+    # Months, years and ranges are no Excel dates, and a count may be ~N or unknown: these cells
+    # show the forms they take as they are selected, and `outreach validate` checks them.
     if column in ("occurred", "recorded_at"):
-        # Months, years and ranges are no Excel dates: the cell shows the forms as it is selected,
-        # and `outreach validate` checks them.
-        rule = DataValidation(type="custom", formula1="TRUE")
-        rule.showInputMessage = True
-        rule.promptTitle = column
-        rule.prompt = DATES[:255]
-        return rule
+        return _prompt(column, DATES)
     if column.startswith("participants."):
-        return None  # a number, ~N or unknown: checked by outreach validate
+        return _prompt(column, "a whole number such as 25; ~25 for an estimate; unknown if they were not counted")
     return None
+
+
+def _prompt(column: str, forms: str) -> DataValidation:
+    rule = DataValidation(type="custom", formula1="TRUE")
+    rule.showInputMessage = True
+    rule.promptTitle = column[:32]
+    rule.prompt = forms[:255]
+    return rule
 
 
 def _checked(rule: DataValidation, column: str, what: str) -> DataValidation:

@@ -307,6 +307,20 @@ async def test_the_template_filled_in_validates_and_publishes_to_exact_totals(
     header = [c.value for c in book["session_held"][1]]
     county = openpyxl.utils.get_column_letter(header.index("county") + 1)
     assert rules[f"{county}2"] == "=codes!$A$2:$A$29"  # 12 Albanian counties, 16 Polish voivodeships
+    by_column = {
+        header[openpyxl.utils.column_index_from_string(str(v.sqref).split(":")[0][:-1]) - 1]: v
+        for v in book["session_held"].data_validations.dataValidation
+    }
+    assert (by_column["sessions"].type, by_column["sessions"].formula1, by_column["sessions"].formula2) == (
+        "whole",
+        "1",
+        "10000",
+    )
+    assert by_column["format"].type == "list" and "school_session" in by_column["format"].formula1
+    assert by_column["occurred"].prompt.startswith("2025-03-05 or 05.03.2025 (a day), 2025-03 (a month)")
+    assert by_column["participants.students"].prompt == (
+        "a whole number such as 25; ~25 for an estimate; unknown if they were not counted"
+    )
     codes = {row[0]: row[2] for row in book["codes"].iter_rows(min_row=2, values_only=True) if row[0]}
     assert codes["AL-06"] == "Korçë" and len(codes) == 28
 
