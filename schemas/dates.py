@@ -1,6 +1,6 @@
 """Dates as agencies write them in CSV cells and spreadsheets, made into the ISO form events carry.
 
-Accepted, alone or as a range ``A/B`` (or ``A - B``) of two of them:
+Accepted, alone or as a range ``A/B`` (or ``A - B``, or with an en or em dash between) of two of them:
 
 - ``2025-03-05`` and ``05.03.2025``: one day;
 - ``2025-03``: the whole month (its first to its last day);
@@ -13,12 +13,18 @@ wire (JSON) carries ISO days only: ``2025-03-05`` or ``2025-03-01/2025-03-31``.
 from __future__ import annotations
 
 import calendar
+import re
 from datetime import date
 
 FORMS = (
     "accepted: 2025-03-05 or 05.03.2025 (a day), 2025-03 (the whole month), 2025 (the whole year), "
     "or a range of two of these, e.g. 2025-03-01/2025-03-15"
 )
+
+
+# Day and month in either order: 05/03/2025, 3/5, 5/3/25.
+_AMBIGUOUS = re.compile(r"\d{1,2}/\d{1,2}(?:/\d{2,4})?")
+_DASHES = re.compile(r"\s+-\s+|\s*[\u2013\u2014]\s*")  # " - ", or an en or em dash
 
 
 class DateInvalid(ValueError):
@@ -36,7 +42,7 @@ def date_cell(text: str) -> str:
 def span(text: str) -> tuple[date, date]:
     """The first and last day a date, or a range of them, covers: ``2025-03`` -> 1 and 31 March."""
     text = text.strip()
-    if text.count("/") == 2 or (text.count("/") == 1 and len(text) <= 5):
+    if any(_AMBIGUOUS.fullmatch(piece.strip()) for piece in [text, *_DASHES.split(text)]):
         raise DateInvalid(
             f"is ambiguous: {text} is day/month in some countries and month/day in others; write "
             f"2025-03-05 or 05.03.2025 ({FORMS})"
@@ -72,9 +78,9 @@ def _halves(text: str) -> tuple[str, str | None]:
     if "/" in text:
         start, _, end = text.partition("/")
         return start.strip(), end.strip()
-    if " - " in text:
-        start, _, end = text.partition(" - ")
-        return start.strip(), end.strip()
+    dash = _DASHES.search(text)
+    if dash:
+        return text[: dash.start()].strip(), text[dash.end() :].strip()
     return text, None
 
 

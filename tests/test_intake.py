@@ -90,6 +90,8 @@ def test_every_problem_of_a_csv_line_is_reported(tmp_path: Path) -> None:
         ("2014", date(2014, 1, 1), date(2014, 12, 31)),
         ("2014-09/2014-11", date(2014, 9, 1), date(2014, 11, 30)),
         ("01.09.2014 - 15.09.2014", date(2014, 9, 1), date(2014, 9, 15)),
+        ("01.09.2014 \u2013 15.09.2014", date(2014, 9, 1), date(2014, 9, 15)),  # an en dash, as word processors write
+        ("2014-09\u20132014-11", date(2014, 9, 1), date(2014, 11, 30)),
         ("2013/2015", date(2013, 1, 1), date(2015, 12, 31)),
     ],
 )
@@ -106,6 +108,8 @@ def test_a_date_cell_in_each_accepted_form(tmp_path: Path, cell: str, start: dat
     [
         ("05/03/2025", "is ambiguous: 05/03/2025 is day/month in some countries and month/day in others"),
         ("3/5", "is ambiguous: 3/5 is day/month"),
+        ("05/03/2025 - 07/03/2025", "is ambiguous: 05/03/2025 - 07/03/2025 is day/month"),
+        ("2025-03-05/05.03.2025/1", "is not a date in a form we read: '05.03.2025/1'"),  # not ambiguous: wrong
         ("2025-02-30", "is not a date in the calendar: 2025-02-30"),
         ("March 2025", "is not a date in a form we read: 'March 2025'"),
         ("2025-03/2025-02", "range ends (2025-02-28) before it starts (2025-03-01)"),
