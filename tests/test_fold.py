@@ -7,6 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from consumers import fold
 from consumers.fold import StreamMessage, content_hash, fold_batch, parse_batch
 from projections.rows import FactVersion, KnownEvent
 from schemas.parse import parse_event
@@ -196,3 +199,51 @@ async def test_a_gap_is_a_deleted_message_or_a_delivery_to_read_again() -> None:
     with pytest.raises(MissedDelivery) as caught:
         await check_gaps(Stream(), "OUTREACH", 4, [batch[0], *messages(session(), first_seq=6)][1:])
     assert str(caught.value) == "stream sequence 5 exists but was not delivered (checkpoint 4)"
+
+
+def test_a_failure_while_reading_one_message_is_that_messages_rejection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug anywhere in parsing (here: the parser raising what it never should) rejects the one
+    message it met; the batch around it is read and folded as ever."""
+    real = fold.parse_event_versioned
+
+    def buggy(data: bytes, **kwargs: Any) -> Any:
+        if b'"AL-09"' in data:
+            raise RuntimeError("a bug in a validator")
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(fold, "parse_event_versioned", buggy)
+    parsed = parse_batch(messages(session(county="AL-06"), session(county="AL-09"), session(county="AL-10")))
+    assert [p.problem for p in parsed] == [
+        None,
+        "invalid: could not be read (RuntimeError: a bug in a validator)",
+        None,
+    ]
+    update = fold_batch(parsed, {})
+    assert [r.stream_seq for r in update.log] == [1, 3]
+    assert [(r.stream_seq, r.reason) for r in update.rejected] == [
+        (2, "invalid: could not be read (RuntimeError: a bug in a validator)")
+    ]
+
+
+def test_a_failure_while_folding_one_message_is_that_messages_rejection_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = fold._version
+
+    def buggy(event: Any, msg: StreamMessage) -> FactVersion:
+        if getattr(event, "county", None) == "AL-09":
+            raise RuntimeError("a bug in the fold")
+        return real(event, msg)
+
+    monkeypatch.setattr(fold, "_version", buggy)
+    update = fold_batch(
+        parse_batch(messages(session(county="AL-06"), session(county="AL-09"), session(county="AL-10"))), {}
+    )
+    assert [(r.stream_seq, v.county) for r, v in zip(update.log, update.versions, strict=True)] == [
+        (1, "AL-06"),
+        (3, "AL-10"),
+    ]
+    assert [(r.stream_seq, r.reason) for r in update.rejected] == [
+        (2, "could not be folded (RuntimeError: a bug in the fold)")
+    ]
+    assert (update.duplicates, update.supersede, update.last_seq) == ([], [], 3)
