@@ -1,9 +1,9 @@
 """The live projector as a FastStream application.
 
 FastStream runs the lifecycle (signals, start, stop) and the request-reply services: analysts'
-queries and agencies' receipts. The stream itself is read by the ``Follower`` (``consumers.live``)
-through the one reader every command uses, an ordered consumer from the checkpoint; the checkpoint
-in DuckDB is the only position that counts.
+queries, a copy of the projection for reading commands, and agencies' receipts. The stream itself
+is read by the ``Follower`` (``consumers.live``) through the one reader every command uses, an
+ordered consumer from the checkpoint; the checkpoint in DuckDB is the only position that counts.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from runtime.connection import connect, connect_options
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.errors import BrokerError, OutreachError, ProjectionError
-from schemas.subjects import query_subject, status_subject
+from schemas.subjects import copy_subject, query_subject, status_subject
 
 log = logging.getLogger("outreach.projector")
 
@@ -87,6 +87,14 @@ async def _serve(settings: Settings, follower: Follower, services: Services) -> 
         raw = message.raw_message
         if may_answer(raw.reply):
             await raw.respond(await services.query(raw.data))
+
+    @broker.subscriber(copy_subject(settings.stream), decoder=raw_payloads, no_reply=True)
+    async def copy(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
+        """A whole copy of the projection beside it, for a reading command that needs more than the
+        snapshot (an export of any view, a report of any size, verify's comparison of every table)."""
+        raw = message.raw_message
+        if may_answer(raw.reply):
+            await raw.respond(await services.copy())
 
     @broker.subscriber(status_subject("*"), decoder=raw_payloads, no_reply=True)
     async def status(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001

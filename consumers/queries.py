@@ -1,4 +1,5 @@
-"""The projector's request-reply services: analysts' queries and agencies' receipts.
+"""The projector's request-reply services: analysts' queries, a copy of the projection for reading
+commands that need more than its snapshot, and agencies' receipts.
 
 Each request runs on a cursor of its own (never the writer's), in a read-only transaction, on a
 thread of the services' own pool, so a slow query holds up neither another query nor the projector,
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 
+from projections.copy import write_copy
 from projections.query import QueryLimits, QueryResult, execute_read_only
 from projections.status import agency_status
 from projections.store import ProjectionStore
@@ -78,6 +80,7 @@ class Services:
         self.queries = ThreadPoolExecutor(self.slots, thread_name_prefix="outreach-query")
         self.receipts = ThreadPoolExecutor(1, thread_name_prefix="outreach-status")
         self.free = asyncio.Semaphore(self.slots)
+        self.copying = asyncio.Lock()  # one copy written at a time
         self.running: set[duckdb.DuckDBPyConnection] = set()
         self.lock = threading.Lock()
         self.stopping = False
@@ -115,6 +118,19 @@ class Services:
             return refusal(str(exc), refused=False)
         finally:
             cursor.close()
+
+    async def copy(self) -> bytes:
+        """Write a whole copy of the projection beside it; answer with its path and as-of."""
+        async with self.copying:
+            cursor = self.store.reader()  # made here, in the loop's thread
+            loop = asyncio.get_running_loop()
+            try:
+                path, as_of_seq = await loop.run_in_executor(self.queries, write_copy, cursor, self.store.path)
+            except (duckdb.Error, OSError) as exc:
+                log.warning("could not write a copy of the projection: %s", exc)
+                return refusal(f"the projector could not write a copy of {self.store.path}: {exc}", refused=False)
+        log.info("wrote a copy of the projection as of stream sequence %s to %s", as_of_seq, path)
+        return json.dumps({"path": str(path), "as_of_seq": as_of_seq}).encode()
 
     async def status(self, agency: str, request: bytes) -> bytes:
         cursor = self.store.reader()

@@ -8,6 +8,7 @@ another but what is exported to it and imported by it::
                                  $JS.API.DIRECT.GET.<stream>.outreach.events.<slug>.>  (read back its own)
                                  outreach.status.<slug>                   (the fate of its own events)
     ANALYSTS       ──imports──▶  outreach.query.<stream>                  (read-only SQL)
+                                 outreach.copy.<stream>                   (a copy of the projection)
 
 Because the imports are services, every reply crosses back into the asker's account on a private
 ``_R_`` subject: a JetStream acknowledgement or a query's answer can never be published on a
@@ -18,7 +19,9 @@ subject of the stream's account, whatever reply subject the asker sets. Within i
 - the auditor and the projector read the stream (stream info, message get, their own consumers and
   flow control) and cannot publish events, delete messages or change the stream; the projector
   answers only on ``_R_`` reply subjects (replies to imported services);
-- the analyst may only ask a running projector for read-only query results;
+- the analyst may only ask a running projector for read-only query results, and for a copy of its
+  projection (written beside it, for reading commands that need more than its snapshot); the
+  auditor may ask for that copy too, and the projector answers its inbox;
 - the admin can do anything, and alone creates or changes the stream.
 
 Passwords are generated, never typed; the server configuration holds only their bcrypt hashes.
@@ -40,7 +43,7 @@ from typing import Any
 import bcrypt
 
 from schemas.errors import SettingsInvalid
-from schemas.subjects import agency_subjects, query_subject, status_subject
+from schemas.subjects import agency_subjects, copy_subject, query_subject, status_subject
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 ROLES = ("admin", "projector", "auditor", "analyst")
@@ -72,8 +75,9 @@ def direct_get_subjects(agency: str, stream: str) -> str:
     return f"$JS.API.DIRECT.GET.{stream}.{agency_subjects(agency)}"
 
 
-def permissions(user: User, stream: str) -> dict[str, Any]:
-    """The publish/subscribe permissions of one user."""
+def permissions(user: User, stream: str, auditors: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The publish/subscribe permissions of one user; ``auditors``: the auditors' inbox prefixes, which
+    the projector answers (an auditor's verify asks it for a copy from within the stream's account)."""
     inbox = f"{user.inbox_prefix}.>"
     if user.role == "admin":
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
@@ -81,7 +85,7 @@ def permissions(user: User, stream: str) -> dict[str, Any]:
         own = [agency_subjects(user.name), direct_get_subjects(user.name, stream), status_subject(user.name)]
         return {"publish": {"allow": own}, "subscribe": {"allow": [inbox]}}
     if user.role == "analyst":
-        return {"publish": {"allow": [query_subject(stream)]}, "subscribe": {"allow": [inbox]}}
+        return {"publish": {"allow": [query_subject(stream), copy_subject(stream)]}, "subscribe": {"allow": [inbox]}}
     readers = [
         "$JS.API.INFO",
         f"$JS.API.STREAM.INFO.{stream}",
@@ -99,10 +103,11 @@ def permissions(user: User, stream: str) -> dict[str, Any]:
         # It answers analysts' queries and agencies' status requests, which arrive through the
         # accounts' service imports: replies go to _R_ subjects, and nowhere else.
         return {
-            "publish": {"allow": [*readers, "_R_.>"]},
-            "subscribe": {"allow": [inbox, query_subject(stream), status_subject("*")]},
+            "publish": {"allow": [*readers, "_R_.>", *(f"{inbox}.>" for inbox in auditors)]},
+            "subscribe": {"allow": [inbox, query_subject(stream), copy_subject(stream), status_subject("*")]},
         }
-    return {"publish": {"allow": readers}, "subscribe": {"allow": [inbox]}}
+    # An auditor: its verify beside a running projector reads the copy the projector writes.
+    return {"publish": {"allow": [*readers, copy_subject(stream)]}, "subscribe": {"allow": [inbox]}}
 
 
 def _hash(password: str) -> str:
@@ -147,7 +152,10 @@ def _save(directory: Path, state: dict[str, Any], users: list[User]) -> Path:
 def render(users: list[User], stream: str) -> str:
     """The nats-server configuration: an account per agency, no anonymous access, hashes only."""
     agencies = [u for u in users if u.role == "agency"]
-    exports: list[dict[str, Any]] = [{"service": query_subject(stream), "accounts": [ANALYSTS]}]
+    exports: list[dict[str, Any]] = [
+        {"service": query_subject(stream), "accounts": [ANALYSTS]},
+        {"service": copy_subject(stream), "accounts": [ANALYSTS]},
+    ]
     for agency in agencies:
         only = [agency.account]
         exports += [
@@ -159,7 +167,10 @@ def render(users: list[User], stream: str) -> str:
         LEDGER: {"jetstream": "enabled", "users": _entries(users, LEDGER, stream), "exports": exports},
         ANALYSTS: {
             "users": _entries(users, ANALYSTS, stream),
-            "imports": [{"service": {"account": LEDGER, "subject": query_subject(stream)}}],
+            "imports": [
+                {"service": {"account": LEDGER, "subject": query_subject(stream)}},
+                {"service": {"account": LEDGER, "subject": copy_subject(stream)}},
+            ],
         },
     }
     for agency in agencies:
@@ -184,8 +195,9 @@ def render(users: list[User], stream: str) -> str:
 
 
 def _entries(users: list[User], account: str, stream: str) -> list[dict[str, Any]]:
+    auditors = tuple(u.inbox_prefix for u in users if u.role == "auditor")
     return [
-        {"user": u.name, "password": u.password_hash, "permissions": permissions(u, stream)}
+        {"user": u.name, "password": u.password_hash, "permissions": permissions(u, stream, auditors)}
         for u in users
         if u.account == account
     ]

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the file to write")
     p.add_argument("--excel", action="store_true", help="CSV for Excel: UTF-8 with a byte-order mark")
     _db_option(p)
+    _nats_options(p)  # beside a running projector, a view its snapshot lacks comes from a copy it writes
     p.set_defaults(func=cmd_export)
 
     p = command("report", "write a self-contained HTML report with charts, a section per country")
@@ -227,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", metavar="DATE", help="only actions that started on this day or later")
     p.add_argument("--to", dest="end", metavar="DATE", help="only actions that started on this day or earlier")
     _db_option(p)
+    _nats_options(p)  # beside a running projector, figures its snapshot lacks come from a copy it writes
     p.set_defaults(func=cmd_report)
 
     p = command("sql", "run a read-only SQL query on the projection and print the result")
@@ -718,7 +720,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from consumers.verify import verify
 
     settings = settings_from(args)
-    source = _readable(settings.db)
+    source = _readable(settings)  # beside a running projector: a whole copy, so that every table is compared
     report = _run(verify(settings, source))
     if report.ok:
         what = "the totals of the snapshot" if report.snapshot else str(source)
@@ -744,16 +746,18 @@ def cmd_export_log(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from projections.exports import export_view, format_for
+    from projections.snapshot import SNAPSHOT_VIEWS
 
     settings = settings_from(args)
     fmt = format_for(args.out, args.format)
-    count = export_view(_readable(settings.db), args.view, fmt, args.out, excel=args.excel)
+    source = _readable(settings, carries=lambda _: args.view in SNAPSHOT_VIEWS)
+    count = export_view(source, args.view, fmt, args.out, excel=args.excel)
     print(f"wrote {count} row(s) of {args.view} to {args.out} ({fmt}{', for Excel' if args.excel else ''})")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from projections.report import Filters, write_report
+    from projections.report import Filters, has_figures, write_report
 
     settings = settings_from(args)
     filters = Filters(
@@ -762,7 +766,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         start=_report_day("--from", args.start, 0),
         end=_report_day("--to", args.end, 1),
     )
-    write_report(_readable(settings.db), args.out, filters)
+    write_report(_readable(settings, carries=has_figures), args.out, filters)
     print(f"wrote {args.out}; open it in any browser (it needs no network)")
     return 0
 
@@ -779,14 +783,81 @@ def _report_day(option: str, text: str | None, end: int) -> date | None:
         raise SettingsInvalid(f"{option} {text}: {exc}") from None
 
 
-def _readable(db: Path) -> Path:
-    """``db``, or its snapshot while a running projector holds it (said on stderr)."""
+def _readable(settings: Settings, carries: Callable[[Path], bool] | None = None) -> Path:
+    """The projection to read: ``settings.db``; or, while a running projector holds it, its snapshot
+    when that carries what the command reads (``carries``), else a whole copy that the projector
+    writes on request. Which one is said on stderr."""
+    from projections.query import LockedByProjector
     from projections.snapshot import readable
 
-    source, note = readable(db)
-    if note:
+    try:
+        source, note = readable(settings.db)
+    except LockedByProjector:  # held by a projector that has written no snapshot yet
+        source, note = None, ""
+    if note is None and source is not None:
+        return source
+    if source is not None and note and carries is not None and carries(source):
         print(f"note: {note}", file=sys.stderr)
-    return source
+        return source
+    path, as_of_seq = _run(_ask_for_copy(settings))
+    print(
+        f"note: {settings.db} is being written by a running projector: read the copy it wrote, {path}, "
+        f"as of stream sequence {as_of_seq}",
+        file=sys.stderr,
+    )
+    return path
+
+
+async def _ask_for_copy(settings: Settings) -> tuple[Path, int | None]:
+    """A running projector holds the file: ask it to write a whole copy beside it, and wait for it."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    from runtime.connection import connect, redact
+    from schemas.errors import ProjectionError
+    from schemas.subjects import copy_subject
+
+    subject = copy_subject(settings.stream)
+    where = f"{subject} at {redact(settings.nats_url)}"
+    errors: list[BaseException] = []
+    nc = await connect(settings, "outreach-copy", errors)
+    deadline = time.monotonic() + 15  # a projector that is starting answers once its services are up
+    try:
+        while True:
+            inbox = nc.new_inbox()
+            replies = await nc.subscribe(inbox, max_msgs=1)
+            await nc.publish(subject, b"", reply=inbox)
+            asked = time.monotonic()
+            while True:  # the copy takes a while; a refusal of the request by the broker is said at once
+                if any("permissions violation" in str(e).lower() for e in errors):
+                    raise ProjectionError(
+                        f"{settings.db} is locked by a running projector, and these credentials may not ask it "
+                        f"for a copy on {where}: an analyst's or an auditor's may (`outreach auth`)"
+                    )
+                try:
+                    reply = await replies.next_msg(timeout=0.5)
+                    break
+                except (TimeoutError, NatsTimeout):
+                    if time.monotonic() - asked > COPY_TIMEOUT_S:
+                        raise ProjectionError(
+                            f"{settings.db} is locked by a running projector, which did not answer on {where} "
+                            f"within {COPY_TIMEOUT_S:.0f} s"
+                        ) from None
+            if (reply.headers or {}).get("Status") != "503":  # 503: nobody subscribes there yet
+                break
+            if time.monotonic() > deadline:
+                raise ProjectionError(
+                    f"{settings.db} is locked by a running projector, and no projector answered on {where}"
+                )
+            await _sleep(0.2)
+    finally:
+        await nc.close()
+    answer = json.loads(reply.data)
+    if "error" in answer:
+        raise ProjectionError(answer["error"])
+    return Path(answer["path"]), answer["as_of_seq"]
+
+
+COPY_TIMEOUT_S = 600.0  # a copy of a projection of millions of events takes minutes on a small machine
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

@@ -213,8 +213,8 @@ def _require_view(con: duckdb.DuckDBPyConnection, db: Path, view: str) -> None:
     if (not found or not found[0]) and is_snapshot(con):
         raise ProjectionError(
             f"{db} is a snapshot, which holds the totals views only ({', '.join(SNAPSHOT_VIEWS)}), not {view}: "
-            f"export it from the projection once the projector is stopped, or query it through the "
-            f"projector with `outreach sql --nats URL`"
+            f"give the projection's own file: beside a running projector, `outreach export` asks it for a "
+            f"whole copy"
         )
     if not found or not found[0]:
         raise ProjectionError(

@@ -250,6 +250,15 @@ def write_report(db: Path, out: Path, filters: Filters | None = None) -> None:
     out.write_text(_render(data), encoding="utf-8")
 
 
+def has_figures(db: Path) -> bool:
+    """Whether ``db`` (a projection, or a snapshot) holds the report's figures."""
+    con = open_read_only(db)
+    try:
+        return bool(con.execute(HAS_CELLS).fetchone()[0])  # type: ignore[index]
+    finally:
+        con.close()
+
+
 def _check(con: duckdb.DuckDBPyConnection, filters: Filters, db: Path) -> None:
     """Refuse a file without the report's view, and a filter that names what does not exist: an
     empty report would read as zero."""
@@ -258,7 +267,8 @@ def _check(con: duckdb.DuckDBPyConnection, filters: Filters, db: Path) -> None:
             raise ProjectionError(
                 f"{db} is a snapshot without the report's figures: the projection has more than "
                 f"{SNAPSHOT_CELLS_MAX:,} of them (actions by county, campaign, day and kind), too many to copy "
-                f"every few seconds. Make the report from the projection once the projector is stopped"
+                f"every few seconds. Give the projection's own file: beside a running projector, `outreach report` "
+                f"asks it for a whole copy"
             )
         raise ProjectionError(
             f"{db} has no view report_cells: it was made by an older version. The views are created when "

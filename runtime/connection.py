@@ -41,13 +41,14 @@ def connect_options(settings: Settings, name: str) -> dict[str, Any]:
     return options
 
 
-async def connect(settings: Settings, name: str) -> Client:
-    """Connect, or raise ``BrokerError`` saying where we tried and what to do."""
+async def connect(settings: Settings, name: str, errors: list[BaseException] | None = None) -> Client:
+    """Connect, or raise ``BrokerError`` saying where we tried and what to do. ``errors`` collects
+    what the server reports later, asynchronously (a permissions violation, say)."""
     options = connect_options(settings, name)
     # nats-py applies max_reconnect_attempts to the first connection too: try a few times, then
     # report; once connected, reconnect for ever (a restarted server must not stop a projector).
     options["max_reconnect_attempts"] = INITIAL_ATTEMPTS
-    seen: list[BaseException] = []
+    seen: list[BaseException] = errors if errors is not None else []
 
     async def remember(exc: Exception) -> None:
         # nats-py reports connection errors here as well as raising them; we report them once.

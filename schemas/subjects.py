@@ -30,6 +30,12 @@ def query_subject(stream: str) -> str:
     return f"outreach.query.{stream}"
 
 
+def copy_subject(stream: str) -> str:
+    """Where a running projector writes, on request, a whole copy of its projection beside it, for
+    reading commands that need more than its snapshot (request-reply: the answer names the file)."""
+    return f"outreach.copy.{stream}"
+
+
 def status_subject(agency: str) -> str:
     """Where an agency asks a running projector for the fate of its own events (request-reply)."""
     return f"outreach.status.{agency}"

@@ -496,6 +496,54 @@ async def test_an_agency_reads_its_own_receipts_and_never_anothers(
     assert projector.returncode == 0
 
 
+async def test_analysts_and_auditors_read_a_copy_beside_the_projector_and_agencies_may_not_ask(
+    closed: tuple[EmbeddedServer, Path], tmp_path: Path
+) -> None:
+    """A copy of the projection, for reading commands that need more than its snapshot: the
+    analysts' account imports the service, the auditor asks within the stream's account, and an
+    agency is refused by the broker at once."""
+    server, directory = closed
+    db = tmp_path / "p.duckdb"
+    projector = live_projector(directory, server, db)
+    try:
+        events = tmp_path / "a.jsonl"
+        events.write_text(json.dumps(session("al-a")) + "\n" + json.dumps(session("al-a", students=4)) + "\n")
+        done = await asyncio.to_thread(
+            outreach, "publish", "--wait", "60", str(events), env=env_of(directory, "al-a", server)
+        )
+        assert done.returncode == 0, done.stderr
+        copy = db.with_name("p.copy.duckdb")
+
+        history = tmp_path / "history.csv"
+        analyst = env_of(directory, "analyst", server, OUTREACH_DB=str(db))
+        done = await asyncio.to_thread(
+            outreach, "export", "--view", "event_history", "--out", str(history), env=analyst
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == (
+            f"note: {db} is being written by a running projector: read the copy it wrote, {copy}, as of stream "
+            "sequence 2\n"
+        )
+        assert len(history.read_text("utf-8").splitlines()) == 1 + 2
+
+        auditor = env_of(directory, "auditor", server, OUTREACH_DB=str(db))
+        done = await asyncio.to_thread(outreach, "verify", env=auditor)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"OK: {copy} equal a fresh fold of stream OUTREACH up to sequence 2")
+
+        agency = env_of(directory, "al-a", server, OUTREACH_DB=str(db))
+        done = await asyncio.to_thread(outreach, "export", "--view", "event_history", "--out", str(history), env=agency)
+        assert (done.returncode, done.stderr) == (
+            1,
+            f"error: {db} is locked by a running projector, and these credentials may not ask it for a copy on "
+            f"outreach.copy.OUTREACH at {server.url}: an analyst's or an auditor's may (`outreach auth`)\n",
+        )
+    finally:
+        projector.send_signal(signal.SIGTERM)
+        projector.communicate(timeout=60)
+    assert projector.returncode == 0
+
+
 # ---- 8. an open server says so ------------------------------------------------------------------
 
 

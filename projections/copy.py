@@ -1,0 +1,70 @@
+"""A whole copy of a projection, as of one committed batch, written by the projector on request.
+
+The snapshot (``projections.snapshot``) carries the totals, every few seconds; a reading command
+that needs more while the projector holds the file (an export of ``event_history``, a report with
+more figures than the snapshot copies, ``verify``) asks the projector for this instead. Its tables
+are copied in Arrow batches inside one read transaction, and its views are made anew over them, so
+every command gives on the copy what it gives on the projection once the projector is stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import duckdb
+
+from projections.store import REFERENCE_SQL, SCHEMA_SQL, VIEWS_SQL
+
+# Every table of a projection; the views are made from these.
+TABLES = (
+    "checkpoint",
+    "checkpoint_log",
+    "stream_gaps",
+    "event_log",
+    "rejected_events",
+    "ignored_duplicates",
+    "fact_versions",
+    "counties",
+    "municipalities",
+)
+BATCH_ROWS = 50_000  # rows held at once while copying: bounded memory whatever the projection's size
+
+
+def copy_path(db: Path) -> Path:
+    """Where the copy of ``db`` is written: ``outreach.duckdb`` -> ``outreach.copy.duckdb``."""
+    return db.with_name(f"{db.stem}.copy{db.suffix or '.duckdb'}")
+
+
+def write_copy(reader: duckdb.DuckDBPyConnection, db: Path) -> tuple[Path, int | None]:
+    """Copy the projection through ``reader`` (a cursor of its connection, made by the caller's
+    thread, closed here) into ``copy_path(db)``, renamed over the previous copy when whole; return
+    the path and the stream sequence it is as of."""
+    target = copy_path(db)
+    partial = target.with_name(target.name + ".partial")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    out = duckdb.connect(str(partial))
+    try:
+        out.execute(SCHEMA_SQL)
+        out.execute(REFERENCE_SQL)
+        reader.execute("BEGIN TRANSACTION")  # every table from the same committed batch
+        for table in TABLES:
+            rows = reader.sql(f"SELECT * FROM {table}")
+            batches = getattr(rows, "to_arrow_reader", None) or rows.fetch_arrow_reader  # DuckDB 2, or 1.x
+            for batch in batches(BATCH_ROWS):
+                out.register("copied", batch)
+                try:
+                    out.execute(f"INSERT INTO {table} SELECT * FROM copied")
+                finally:
+                    out.unregister("copied")
+        row = reader.execute("SELECT max(last_seq) FROM checkpoint").fetchone()
+        reader.execute("ROLLBACK")
+        out.execute(VIEWS_SQL)
+        out.execute("CHECKPOINT")
+    finally:
+        out.close()
+        reader.close()
+    os.replace(partial, target)
+    return target, (int(row[0]) if row and row[0] is not None else None)
