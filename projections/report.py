@@ -336,8 +336,12 @@ def _read(con: duckdb.DuckDBPyConnection, filters: Filters) -> _Data:
 
 
 def _every_month(sessions: dict[date, int]) -> list[tuple[date, int]]:
-    """Every month from the first with sessions to the last, so that quiet months show as gaps."""
+    """Every month from the first with sessions to the last, so that quiet months show as gaps. Over
+    more than two years the axis is labelled by quarters or years, so it starts in January: the first
+    bar then stands after its own year's label, not before the next year's."""
     first, last = min(sessions), max(sessions)
+    if (last.year - first.year) * 12 + last.month - first.month + 1 > 24:
+        first = date(first.year, 1, 1)
     months, month = [], first
     while month <= last:
         months.append((month, sessions.get(month, 0)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -435,6 +436,12 @@ def test_countries_and_kinds_of_material_are_never_added_together(mixed: Path, t
     assert page.find("rect", data_month="2025-04", data_value="1") != []
     tick = [t for t in page.tags if t[0] == "text" and t[1].get("class") == "tick"]
     assert len(tick) >= 2
+    # Albania's axis runs from January 2017, so December 2017's bar stands under 2017, not before 2018.
+    chart = html.split('<svg id="chart-month-AL"', 1)[1].split("</svg>", 1)[0]
+    ticks = [(float(x), label) for x, label in re.findall(r'<text class="tick" x="([0-9.]+)"[^>]*>([^<]+)<', chart)]
+    bar = float(re.search(r'<rect class="bar" x="([0-9.]+)"[^>]*data-month="2017-12"', chart).group(1))  # type: ignore[union-attr]
+    assert ticks[0] == (0.0, "2017")
+    assert [label for x, label in ticks if x <= bar][-1] == "2017"
 
 
 def test_filters_cover_a_country_a_campaign_and_a_period(mixed: Path, tmp_path: Path) -> None:
