@@ -476,6 +476,12 @@ async def test_an_agency_reads_its_own_receipts_and_never_anothers(
             (2, own["event_id"], "accepted", None),
             (3, fix["event_id"], "rejected", reason),
         ]
+        for narrowed in (["--after-seq", "2"], ["--rejected"], ["--since", "2000-01-01T00:00:00Z", "--rejected"]):
+            status = await asyncio.to_thread(outreach, "status", "--json", *narrowed, env=a_env)
+            assert status.returncode == 0, status.stderr
+            assert [json.loads(line)["stream_seq"] for line in status.stdout.splitlines()] == [3], narrowed
+        status = await asyncio.to_thread(outreach, "status", "--json", "--since", "2100-01-01T00:00:00Z", env=a_env)
+        assert (status.returncode, status.stdout) == (0, "")
 
         # A asks for B's receipts: its account has no way there.
         a = await as_user(directory, "al-a", server)
