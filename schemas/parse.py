@@ -229,6 +229,8 @@ def problems_from(exc: ValidationError, line: int | None = None) -> list[Problem
         field = ".".join(str(p) for p in loc)[:200] or "(event)"
         value = err.get("input")
         message = plain_message(err["type"], err["msg"].removeprefix("Value error, "), err.get("ctx") or {}, value)
+        if err["type"] == "missing" and field in MISSING_WORDS:
+            message = MISSING_WORDS[field]
         shown = _show(value) if not isinstance(value, dict | list) and err["type"] != "missing" else None
         problems.append(Problem(field, message, shown, line))
     return problems
@@ -246,6 +248,10 @@ PATTERN_WORDS = {
     r"^[IVXLC0-9]{1,6}$": "must be a part of a plan in Roman numerals or digits, such as III",
     r"^[0-9][0-9.a-z]{0,9}$": "must be a task number, such as 4 or 2.1a",
     r"^[a-z]{2,3}$": "must be a language's two or three lower-case letters, such as sq or pl",
+}
+MISSING_WORDS = {  # what a missing field takes, where "is missing" would leave the agency guessing
+    "event_id": "is missing: give each event an id of its own, a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427, "
+    "and keep it when the event is sent again (a workbook from `outreach template` makes one from the row)",
 }
 DAY_FORMS = (
     "must be a date such as 2025-03-05 (year-month-day); a range is two dates with a slash, 2025-03-01/2025-03-15"

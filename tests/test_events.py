@@ -241,7 +241,13 @@ def test_event_id_must_be_a_uuid() -> None:
 
 
 def test_event_id_is_required() -> None:
-    assert problems(session(event_id=DROP)) == [("event_id", "is missing")]
+    assert problems(session(event_id=DROP)) == [
+        (
+            "event_id",
+            "is missing: give each event an id of its own, a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427, and "
+            "keep it when the event is sent again (a workbook from `outreach template` makes one from the row)",
+        )
+    ]
 
 
 @pytest.mark.parametrize("agency", ["a", "iom-albania", "pl-14-voivodeship-office", "a" * 64])
