@@ -81,6 +81,7 @@ class Services:
         self.receipts = ThreadPoolExecutor(1, thread_name_prefix="outreach-status")
         self.free = asyncio.Semaphore(self.slots)
         self.copying = asyncio.Lock()  # one copy written at a time
+        self.memory_limit = f"{settings.memory_limit_mb}MB"
         self.running: set[duckdb.DuckDBPyConnection] = set()
         self.lock = threading.Lock()
         self.stopping = False
@@ -125,7 +126,9 @@ class Services:
             cursor = self.store.reader()  # made here, in the loop's thread
             loop = asyncio.get_running_loop()
             try:
-                path, as_of_seq = await loop.run_in_executor(self.queries, write_copy, cursor, self.store.path)
+                path, as_of_seq = await loop.run_in_executor(
+                    self.queries, write_copy, cursor, self.store.path, self.memory_limit
+                )
             except (duckdb.Error, OSError) as exc:
                 log.warning("could not write a copy of the projection: %s", exc)
                 return refusal(f"the projector could not write a copy of {self.store.path}: {exc}", refused=False)
