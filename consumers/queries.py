@@ -11,6 +11,7 @@ the next waits a moment for a slot and is then refused. Every refusal is answere
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -124,6 +125,8 @@ class Services:
         """Write a whole copy of the projection beside it; answer with its path and as-of."""
         async with self.copying:
             cursor = self.store.reader()  # made here, in the loop's thread
+            with self.lock:
+                self.running.add(cursor)  # a stop interrupts it, as it does queries
             loop = asyncio.get_running_loop()
             try:
                 path, as_of_seq = await loop.run_in_executor(
@@ -132,6 +135,9 @@ class Services:
             except (duckdb.Error, OSError) as exc:
                 log.warning("could not write a copy of the projection: %s", exc)
                 return refusal(f"the projector could not write a copy of {self.store.path}: {exc}", refused=False)
+            finally:
+                with self.lock:
+                    self.running.discard(cursor)
         log.info("wrote a copy of the projection as of stream sequence %s to %s", as_of_seq, path)
         return json.dumps({"path": str(path), "as_of_seq": as_of_seq}).encode()
 
@@ -152,7 +158,8 @@ class Services:
         self.stopping = True
         with self.lock:
             for cursor in self.running:
-                cursor.interrupt()
+                with contextlib.suppress(duckdb.ConnectionException):  # it ended, and closed, just now
+                    cursor.interrupt()
 
     def close(self) -> None:
         self.interrupt()
