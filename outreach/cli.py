@@ -376,8 +376,12 @@ def cmd_server(args: argparse.Namespace) -> int:
     if args.auth_agencies and not args.auth:
         raise SettingsInvalid("--agency is for --auth DIR; to add an agency later: outreach auth add-agency")
     config = _auth_config(args, settings) if args.auth else args.config
-    server = EmbeddedServer(args.data_dir, port=args.port, config_file=config, cluster=node).start()
+    server = EmbeddedServer(args.data_dir, port=args.port, config_file=config, cluster=node)
+    # SIGTERM stops the server from the first moment: one arriving while it starts killed this
+    # process and left nats-server running, holding the port and the data directory.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        server.start()
         if config is None:
             print(OPEN_SERVER_WARNING, file=sys.stderr)
         if node is not None:
@@ -396,7 +400,6 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"nats-server with JetStream listening on {server.url}, storing in {args.data_dir}")
         print("stop with Ctrl-C")
         sys.stdout.flush()
-        signal.signal(signal.SIGTERM, _interrupt)
         assert server.process is not None
         server.process.wait()
         print(f"nats-server exited with status {server.process.returncode}", file=sys.stderr)

@@ -33,6 +33,7 @@ from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.errors import BrokerError
 from schemas.parse import parse_event
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -571,6 +572,36 @@ def _url_of(process: subprocess.Popen[str]) -> str:
         if "listening on " in line:
             return line.split("listening on ")[1].split(",")[0]
     raise AssertionError("the server did not say where it listens")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue  # it ended meanwhile
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_a_server_stopped_while_it_starts_leaves_no_nats_server_behind(tmp_path: Path) -> None:
+    """SIGTERM as soon as nats-server is launched, before the server has said where it listens."""
+    server = _start_server(["--data-dir", "data"], tmp_path)
+    children: list[int] = []
+
+    def launched() -> bool:
+        children[:] = _children(server.pid)
+        return bool(children)
+
+    try:
+        wait_until(launched, 30, "nats-server launched")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert all(not Path(f"/proc/{pid}").exists() for pid in children), "nats-server outlived its `outreach server`"
 
 
 async def test_an_open_server_warns_and_auth_closes_it_in_one_step(tmp_path: Path) -> None:
