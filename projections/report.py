@@ -93,27 +93,15 @@ KINDS = {  # a material kind, one and many
     "brochure": ("brochure", "brochures"),
     "other": ("other material", "other materials"),
 }
-FILTER_QUALITY = (  # a figure's key, what it counts when one and when many
-    ("sessions_estimated", "session with estimated participant counts", "sessions with estimated participant counts"),
-    (
-        "sessions_uncounted",
-        "session with uncounted participants (not in the participants totals)",
-        "sessions with uncounted participants (not in the participants totals)",
-    ),
-    (
-        "materials_unknown",
-        "distribution of materials with unknown quantity",
-        "distributions of materials with unknown quantity",
-    ),
+FILTER_QUALITY = (  # a figure's key, what it counts (made plural by _plural), and the rest of its words
+    ("sessions_estimated", "session", "with estimated participant counts"),
+    ("sessions_uncounted", "session", "with uncounted participants (not in the participants totals)"),
+    ("materials_unknown", "distribution", "of materials with unknown quantity"),
 )
 LOG_NOTES = (
-    ("corrections", "correction applied", "corrections applied"),
-    ("retractions", "retraction applied", "retractions applied"),
-    (
-        "rejected",
-        "event rejected by the projector (not in any total)",
-        "events rejected by the projector (not in any total)",
-    ),
+    ("corrections", "correction", "applied"),
+    ("retractions", "retraction", "applied"),
+    ("rejected", "event", "rejected by the projector (not in any total)"),
 )
 NO_SESSIONS = "no sessions"  # where a participants figure would read 0 although no session was held
 
@@ -358,6 +346,11 @@ def _plural(value: int, noun: str) -> str:
     return f"{value:,} {noun}" if value == 1 else f"{value:,} {PLURALS.get(noun, noun + 's')}"
 
 
+def _noun(value: int, noun: str) -> str:
+    """``session`` or ``sessions``, as ``value`` takes it (the number itself is shown apart)."""
+    return _plural(value, noun).split(" ", 1)[1]
+
+
 def _kind(kind: str | None, value: int) -> str:
     one, many = KINDS.get(kind or "other", (str(kind), f"{kind}s"))
     return one if value == 1 else many
@@ -386,13 +379,13 @@ def _render(data: _Data) -> str:
         sections = '<p class="empty" id="no-actions">No action matches these filters.</p>'
     quality = "\n".join(
         f'<li><span class="value" id="quality-{key.replace("_", "-")}">{_n(data.quality[key])}</span> '
-        f"{escape(one if data.quality[key] == 1 else many)}</li>"
-        for key, one, many in FILTER_QUALITY
+        f"{escape(_noun(data.quality[key], noun))} {escape(rest)}</li>"
+        for key, noun, rest in FILTER_QUALITY
     )
     log = "\n".join(
         f'<li><span class="value" id="quality-{key}">{_n(data.quality[key])}</span> '
-        f"{escape(one if data.quality[key] == 1 else many)}</li>"
-        for key, one, many in LOG_NOTES
+        f"{escape(_noun(data.quality[key], noun))} {escape(rest)}</li>"
+        for key, noun, rest in LOG_NOTES
     )
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -440,7 +433,7 @@ def _section(country: Country) -> str:
             note = f'<span class="note" id="headline-{code}-participants-note">{NO_SESSIONS} held</span>'
         cards.append(
             f'<li><span class="value" id="headline-{code}-{key}">{value}</span>'
-            f'<span class="label">{escape(_plural(h[key], label).split(" ", 1)[1])}</span>{note}</li>'
+            f'<span class="label">{escape(_noun(h[key], label))}</span>{note}</li>'
         )
         if key == "participants":  # each kind of material its own figure, next to the people reached
             for kind, _, quantity, unknown in country.materials:
