@@ -300,7 +300,8 @@ def plain_message(kind: str, message: str, ctx: dict[str, Any], value: Any) -> s
     if kind == "too_long":
         return f"lists more than {ctx.get('max_length')} entries"
     if kind == "too_short":
-        return f"must list at least {ctx.get('min_length')}"
+        least = ctx.get("min_length")
+        return f"must list at least {least} {'entry' if least == 1 else 'entries'}"
     if kind in ("greater_than_equal", "greater_than"):
         return f"must be at least {ctx.get('ge', ctx.get('gt'))}"
     if kind in ("less_than_equal", "less_than"):
