@@ -795,13 +795,14 @@ def _readable(settings: Settings, carries: Callable[[Path], bool] | None = None)
 
     try:
         source, note = readable(settings.db)
-    except LockedByProjector:  # held by a projector that has written no snapshot yet
-        source, note = None, ""
-    if note is None and source is not None:
-        return source
-    if source is not None and note and carries is not None and carries(source):
-        print(f"note: {note}", file=sys.stderr)
-        return source
+    except LockedByProjector:
+        pass  # held by a projector that has written no snapshot yet
+    else:
+        if note is None:  # no projector holds it
+            return source
+        if carries is not None and carries(source):
+            print(f"note: {note}", file=sys.stderr)
+            return source
     path, as_of_seq = _run(_ask_for_copy(settings))
     print(
         f"note: {settings.db} is being written by a running projector: read the copy it wrote, {path}, "
@@ -813,40 +814,51 @@ def _readable(settings: Settings, carries: Callable[[Path], bool] | None = None)
 
 async def _ask_for_copy(settings: Settings) -> tuple[Path, int | None]:
     """A running projector holds the file: ask it to write a whole copy beside it, and wait for it."""
+    from schemas.errors import ProjectionError
+    from schemas.subjects import copy_subject
+
+    answer = await _ask(settings, copy_subject(settings.stream), b"", COPY_TIMEOUT_S, "an analyst's or an auditor's")
+    if "error" in answer:
+        raise ProjectionError(answer["error"])
+    return Path(answer["path"]), answer["as_of_seq"]
+
+
+async def _ask(settings: Settings, subject: str, request: bytes, timeout: float, who: str) -> dict[str, Any]:
+    """One request to the running projector that holds ``settings.db``, and its JSON answer. A
+    projector that is starting is waited for a moment; a request the broker refuses these
+    credentials (``who`` may make it) is said at once, not after ``timeout``."""
     from nats.errors import TimeoutError as NatsTimeout
 
     from runtime.connection import connect, redact
     from schemas.errors import ProjectionError
-    from schemas.subjects import copy_subject
 
-    subject = copy_subject(settings.stream)
     where = f"{subject} at {redact(settings.nats_url)}"
     errors: list[BaseException] = []
-    nc = await connect(settings, "outreach-copy", errors)
+    nc = await connect(settings, "outreach-cli", errors)
     deadline = time.monotonic() + 15  # a projector that is starting answers once its services are up
     try:
         while True:
             inbox = nc.new_inbox()
             replies = await nc.subscribe(inbox, max_msgs=1)
-            await nc.publish(subject, b"", reply=inbox)
+            await nc.publish(subject, request, reply=inbox)
             asked = time.monotonic()
-            while True:  # the copy takes a while; a refusal of the request by the broker is said at once
+            while True:
                 if any("permissions violation" in str(e).lower() for e in errors):
                     raise ProjectionError(
                         f"{settings.db} is locked by a running projector, and these credentials may not ask it "
-                        f"for a copy on {where}: an analyst's or an auditor's may (`outreach auth`)"
+                        f"on {where}: {who} may (`outreach auth`)"
                     )
                 try:
                     reply = await replies.next_msg(timeout=0.5)
                     break
                 except (TimeoutError, NatsTimeout):
-                    if time.monotonic() - asked > COPY_TIMEOUT_S:
+                    if time.monotonic() - asked > timeout:
                         raise ProjectionError(
                             f"{settings.db} is locked by a running projector, which did not answer on {where} "
-                            f"within {COPY_TIMEOUT_S:.0f} s"
+                            f"within {timeout:.0f} s"
                         ) from None
             if (reply.headers or {}).get("Status") != "503":  # 503: nobody subscribes there yet
-                break
+                return dict(json.loads(reply.data))
             if time.monotonic() > deadline:
                 raise ProjectionError(
                     f"{settings.db} is locked by a running projector, and no projector answered on {where}"
@@ -854,10 +866,6 @@ async def _ask_for_copy(settings: Settings) -> tuple[Path, int | None]:
             await _sleep(0.2)
     finally:
         await nc.close()
-    answer = json.loads(reply.data)
-    if "error" in answer:
-        raise ProjectionError(answer["error"])
-    return Path(answer["path"]), answer["as_of_seq"]
 
 
 COPY_TIMEOUT_S = 600.0  # a copy of a projection of millions of events takes minutes on a small machine
@@ -879,38 +887,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 async def _ask_projector(settings: Settings, query: str) -> Any:
     """The file is locked by a running projector: it answers read-only queries over NATS."""
-    from nats.errors import NoRespondersError
-
     from projections.query import QueryResult
-    from runtime.connection import connect, redact
     from schemas.errors import ProjectionError, QueryRefused
     from schemas.subjects import query_subject
 
-    nc = await connect(settings, "outreach-sql")
-    deadline = time.monotonic() + 15  # a projector that is starting answers once its consumer is up
-    try:
-        while True:
-            try:
-                # The projector stops a query at its own limit and says so; this is for a projector gone.
-                reply = await nc.request(
-                    query_subject(settings.stream), query.encode(), timeout=max(60, settings.query_timeout_s + 30)
-                )
-                break
-            except NoRespondersError:
-                if time.monotonic() > deadline:
-                    raise ProjectionError(
-                        f"{settings.db} is locked by a running projector, and no projector answered on "
-                        f"{query_subject(settings.stream)} at {redact(settings.nats_url)}"
-                    ) from None
-                await _sleep(0.2)
-            except Exception as exc:
-                raise ProjectionError(
-                    f"{settings.db} is locked by a running projector, which did not answer on "
-                    f"{query_subject(settings.stream)} at {redact(settings.nats_url)} ({type(exc).__name__})"
-                ) from None
-    finally:
-        await nc.close()
-    answer = json.loads(reply.data)
+    # The projector stops a query at its own limit and says so; this time-out is for a projector gone.
+    timeout = max(60, settings.query_timeout_s + 30)
+    answer = await _ask(settings, query_subject(settings.stream), query.encode(), timeout, "an analyst's")
     if "error" in answer:
         error = answer["error"]
         raise (QueryRefused if answer.get("refused") else ProjectionError)(error)

@@ -542,7 +542,7 @@ async def test_analysts_and_auditors_read_a_copy_beside_the_projector_and_agenci
         done = await asyncio.to_thread(outreach, "export", "--view", "event_history", "--out", str(history), env=agency)
         assert (done.returncode, done.stderr) == (
             1,
-            f"error: {db} is locked by a running projector, and these credentials may not ask it for a copy on "
+            f"error: {db} is locked by a running projector, and these credentials may not ask it on "
             f"outreach.copy.OUTREACH at {server.url}: an analyst's or an auditor's may (`outreach auth`)\n",
         )
     finally:
