@@ -1,7 +1,8 @@
 """The fold: a batch of stream messages to the rows it adds to the projection. Pure: no I/O.
 
 The projector parses a batch (``parse_batch``), asks the projection what it already knows of the
-event_ids the batch mentions (``referenced_ids``), and folds (``fold_batch``). Each message ends
+event_ids the batch mentions (``referenced_ids``; the content of its own, ``published_ids``, to
+compare an event published again), and folds (``fold_batch``). Each message ends
 in exactly one place: the event log (accepted), ``rejected_events`` (with a reason), or
 ``ignored_duplicates`` (the same event again, identical).
 """
@@ -146,6 +147,12 @@ def referenced_ids(parsed: list[Parsed]) -> list[EventKey]:
         if isinstance(e, EventCorrected | EventRetracted):
             keys.add(target_key(e))
     return list(keys)
+
+
+def published_ids(parsed: list[Parsed]) -> set[EventKey]:
+    """The (agency, event_id) of each event of the batch: a known one is an event published again,
+    compared with what was published first."""
+    return {event_key(p.event) for p in parsed if p.event is not None}
 
 
 def definition_key(event: EventBase) -> DefinitionKey | None:

@@ -19,6 +19,7 @@ from consumers.fold import (
     fold_batch,
     gaps,
     parse_batch,
+    published_ids,
     referenced_definitions,
     referenced_ids,
 )
@@ -80,9 +81,8 @@ class Projector:
         fresh = [p.msg for p in parsed]
         if not fresh:
             return 0
-        update = fold_batch(
-            parsed, self.store.lookup(referenced_ids(parsed)), self.store.owners(referenced_definitions(parsed))
-        )
+        known = self.store.lookup(referenced_ids(parsed), compare=published_ids(parsed))
+        update = fold_batch(parsed, known, self.store.owners(referenced_definitions(parsed)))
         update.digest = chain_digest(self.digest, fresh)
         update.gaps = gaps(self.last_seq, fresh)
         self.store.apply(update, self.stream, self.stream_created)

@@ -93,7 +93,7 @@ class KnownEvent:
 
     event_id: uuid.UUID
     stream_seq: int
-    content_hash: str
+    content_hash: str | None  # read only for an event_id published again, to compare
     agency: str
     event_type: str
     retracted: bool | None  # None: not a fact (a correction or retraction itself)

@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from projections.known import KnownIndex
 from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
 from schemas.errors import ProjectionError
 from schemas.reference import regions
@@ -82,17 +83,10 @@ WHERE checkpoint.last_seq < excluded.last_seq
 """
 INSERT_CHECKPOINT_LOG = "INSERT INTO checkpoint_log VALUES (?, ?, ?, ?, ?)"
 INSERT_GAPS = "INSERT INTO stream_gaps SELECT unnest(?::UBIGINT[]), unnest(?::UBIGINT[]), ?"
-# An event's identity is (agency, event_id): two agencies' events never meet here.
-SELECT_KNOWN = """
-WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS agency, unnest(?::UUID[]) AS event_id),
-found AS (SELECT l.* FROM event_log l SEMI JOIN wanted w ON l.agency = w.agency AND l.event_id = w.event_id
-          WHERE l.event_id IN (SELECT event_id FROM wanted))
-SELECT f.event_id, f.stream_seq, f.content_hash, f.agency, f.event_type, v.retracted, f.payload
-FROM found f
-LEFT JOIN (SELECT fact_id, agency, retracted FROM fact_versions
-           WHERE superseded_seq IS NULL AND fact_id IN (SELECT event_id FROM found)) v
-       ON v.fact_id = f.event_id AND v.agency = f.agency
-"""
+# The content of events the index found, to compare an event published again with: by stream
+# sequence, a handful of integers written into the statement (a list parameter would be joined
+# against every row of the log).
+SELECT_CONTENT = "SELECT stream_seq, content_hash, payload FROM event_log WHERE stream_seq IN ({seqs})"
 # Who first defined each campaign and plan task: only that agency may define it again.
 SELECT_OWNERS = """
 WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS kind, unnest(?::VARCHAR[]) AS ref),
@@ -286,6 +280,7 @@ class ProjectionStore:
         # snapshots) get cursors of the root connection, never the writer's.
         self.con = self.root.cursor()
         self._create()
+        self.known = KnownIndex.load(self.con)
 
     def _create(self) -> None:
         reg = regions()
@@ -324,12 +319,24 @@ class ProjectionStore:
         row = self.con.execute(SELECT_CHECKPOINT, [stream]).fetchone()
         return Checkpoint(int(row[0]), row[1], row[2]) if row else None
 
-    def lookup(self, keys: list[tuple[str, uuid.UUID]]) -> dict[tuple[str, uuid.UUID], KnownEvent]:
-        """What the projection knows of these (agency, event_id) pairs (only those it has)."""
-        if not keys:
-            return {}
-        rows = self.con.execute(SELECT_KNOWN, [[k[0] for k in keys], [k[1] for k in keys]]).fetchall()
-        return {(r[3], r[0]): KnownEvent(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
+    def lookup(
+        self, keys: list[tuple[str, uuid.UUID]], compare: set[tuple[str, uuid.UUID]] | frozenset = frozenset()
+    ) -> dict[tuple[str, uuid.UUID], KnownEvent]:
+        """What the projection knows of these (agency, event_id) pairs (only those it has); for
+        those in ``compare``, events published again, also their content hash and payload."""
+        found = self.known.get(keys)
+        content: dict[int, tuple[str, str]] = {}
+        wanted = sorted(entry.stream_seq for key, entry in found.items() if key in compare)
+        if wanted:
+            sql = SELECT_CONTENT.format(seqs=", ".join(str(int(seq)) for seq in wanted))
+            content = {int(r[0]): (r[1], r[2]) for r in self.con.execute(sql).fetchall()}
+        known = {}
+        for (agency, event_id), entry in found.items():
+            content_hash, payload = content.get(entry.stream_seq, (None, None))
+            known[agency, event_id] = KnownEvent(
+                event_id, entry.stream_seq, content_hash, agency, entry.event_type, entry.retracted, payload
+            )
+        return known
 
     def owners(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The agency that first defined each of these campaigns and plan tasks (only those defined)."""
@@ -382,6 +389,16 @@ class ProjectionStore:
                 f"nothing of it was kept and the checkpoint did not move: {exc}. Once the cause is fixed "
                 f"(disk space, file permissions), start the projector again: it resumes from the checkpoint."
             ) from None
+        self._remember(update.log)
+
+    def _remember(self, log: list[LogRow]) -> None:
+        """The index learns what the file has just committed, and only that."""
+        for row in log:
+            key = (row.agency, row.event_id)
+            self.known.add(key, row.stream_seq, row.event_type, fact=row.refers_to is None)
+            if row.event_type == "event_retracted":
+                self.known.retract((row.agency, row.refers_to))
+        self.known.settle()
 
     def _insert(self, row_type: type, rows: list[Any]) -> None:
         if not rows:

@@ -1,0 +1,88 @@
+"""The projector's index of known events answers exactly what the event log says: after every
+merge of its recent entries, and when it is built again from the file."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import projections.known
+from consumers.fold import StreamMessage
+from consumers.projector import Projector
+from outreach.synthetic import generate
+from projections.rows import KnownEvent
+from projections.store import ProjectionStore
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+# What the index stands in for: the event log and the current versions, asked in SQL.
+ORACLE = """
+WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS agency, unnest(?::UUID[]) AS event_id)
+SELECT f.event_id, f.stream_seq, f.content_hash, f.agency, f.event_type, v.retracted, f.payload
+FROM (SELECT l.* FROM event_log l SEMI JOIN wanted w ON l.agency = w.agency AND l.event_id = w.event_id) f
+LEFT JOIN (SELECT fact_id, agency, retracted FROM fact_versions WHERE superseded_seq IS NULL) v
+       ON v.fact_id = f.event_id AND v.agency = f.agency
+"""
+
+
+def corpus() -> list[tuple[str, bytes]]:
+    """Synthetic events with corrections and retractions, and what agencies do besides: the same
+    event published again, the same event_id used by another agency, a changed re-send."""
+    items = list(generate(3000, seed=13))
+    out = [(item.subject, item.payload) for item in items]
+    for item in items[100:2900:97]:
+        out.append((item.subject, item.payload))  # the same event again: an ignored duplicate
+        other = dict(item.event, agency="xx-squatter")  # another agency, the same event_id
+        out.append(
+            (f"outreach.events.xx-squatter.{other['event_type']}.{other['event_id']}", json.dumps(other).encode())
+        )
+        changed = dict(item.event, recorded_at="2024-12-31T00:00:00Z")  # a changed re-send: a conflict
+        out.append((item.subject, json.dumps(changed).encode()))
+    return out
+
+
+def oracle(store: ProjectionStore, keys: list[tuple[str, uuid.UUID]]) -> dict[tuple[str, uuid.UUID], KnownEvent]:
+    rows = store.con.execute(ORACLE, [[k[0] for k in keys], [k[1] for k in keys]]).fetchall()
+    return {(r[3], r[0]): KnownEvent(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
+
+
+def test_the_index_answers_what_the_event_log_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(projections.known, "MERGE_AT", 500)  # merged several times along the way
+    messages = [StreamMessage(i + 1, subject, data, AT) for i, (subject, data) in enumerate(corpus())]
+    path = tmp_path / "p.duckdb"
+    store = ProjectionStore(path)
+    projector = Projector(store, "OUTREACH", AT)
+    for start in range(0, len(messages), 97):
+        projector.apply(messages[start : start + 97])
+    assert (projector.stats.accepted, projector.stats.duplicates, projector.stats.rejected) == (3024, 29, 34)
+
+    logged = store.con.execute("SELECT agency, event_id FROM event_log").fetchall()
+    unknown = [("xx-squatter", uuid.uuid4()) for _ in range(50)] + [(logged[0][0], uuid.uuid4())]
+    elsewhere = [("al-nobody", event_id) for _, event_id in logged[:50]]  # a known event_id, another agency
+    keys = [(agency, event_id) for agency, event_id in logged] + unknown + elsewhere
+    expected = oracle(store, keys)
+    # 3,000 events and 24 of the squatter's (its 4 retractions and 1 correction of events it does not
+    # have were rejected, as were the 29 changed re-sends); 303 corrections and retractions; 107
+    # facts retracted.
+    assert len(expected) == 3024
+    assert sum(1 for known in expected.values() if known.agency == "xx-squatter") == 24
+    assert sum(1 for known in expected.values() if known.retracted is None) == 303
+    assert sum(1 for known in expected.values() if known.retracted) == 107
+
+    assert store.lookup(keys, compare=set(keys)) == expected
+    assert store.lookup(keys) == {
+        key: KnownEvent(k.event_id, k.stream_seq, None, k.agency, k.event_type, k.retracted)
+        for key, k in expected.items()
+    }
+    store.close()
+
+    reopened = ProjectionStore(path)  # the index built from the file alone
+    try:
+        assert len(reopened.known) == 3024
+        assert reopened.lookup(keys, compare=set(keys)) == expected
+    finally:
+        reopened.close()
