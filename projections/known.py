@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+import pyarrow.compute as pc
 
 MERGE_AT = 50_000  # events in the dictionary before it is merged into the sorted arrays
 _LOW = (1 << 64) - 1
@@ -71,14 +72,20 @@ class KnownIndex:
             table = cursor.sql(LOAD).to_arrow_table()
         if table.num_rows == 0:
             return index
-        agencies = table.column("agency").to_pylist()
-        types = table.column("event_type").to_pylist()
+        # Agencies and event types as codes, without a Python string for each event.
+        agencies = pc.dictionary_encode(table.column("agency").combine_chunks())
+        types = pc.dictionary_encode(table.column("event_type").combine_chunks())
+        index._agency_names = agencies.dictionary.to_pylist()
+        index._agencies = {name: code for code, name in enumerate(index._agency_names)}
+        index._type_names = types.dictionary.to_pylist()
+        index._types = {name: code for code, name in enumerate(index._type_names)}
+        index._agency = agencies.indices.to_numpy().astype(np.uint32)
+        index._type = types.indices.to_numpy().astype(np.uint8)
         index._hi = table.column("hi").to_numpy()
         index._lo = table.column("lo").to_numpy()
-        index._agency = np.fromiter((index._code(index._agencies, index._agency_names, a) for a in agencies), np.uint32)
         index._seq = table.column("stream_seq").to_numpy()
-        index._type = np.fromiter((index._code(index._types, index._type_names, t) for t in types), np.uint8)
         index._state = table.column("state").to_numpy()
+        del table, agencies, types
         index._sort()
         return index
 
