@@ -51,7 +51,7 @@ class KnownIndex:
         self._agency_names: list[str] = []
         self._types: dict[str, int] = {}
         self._type_names: list[str] = []
-        # Sorted by (hi, lo, agency); one row per event.
+        # One row per event, sorted by the event_id's high 64 bits (hi).
         self._hi = np.empty(0, np.uint64)
         self._lo = np.empty(0, np.uint64)
         self._agency = np.empty(0, np.uint32)
@@ -133,21 +133,29 @@ class KnownIndex:
         self._state[position] = RETRACTED
 
     def settle(self) -> None:
-        """Merge what was added into the sorted arrays once there is enough of it."""
+        """Merge what was added into the sorted arrays once there is enough of it: the new entries
+        sorted among themselves and inserted in one pass, so a merge costs the arrays' length, not
+        a sort of them."""
         if len(self._recent) < MERGE_AT:
             return
         keys = list(self._recent)
         values = list(self._recent.values())
         n = len(keys)
-        self._hi = np.concatenate([self._hi, np.fromiter((k[1].int >> 64 for k in keys), np.uint64, n)])
-        self._lo = np.concatenate([self._lo, np.fromiter((k[1].int & _LOW for k in keys), np.uint64, n)])
+        hi = np.fromiter((k[1].int >> 64 for k in keys), np.uint64, n)
+        order = np.argsort(hi, kind="stable")
         codes = (self._code(self._agencies, self._agency_names, k[0]) for k in keys)
-        self._agency = np.concatenate([self._agency, np.fromiter(codes, np.uint32, n)])
-        self._seq = np.concatenate([self._seq, np.fromiter((v[0] for v in values), np.uint64, n)])
-        self._type = np.concatenate([self._type, np.fromiter((v[1] for v in values), np.uint8, n)])
-        self._state = np.concatenate([self._state, np.fromiter((v[2] for v in values), np.int8, n)])
+        new = {
+            "_hi": hi,
+            "_lo": np.fromiter((k[1].int & _LOW for k in keys), np.uint64, n),
+            "_agency": np.fromiter(codes, np.uint32, n),
+            "_seq": np.fromiter((v[0] for v in values), np.uint64, n),
+            "_type": np.fromiter((v[1] for v in values), np.uint8, n),
+            "_state": np.fromiter((v[2] for v in values), np.int8, n),
+        }
+        at = np.searchsorted(self._hi, hi[order])
+        for name, column in new.items():
+            setattr(self, name, np.insert(getattr(self, name), at, column[order]))
         self._recent = {}
-        self._sort()
 
     def _find(self, start: int, event_id: int, agency_code: int | None) -> int | None:
         if agency_code is None:
@@ -164,7 +172,8 @@ class KnownIndex:
         return Entry(stream_seq, self._type_names[type_code], None if state == NOT_A_FACT else state == RETRACTED)
 
     def _sort(self) -> None:
-        order = np.lexsort((self._agency, self._lo, self._hi))
+        """By the event_id's high 64 bits; those few equal there are told apart by ``_find``."""
+        order = np.argsort(self._hi, kind="stable")
         for name in ("_hi", "_lo", "_agency", "_seq", "_type", "_state"):
             setattr(self, name, getattr(self, name)[order])
 
