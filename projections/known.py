@@ -51,7 +51,7 @@ class KnownIndex:
         self._agency_names: list[str] = []
         self._types: dict[str, int] = {}
         self._type_names: list[str] = []
-        # One row per event, sorted by the event_id's high 64 bits (hi).
+        # One row per event, sorted by event_id: its high 64 bits (hi), then its low (lo).
         self._hi = np.empty(0, np.uint64)
         self._lo = np.empty(0, np.uint64)
         self._agency = np.empty(0, np.uint32)
@@ -106,8 +106,7 @@ class KnownIndex:
         hits = np.flatnonzero(self._hi[np.minimum(starts, len(self._hi) - 1)] == his)
         for i in hits.tolist():  # few: events published again, and the targets of corrections
             agency, event_id = rest[i]
-            code = self._agencies.get(agency)
-            position = self._find(int(starts[i]), event_id.int, code)
+            position = self._find(event_id.int, self._agencies.get(agency))
             if position is not None:
                 found[rest[i]] = self._entry(
                     int(self._seq[position]), int(self._type[position]), int(self._state[position])
@@ -126,8 +125,7 @@ class KnownIndex:
             recent[2] = RETRACTED
             return
         agency, event_id = key
-        start = int(np.searchsorted(self._hi, np.uint64(event_id.int >> 64), "left"))
-        position = self._find(start, event_id.int, self._agencies.get(agency))
+        position = self._find(event_id.int, self._agencies.get(agency))
         if position is None:
             raise KeyError(f"retracted event {key} is not in the index")
         self._state[position] = RETRACTED
@@ -142,28 +140,40 @@ class KnownIndex:
         values = list(self._recent.values())
         n = len(keys)
         hi = np.fromiter((k[1].int >> 64 for k in keys), np.uint64, n)
-        order = np.argsort(hi, kind="stable")
+        lo = np.fromiter((k[1].int & _LOW for k in keys), np.uint64, n)
+        order = np.lexsort((lo, hi))
         codes = (self._code(self._agencies, self._agency_names, k[0]) for k in keys)
         new = {
             "_hi": hi,
-            "_lo": np.fromiter((k[1].int & _LOW for k in keys), np.uint64, n),
+            "_lo": lo,
             "_agency": np.fromiter(codes, np.uint32, n),
             "_seq": np.fromiter((v[0] for v in values), np.uint64, n),
             "_type": np.fromiter((v[1] for v in values), np.uint8, n),
             "_state": np.fromiter((v[2] for v in values), np.int8, n),
         }
-        at = np.searchsorted(self._hi, hi[order])
+        at = self._positions(hi[order], lo[order])
         for name, column in new.items():
             setattr(self, name, np.insert(getattr(self, name), at, column[order]))
         self._recent = {}
 
-    def _find(self, start: int, event_id: int, agency_code: int | None) -> int | None:
+    def _positions(self, his: np.ndarray, los: np.ndarray) -> np.ndarray:
+        """Where each (hi, lo) is, or would be inserted, in the arrays sorted by (hi, lo)."""
+        left = np.searchsorted(self._hi, his, "left")
+        right = np.searchsorted(self._hi, his, "right")
+        for i in np.flatnonzero(right > left).tolist():  # an event_id whose high half is in the arrays
+            left[i] += np.searchsorted(self._lo[left[i] : right[i]], los[i], "left")
+        return left
+
+    def _find(self, event_id: int, agency_code: int | None) -> int | None:
+        """The position of (event_id, agency), or None. Two binary searches, whatever event_ids
+        agencies choose (sequential ones share their high half); then the agencies that used the
+        same event_id, one each at most."""
         if agency_code is None:
             return None
         hi, lo = np.uint64(event_id >> 64), np.uint64(event_id & _LOW)
-        position = start
-        while position < len(self._hi) and self._hi[position] == hi:  # more than one only for a reused event_id
-            if self._lo[position] == lo and self._agency[position] == agency_code:
+        position = int(self._positions(np.array([hi]), np.array([lo]))[0])
+        while position < len(self._hi) and self._hi[position] == hi and self._lo[position] == lo:
+            if self._agency[position] == agency_code:
                 return position
             position += 1
         return None
@@ -172,8 +182,7 @@ class KnownIndex:
         return Entry(stream_seq, self._type_names[type_code], None if state == NOT_A_FACT else state == RETRACTED)
 
     def _sort(self) -> None:
-        """By the event_id's high 64 bits; those few equal there are told apart by ``_find``."""
-        order = np.argsort(self._hi, kind="stable")
+        order = np.lexsort((self._lo, self._hi))
         for name in ("_hi", "_lo", "_agency", "_seq", "_type", "_state"):
             setattr(self, name, getattr(self, name)[order])
 

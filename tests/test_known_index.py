@@ -14,6 +14,7 @@ import projections.known
 from consumers.fold import StreamMessage
 from consumers.projector import Projector
 from outreach.synthetic import generate
+from projections.known import Entry, KnownIndex
 from projections.rows import KnownEvent
 from projections.store import ProjectionStore
 
@@ -86,3 +87,35 @@ def test_the_index_answers_what_the_event_log_says(tmp_path: Path, monkeypatch: 
         assert reopened.lookup(keys, compare=set(keys)) == expected
     finally:
         reopened.close()
+
+
+def test_event_ids_an_agency_numbers_itself_are_found_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sequential event_ids share their high 64 bits: found by a search on the low ones too, among
+    merged and recent entries, and told apart by agency."""
+    monkeypatch.setattr(projections.known, "MERGE_AT", 300)
+    index = KnownIndex()
+    for i in range(2000):
+        index.add(("al-a", uuid.UUID(int=i)), 2 * i + 1, "session_held", fact=True)
+        if i % 2 == 0:
+            index.add(
+                ("al-b", uuid.UUID(int=i)), 2 * i + 2, "event_retracted" if i % 4 else "session_held", fact=i % 4 == 0
+            )
+        index.settle()
+    assert len(index) == 3000
+    for i in (0, 4, 1000, 1996):  # merged, then retracted: the arrays change in place
+        index.retract(("al-a", uuid.UUID(int=i)))
+    index.retract(("al-a", uuid.UUID(int=1999)))  # still among the recent entries
+    keys = [(agency, uuid.UUID(int=i)) for agency in ("al-a", "al-b", "al-c") for i in range(2100)]
+    found = index.get(keys)
+    expected = {
+        ("al-a", uuid.UUID(int=i)): Entry(2 * i + 1, "session_held", i in (0, 4, 1000, 1996, 1999)) for i in range(2000)
+    }
+    expected.update(
+        {
+            ("al-b", uuid.UUID(int=i)): Entry(2 * i + 2, "session_held", False)
+            if i % 4 == 0
+            else Entry(2 * i + 2, "event_retracted", None)
+            for i in range(0, 2000, 2)
+        }
+    )
+    assert found == expected
