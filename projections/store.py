@@ -86,7 +86,9 @@ INSERT_GAPS = "INSERT INTO stream_gaps SELECT unnest(?::UBIGINT[]), unnest(?::UB
 # The content of events the index found, to compare an event published again with: by stream
 # sequence, a handful of integers written into the statement (a list parameter would be joined
 # against every row of the log).
-SELECT_CONTENT = "SELECT stream_seq, content_hash, payload FROM event_log WHERE stream_seq IN ({seqs})"
+SELECT_CONTENT = """
+SELECT stream_seq, agency, event_id, content_hash, payload FROM event_log WHERE stream_seq IN ({seqs})
+"""
 # Who first defined each campaign and plan task: only that agency may define it again.
 SELECT_OWNERS = """
 WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS kind, unnest(?::VARCHAR[]) AS ref),
@@ -334,14 +336,14 @@ class ProjectionStore:
         """What the projection knows of these (agency, event_id) pairs (only those it has); for
         those in ``compare``, events published again, also their content hash and payload."""
         found = self.known.get(keys)
-        content: dict[int, tuple[str, str]] = {}
+        content: dict[tuple[int, str, uuid.UUID], tuple[str, str]] = {}
         wanted = sorted(entry.stream_seq for key, entry in found.items() if key in compare)
         if wanted:
             sql = SELECT_CONTENT.format(seqs=", ".join(str(int(seq)) for seq in wanted))
-            content = {int(r[0]): (r[1], r[2]) for r in self.con.execute(sql).fetchall()}
+            content = {(int(r[0]), r[1], r[2]): (r[3], r[4]) for r in self.con.execute(sql).fetchall()}
         known = {}
         for (agency, event_id), entry in found.items():
-            content_hash, payload = content.get(entry.stream_seq, (None, None))
+            content_hash, payload = content.get((entry.stream_seq, agency, event_id), (None, None))
             known[agency, event_id] = KnownEvent(
                 event_id, entry.stream_seq, content_hash, agency, entry.event_type, entry.retracted, payload
             )
