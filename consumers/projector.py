@@ -85,7 +85,7 @@ class Projector:
         update = fold_batch(parsed, known, self.store.owners(referenced_definitions(parsed)))
         update.digest = chain_digest(self.digest, fresh)
         update.gaps = gaps(self.last_seq, fresh)
-        self.store.apply(update, self.stream, self.stream_created)
+        self.store.apply(update, self.stream, self.stream_created, self.last_seq)
         self.last_seq = update.last_seq
         self.digest = update.digest
         self.stats.batches += 1

@@ -72,14 +72,15 @@ INSERT_COUNTIES = "INSERT INTO counties SELECT unnest(?), unnest(?), unnest(?), 
 INSERT_MUNICIPALITIES = "INSERT INTO municipalities SELECT unnest(?), unnest(?), unnest(?)"
 
 SELECT_CHECKPOINT = "SELECT last_seq, stream_created, digest FROM checkpoint WHERE stream = ?"
-# The checkpoint only moves forward, and the database itself refuses anything else: a second
-# writer, or a bug, that would apply a batch again changes no row here, and its transaction is
-# rolled back whole.
+# The checkpoint only moves forward, from the sequence the batch was folded after, and the
+# database itself refuses anything else: a second writer (whose batch was folded against what it
+# knew, not what the file now holds), or a bug, that would apply a batch again changes no row
+# here, and its transaction is rolled back whole.
 ADVANCE_CHECKPOINT = """
 INSERT INTO checkpoint (stream, stream_created, last_seq, last_stored_at, digest, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_stored_at = excluded.last_stored_at,
     digest = excluded.digest, updated_at = excluded.updated_at
-WHERE checkpoint.last_seq < excluded.last_seq
+WHERE checkpoint.last_seq = ? AND checkpoint.last_seq < excluded.last_seq
 """
 INSERT_CHECKPOINT_LOG = "INSERT INTO checkpoint_log VALUES (?, ?, ?, ?, ?)"
 INSERT_GAPS = "INSERT INTO stream_gaps SELECT unnest(?::UBIGINT[]), unnest(?::UBIGINT[]), ?"
@@ -222,7 +223,8 @@ _GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TY
 
 
 class CheckpointNotAdvanced(ProjectionError):
-    """A batch would not move the checkpoint forward: it was refused, and nothing of it written."""
+    """A batch would not move the checkpoint forward from the sequence it was folded after: it was
+    refused, and nothing of it written."""
 
 
 @dataclass(frozen=True)
@@ -356,8 +358,9 @@ class ProjectionStore:
         rows = self.con.execute(SELECT_OWNERS, [[k[0] for k in keys], [k[1] for k in keys]]).fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
 
-    def apply(self, update: BatchUpdate, stream: str, stream_created: datetime) -> None:
-        """Write one batch and its checkpoint in one transaction; on error nothing is written."""
+    def apply(self, update: BatchUpdate, stream: str, stream_created: datetime, after_seq: int) -> None:
+        """Write one batch, folded after stream sequence ``after_seq``, and its checkpoint in one
+        transaction; on error nothing is written."""
         con = self.con
         try:
             con.begin()
@@ -379,16 +382,18 @@ class ProjectionStore:
                 firsts, lasts = zip(*update.gaps, strict=True)
                 con.execute(INSERT_GAPS, [list(firsts), list(lasts), now])
             moved = con.execute(
-                ADVANCE_CHECKPOINT, [stream, stream_created, update.last_seq, update.last_stored_at, update.digest, now]
+                ADVANCE_CHECKPOINT,
+                [stream, stream_created, update.last_seq, update.last_stored_at, update.digest, now, after_seq],
             ).fetchone()
             if not moved or moved[0] != 1:
                 con.rollback()
                 stored = self.checkpoint(stream)
                 raise CheckpointNotAdvanced(
-                    f"refused to apply the batch ending at stream sequence {update.last_seq} to {self.path}: its "
-                    f"checkpoint is already at {stored.last_seq if stored else '?'}, and a checkpoint only moves "
-                    f"forward. Another projector writes this file, or the batch was applied before; nothing of it "
-                    f"was kept."
+                    f"refused to apply the batch ending at stream sequence {update.last_seq} to {self.path}: it "
+                    f"follows stream sequence {after_seq}, but the file's checkpoint is at "
+                    f"{stored.last_seq if stored else '?'}, and a checkpoint moves only forward from where its "
+                    f"writer left it. Another projector writes this file, or the batch was applied before; "
+                    f"nothing of it was kept."
                 )
             con.execute(INSERT_CHECKPOINT_LOG, [stream, update.last_seq, update.last_stored_at, update.digest, now])
             con.commit()

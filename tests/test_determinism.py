@@ -175,13 +175,16 @@ def test_two_writers_on_one_file_cannot_apply_a_batch_twice(tmp_path: Path) -> N
     try:
         writer_a, writer_b = Projector(first, "OUTREACH", AT), Projector(second, "OUTREACH", AT)
         assert writer_a.apply(msgs[:20]) == 20
-        for batch in (msgs[:10], msgs[:20]):  # behind, then level with the stored checkpoint
+        # Behind, level with, and past the stored checkpoint: each folded after sequence 0, and
+        # the last would count events 1-20 a second time.
+        for batch in (msgs[:10], msgs[:20], msgs[:25]):
             with pytest.raises(CheckpointNotAdvanced) as caught:
                 writer_b.apply(batch)
             assert str(caught.value) == (
-                f"refused to apply the batch ending at stream sequence {len(batch)} to {path}: its checkpoint is "
-                f"already at 20, and a checkpoint only moves forward. Another projector writes this file, or the "
-                f"batch was applied before; nothing of it was kept."
+                f"refused to apply the batch ending at stream sequence {len(batch)} to {path}: it follows stream "
+                f"sequence 0, but the file's checkpoint is at 20, and a checkpoint moves only forward from where its "
+                f"writer left it. Another projector writes this file, or the batch was applied before; nothing of "
+                f"it was kept."
             )
         assert writer_a.apply(msgs[20:]) == 10
     finally:
