@@ -27,9 +27,12 @@ _LOW = (1 << 64) - 1
 # A fact's state, as stored: a correction or retraction is no fact itself.
 NOT_A_FACT, CURRENT, RETRACTED = -1, 0, 1
 
+# The event_id's halves from its hexadecimal digits (a cast of UUID to an integer is not in
+# every DuckDB the project supports).
 LOAD = """
-SELECT l.agency, (CAST(l.event_id AS UHUGEINT) >> 64)::UBIGINT AS hi,
-       (CAST(l.event_id AS UHUGEINT) & 18446744073709551615::UHUGEINT)::UBIGINT AS lo,
+SELECT l.agency,
+       CAST('0x' || substr(replace(CAST(l.event_id AS VARCHAR), '-', ''), 1, 16) AS UBIGINT) AS hi,
+       CAST('0x' || substr(replace(CAST(l.event_id AS VARCHAR), '-', ''), 17, 16) AS UBIGINT) AS lo,
        l.stream_seq, l.event_type,
        CASE WHEN v.retracted IS NULL THEN -1 WHEN v.retracted THEN 1 ELSE 0 END::TINYINT AS state
 FROM event_log l
