@@ -11,6 +11,7 @@ import logging
 import operator
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import resources
@@ -333,7 +334,7 @@ class ProjectionStore:
         return Checkpoint(int(row[0]), row[1], row[2]) if row else None
 
     def lookup(
-        self, keys: list[tuple[str, uuid.UUID]], compare: set[tuple[str, uuid.UUID]] | frozenset = frozenset()
+        self, keys: list[tuple[str, uuid.UUID]], compare: Collection[tuple[str, uuid.UUID]] = ()
     ) -> dict[tuple[str, uuid.UUID], KnownEvent]:
         """What the projection knows of these (agency, event_id) pairs (only those it has); for
         those in ``compare``, events published again, also their content hash and payload."""
