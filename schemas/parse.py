@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import jiter
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import EventInvalid, Problem
@@ -50,11 +51,30 @@ def parse_event_versioned(
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
         if len(raw) > MAX_EVENT_BYTES:
             raise EventInvalid([Problem("(event)", f"is {len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,}")])
+        valid = _validate_fast(raw, stored_at)
+        if valid is not None:
+            return valid
         return _validate_object(decode_json(raw), stored_at)
     except EventInvalid:
         raise
     except Exception as exc:  # any other failure is this event's problem, named, never the caller's
         raise EventInvalid([Problem("(event)", f"cannot be read: {_describe(exc)}")]) from None
+
+
+def _validate_fast(raw: bytes, stored_at: datetime | None) -> tuple[EventBase, int] | None:
+    """A valid event, read by jiter (pydantic's JSON reader, in Rust: 3.6 µs an event here against
+    9.6 for ``decode_json``), or None. It vouches only for an event that passes every check and
+    validates; anything else is read again by ``decode_json``, whose refusals name the problem, so
+    both readings give one result. An event that validates holds no number of more than 30 digits
+    (no field takes one), the one thing ``decode_json`` refuses that jiter reads."""
+    try:
+        text = raw.decode("utf-8")
+        obj = jiter.from_json(raw, catch_duplicate_keys=True, allow_inf_nan=False)
+        if not isinstance(obj, dict) or _refusal(text, obj) is not None:
+            return None
+        return _validate_object(obj, stored_at)
+    except Exception:  # the slow reading tells what is wrong, and raises it
+        return None
 
 
 class _DuplicateKey(ValueError):
@@ -115,14 +135,22 @@ def decode_json(raw: bytes, allow: tuple[type, ...] = (dict,)) -> Any:
         raise EventInvalid([Problem("(event)", f"is not valid JSON: {_describe(exc)}")]) from None
     if not isinstance(obj, allow):
         raise EventInvalid([Problem("(event)", f"must be a JSON object, not {type(obj).__name__}")])
-    # Cheap tests first, each a scan in C: the walks below run only when they could find something.
-    # The text is strict UTF-8 without raw control characters (the decoder refuses those), so a NUL
-    # or a lone surrogate can only have come in as a \u escape.
-    if text.count("{") + text.count("[") > MAX_DEPTH and _deeper_than(obj, MAX_DEPTH):
-        raise EventInvalid([Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")])
-    if "\\u" in text and (problem := _check_values(obj)):
+    problem = _refusal(text, obj)
+    if problem is not None:
         raise EventInvalid([problem])
     return obj
+
+
+def _refusal(text: str, obj: Any) -> Problem | None:
+    """Nesting too deep, or a NUL or lone surrogate in a text, in an object decoded from ``text``.
+    Cheap tests first, each a scan in C: the walks run only when they could find something. The
+    text is strict UTF-8 without raw control characters (the decoders refuse those), so a NUL or a
+    lone surrogate can only have come in as a \\u escape."""
+    if text.count("{") + text.count("[") > MAX_DEPTH and _deeper_than(obj, MAX_DEPTH):
+        return Problem("(event)", f"is nested deeper than {MAX_DEPTH} levels")
+    if "\\u" in text:
+        return _check_values(obj)
+    return None
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
