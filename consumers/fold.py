@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from projections.rows import (
@@ -288,7 +288,7 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
     # Nothing below can fail: the message is accepted.
     if refers_to is not None:
         _supersede((event.agency, refers_to), version, state)
-        state.known[(event.agency, refers_to)] = replace(target, retracted=version.retracted)
+        state.known[(event.agency, refers_to)] = target._replace(retracted=version.retracted)
     else:
         state.current[event_key(event)] = version
         state.update.versions.append(version)

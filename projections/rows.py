@@ -1,15 +1,17 @@
-"""The rows a batch adds to the projection, as plain data. The fold builds them; the store writes them."""
+"""The rows a batch adds to the projection, as plain data. The fold builds them; the store writes them.
+
+Rows that never change once made are named tuples: a frozen dataclass sets each field through a
+Python call, and made a log row in 1.4 µs against 0.3 (the fold makes several rows an event)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class LogRow:
+class LogRow(NamedTuple):
     stream_seq: int
     event_id: uuid.UUID
     subject: str
@@ -25,8 +27,7 @@ class LogRow:
     payload: str
 
 
-@dataclass(frozen=True, slots=True)
-class RejectedRow:
+class RejectedRow(NamedTuple):
     stream_seq: int
     subject: str
     stored_at: datetime
@@ -35,8 +36,7 @@ class RejectedRow:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class DuplicateRow:
+class DuplicateRow(NamedTuple):
     stream_seq: int
     event_id: uuid.UUID
     stored_at: datetime
@@ -77,8 +77,7 @@ class FactVersion:
     payload: str | None = None  # definitions only: the validated, upcast event as canonical JSON
 
 
-@dataclass(frozen=True, slots=True)
-class Supersede:
+class Supersede(NamedTuple):
     """The current version (in the database) of ``fact_id`` stops being current at ``seq``."""
 
     fact_id: uuid.UUID
@@ -87,8 +86,7 @@ class Supersede:
     agency: str
 
 
-@dataclass(frozen=True, slots=True)
-class KnownEvent:
+class KnownEvent(NamedTuple):
     """What the projection already knows of an event_id, for dedup and for corrections."""
 
     event_id: uuid.UUID

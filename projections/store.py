@@ -178,7 +178,8 @@ _TABLES = {
 
 def _insert_sql(row_type: type) -> str:
     types = _TYPES[row_type]
-    assert list(types) == [f.name for f in fields(row_type)], row_type
+    names = row_type._fields if hasattr(row_type, "_fields") else [f.name for f in fields(row_type)]
+    assert list(types) == list(names), row_type
     columns = ", ".join(types)
     values = ", ".join(f"CAST({name} AS {t})" if t in _CAST_IN_SQL else name for name, t in types.items())
     return f"INSERT INTO {_TABLES[row_type]} ({columns}) SELECT {values} FROM {_BATCH}"
@@ -211,7 +212,7 @@ _ARROW_TYPES = {
 def _arrow(row_type: type, rows: list[Any]) -> pa.Table:
     """Rows to an Arrow table of the row type's columns, one pass per column."""
     types = _TYPES[row_type]
-    columns = zip(*map(_GETTERS[row_type], rows), strict=True)
+    columns = zip(*(rows if row_type in _TUPLES else map(_GETTERS[row_type], rows)), strict=True)
     arrays = []
     for column, t in zip(columns, types.values(), strict=True):
         values = [None if v is None else str(v) for v in column] if t == "UUID" else column
@@ -220,6 +221,7 @@ def _arrow(row_type: type, rows: list[Any]) -> pa.Table:
 
 
 INSERTS = {row_type: _insert_sql(row_type) for row_type in _TYPES}
+_TUPLES = {row_type for row_type in _TYPES if hasattr(row_type, "_fields")}  # their rows are their columns' values
 _GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES}
 
 
