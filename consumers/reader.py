@@ -32,7 +32,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from consumers.fold import StreamMessage, from_reply
+from consumers.fold import StreamMessage, delivered
 from schemas.errors import OutreachError, ProjectionError
 from schemas.subjects import ALL_EVENTS
 
@@ -155,7 +155,7 @@ class StreamReader:
             return
         self.last_seen = time.monotonic()
         try:
-            m = from_reply(msg.subject, msg.data, msg.reply, msg.headers)
+            m, left = delivered(msg.subject, msg.data, msg.reply, msg.headers)
             if self.as_of is not None and m.stored_at > self.as_of:
                 self._finish()
                 return
@@ -163,7 +163,7 @@ class StreamReader:
                 return  # received before a resubscription
             self.next_seq = m.seq + 1
             self.current.append(m)
-            caught_up = pending(msg.reply) == 0
+            caught_up = left == 0
             last = self.end_seq is not None and (m.seq >= self.end_seq or caught_up)
             if last:
                 self._finish()
@@ -269,9 +269,3 @@ async def read_stream(
     async with reader:
         async for batch in reader:
             handle(batch)
-
-
-def pending(reply: str) -> int:
-    """Messages left in the stream after this one, from the reply subject."""
-    tokens = reply.split(".")
-    return int(tokens[8] if len(tokens) == 9 else tokens[10])
