@@ -161,6 +161,49 @@ async def test_a_snapshot_cancelled_mid_write_still_lands_before_the_next(
     assert finished == [1, 2]
 
 
+async def test_snapshots_are_spaced_by_what_the_last_one_took_and_never_hold_up_the_writer(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot that took 2 s is followed by the next no sooner than 20 s after it started, so
+    that snapshots of a large file take at most about a tenth of the time; after a batch, the
+    writer goes on while a snapshot is written, and no second one queues behind it."""
+    clock = [1000.0]
+    release = threading.Event()
+    finished: list[int] = []
+
+    def write(cursor: Any, _db: Any) -> None:
+        if cursor.seq == 3:
+            assert release.wait(30)
+        clock[0] += 2.0  # each write takes two seconds
+        finished.append(cursor.seq)
+
+    monkeypatch.setattr(live, "write_snapshot", write)
+    monkeypatch.setattr(live, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    projector = SimpleNamespace(last_seq=0, store=SimpleNamespace())
+    projector.store.reader = lambda: SimpleNamespace(seq=projector.last_seq, close=lambda: None)
+    snapshots = live.Snapshotter(Settings(db=tmp_path / "p.duckdb", snapshot_interval_s=0.5), projector)
+
+    projector.last_seq = 1
+    await snapshots.refresh()
+    assert (finished, snapshots.took) == ([1], 2.0)
+    projector.last_seq = 2
+    clock[0] = 1000.0 + 19.9
+    await snapshots.refresh()
+    assert finished == [1]  # 10 x 2 s have not passed since the first began
+    clock[0] = 1000.0 + 20.0
+    await snapshots.refresh()
+    assert finished == [1, 2]
+
+    projector.last_seq, clock[0] = 3, 2000.0
+    await asyncio.wait_for(snapshots.refresh(wait=False), 5)  # returns while the write is blocked
+    projector.last_seq, clock[0] = 4, 3000.0
+    await asyncio.wait_for(snapshots.refresh(), 5)  # one is being written: none queues behind it
+    assert finished == [1, 2]
+    release.set()
+    await asyncio.wait_for(snapshots.finish(), 30)
+    assert finished == [1, 2, 3, 4]  # the one under way, then the last batch's
+
+
 async def test_replay_sizes_its_buffer_pool_from_the_memory_limit_setting(
     nc: Client, settings: Settings, monkeypatch: Any
 ) -> None:
