@@ -60,11 +60,6 @@ CHANGES = (EventCorrected, EventRetracted)
 DEFINITIONS = (CampaignDefined, PlanTaskDefined)
 
 
-def from_reply(subject: str, data: bytes, reply: str, headers: dict[str, str] | None = None) -> StreamMessage:
-    """A message's stream sequence and storage time, read from its JetStream reply subject."""
-    return delivered(subject, data, reply, headers)[0]
-
-
 def delivered(
     subject: str, data: bytes, reply: str, headers: dict[str, str] | None = None
 ) -> tuple[StreamMessage, int]:

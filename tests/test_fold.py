@@ -171,13 +171,16 @@ def test_every_message_lands_in_exactly_one_place() -> None:
     assert (len(update.log), len(update.duplicates), len(update.rejected)) == (1, 1, 2)
 
 
-def test_sequence_and_storage_time_come_from_either_form_of_reply_subject() -> None:
-    from consumers.fold import from_reply
+def test_sequence_storage_time_and_what_is_left_come_from_either_form_of_reply_subject() -> None:
+    from consumers.fold import delivered
 
-    v1 = from_reply("s", b"{}", "$JS.ACK.OUTREACH.c1.1.42.40.1700000000123456789.7")
-    v2 = from_reply("s", b"{}", "$JS.ACK._.HASH.OUTREACH.c1.1.42.40.1700000000123456789.7.tok")
-    for msg in (v1, v2):
-        assert (msg.seq, msg.stored_at) == (42, datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC))
+    v1 = delivered("s", b"{}", "$JS.ACK.OUTREACH.c1.1.42.40.1700000000123456789.7", {"Nats-Msg-Id": "m"})
+    v2 = delivered("s", b"{}", "$JS.ACK._.HASH.OUTREACH.c1.1.42.40.1700000000123456789.7.tok")
+    stored_at = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    assert [(msg.seq, msg.stored_at, msg.msg_id, left) for msg, left in (v1, v2)] == [
+        (42, stored_at, "m", 7),
+        (42, stored_at, None, 7),
+    ]
 
 
 async def test_a_gap_is_a_deleted_message_or_a_delivery_to_read_again() -> None:
