@@ -119,3 +119,51 @@ def test_event_ids_an_agency_numbers_itself_are_found_exactly(monkeypatch: pytes
         }
     )
     assert found == expected
+
+
+def test_event_ids_at_the_ends_of_the_uuid_range_are_stored_and_found_as_published(tmp_path: Path) -> None:
+    """A UUID travels to DuckDB as the two halves of its integer: every bit of it comes back, in the
+    log, the fact versions, the ignored duplicates and a retraction's reference, and in the index
+    built again from the file."""
+    base = next(item.event for item in generate(50, seed=3) if item.event["event_type"] == "session_held")
+    ends = [uuid.UUID(int=n) for n in (0, 1, 2**63, 2**64 - 1, 2**64, 2**127, 2**128 - 1)]
+    msgs = []
+    for event_id in ends:
+        event = dict(base, event_id=str(event_id))
+        subject = f"outreach.events.{event['agency']}.session_held.{event_id}"
+        msgs.append((subject, json.dumps(event).encode()))
+    msgs.append(msgs[-1])  # the last published again: an ignored duplicate
+    retraction = {
+        "event_id": "5f0c2b8e-6b1a-4f3e-9a55-000000000001",
+        "event_type": "event_retracted",
+        "schema_version": 1,
+        "agency": base["agency"],
+        "recorded_at": base["recorded_at"],
+        "retracts": str(ends[-1]),
+        "reason": "entered twice",
+    }
+    msgs.append(
+        (f"outreach.events.{base['agency']}.event_retracted.{retraction['event_id']}", json.dumps(retraction).encode())
+    )
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    projector = Projector(store, "OUTREACH", AT)
+    assert projector.apply([StreamMessage(i + 1, s, d, AT) for i, (s, d) in enumerate(msgs)]) == 9
+    con = store.con
+    assert [r[0] for r in con.execute("SELECT event_id FROM event_log ORDER BY stream_seq").fetchall()] == [
+        *ends,
+        uuid.UUID(retraction["event_id"]),
+    ]
+    assert con.execute("SELECT refers_to FROM event_log WHERE refers_to IS NOT NULL").fetchall() == [(ends[-1],)]
+    assert [r[0] for r in con.execute("SELECT fact_id FROM fact_versions ORDER BY version_seq").fetchall()] == [
+        *ends,
+        ends[-1],
+    ]
+    assert con.execute("SELECT stream_seq, event_id FROM ignored_duplicates").fetchall() == [(8, ends[-1])]
+    store.close()
+    again = ProjectionStore(tmp_path / "p.duckdb")
+    found = again.known.get([(base["agency"], event_id) for event_id in ends])
+    assert {key[1]: entry.retracted for key, entry in found.items()} == {
+        **dict.fromkeys(ends[:-1], False),
+        ends[-1]: True,
+    }
+    again.close()
