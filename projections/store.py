@@ -216,7 +216,8 @@ _ARROW_TYPES = {
 def _arrow(row_type: type, rows: list[Any]) -> pa.Table:
     """Rows to an Arrow table of the row type's columns, one pass per column."""
     types = _TYPES[row_type]
-    columns = zip(*(rows if row_type in _TUPLES else map(_GETTERS[row_type], rows)), strict=True)
+    getter = _GETTERS.get(row_type)  # a named tuple's rows are already their columns' values
+    columns = zip(*(rows if getter is None else map(getter, rows)), strict=True)
     arrays, names = [], []
     for column, (name, t) in zip(columns, types.items(), strict=True):
         if t == "UUID":
@@ -230,8 +231,7 @@ def _arrow(row_type: type, rows: list[Any]) -> pa.Table:
 
 
 INSERTS = {row_type: _insert_sql(row_type) for row_type in _TYPES}
-_TUPLES = {row_type for row_type in _TYPES if hasattr(row_type, "_fields")}  # their rows are their columns' values
-_GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES}
+_GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES if not hasattr(row_type, "_fields")}
 
 
 class CheckpointNotAdvanced(ProjectionError):
