@@ -30,8 +30,8 @@ def _raw(obj: dict[str, Any], extra: str) -> bytes:
 
 # Payloads the fast reading must leave to decode_json, one for each thing only decode_json refuses
 # or words: a duplicate key (even with the same value), a number of 30 or 31 digits where a count
-# goes, NaN and Infinity, NUL and lone surrogates, nesting past 8 levels, not an object, and bytes
-# that are not UTF-8.
+# goes, NaN and Infinity, NUL (escaped or raw) and lone surrogates, raw control characters, nesting
+# past 8 levels, not an object, a byte order mark, and bytes that are not UTF-8.
 EDGES = {
     "same key twice, same value": _raw(SESSION, f'"agency": "{SESSION["agency"]}"'),
     "31-digit count": _raw(NO_TOTAL, '"reported_total": ' + "9" * 31),
@@ -42,6 +42,9 @@ EDGES = {
     "lone trailing surrogate": json.dumps({**SESSION, "source": "a\udc00b"}).encode(),
     "nested 9 deep": _raw({k: v for k, v in SESSION.items() if k != "source"}, '"source": ' + "[" * 9 + "]" * 9),
     "a list": b"[1, 2]",
+    "raw NUL byte in a text": json.dumps(SESSION).encode().replace(b'"agency": "', b'"agency": "\x00', 1),
+    "raw line break in a text": json.dumps(SESSION).encode().replace(b'"agency": "', b'"agency": "\n', 1),
+    "byte order mark": b"\xef\xbb\xbf" + json.dumps(SESSION).encode(),
     "overlong encoding": json.dumps(SESSION).encode().replace(b'"agency": "', b'"agency": "\xc1\xa5', 1),
 }
 
