@@ -13,6 +13,11 @@ delivered when it arrives), so a slow reader held the rest of the stream in memo
 and about 600 MiB here. So the reader subscribes without a callback and takes the messages from the
 subscription's queue itself, only as fast as the batches are used.
 
+The window is the broker's: up to 64,000 small messages queued in nats-py, each a Python object
+with its subject and reply subject (about 60 MiB). So a reader whose queue holds ``QUEUE_MESSAGES``
+or ``QUEUE_BYTES`` unsubscribes, takes what is queued, and subscribes again after the last message
+it received: its queue stays near those limits whatever the broker's window.
+
 A reader with an ``end_seq`` stops there (or at the stream's last message, or at the last one
 stored by ``as_of``); without one it follows the stream's end for as long as it is iterated.
 Messages are handed over in batches of up to ``batch_size``: a batch ends early when the stream
@@ -46,6 +51,13 @@ IDLE_HEARTBEAT_S = 30.0
 PENDING_LIMIT = 1_000_000
 PENDING_BYTES = 256 * 1024 * 1024
 STALL_S = 5.0
+# What the reader lets nats-py's queue hold before it unsubscribes, and how often it looks while it
+# waits for the batches to be used (the queue grows in the meantime: at 65,000 messages/s, by at
+# most 3,250 in 50 ms). Far more than a batch, so that subscribing again is rare and never makes the
+# writer wait.
+QUEUE_MESSAGES = 10_000
+QUEUE_BYTES = 8 * 1024 * 1024
+QUEUE_CHECK_S = 0.05
 
 
 class StreamReader:
@@ -88,6 +100,9 @@ class StreamReader:
         self.next_seq = start_seq  # the sequence after the last message received
         self.stalled_since: float | None = None
         self.pump: asyncio.Task[None] | None = None
+        self.paused = False  # unsubscribed with messages queued: subscribe again once they are taken
+        self.subscribing = False
+        self.pauses = 0
 
     async def __aenter__(self) -> StreamReader:
         await self._subscribe(self.start_seq)
@@ -95,15 +110,19 @@ class StreamReader:
 
     async def _subscribe(self, start_seq: int) -> None:
         generation = self.generation = self.generation + 1
-        self.subscription = await self.js.subscribe(
-            ALL_EVENTS,
-            stream=self.stream,
-            ordered_consumer=True,
-            idle_heartbeat=IDLE_HEARTBEAT_S,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq),
-            pending_msgs_limit=PENDING_LIMIT,
-            pending_bytes_limit=PENDING_BYTES,
-        )
+        self.paused, self.subscribing = False, True
+        try:
+            self.subscription = await self.js.subscribe(
+                ALL_EVENTS,
+                stream=self.stream,
+                ordered_consumer=True,
+                idle_heartbeat=IDLE_HEARTBEAT_S,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq),
+                pending_msgs_limit=PENDING_LIMIT,
+                pending_bytes_limit=PENDING_BYTES,
+            )
+        finally:
+            self.subscribing = False
         self.pump = asyncio.create_task(self._pump(self.subscription, generation))
 
     async def _pump(self, subscription: Any, generation: int) -> None:
@@ -111,7 +130,8 @@ class StreamReader:
 
         nats-py's queue directly: its ``next_msg`` makes a task and a timer per message (12 µs
         here, against 0.2 µs), and taking from the queue is what lets nats-py answer flow control.
-        A replaced subscription's pump stops; its leftovers are ignored."""
+        A replaced subscription's pump stops; its leftovers are ignored. A paused one's pump takes
+        what is queued, then subscribes again and leaves the rest to the next pump."""
         try:
             sub = subscription._sub
             queue: asyncio.Queue[Msg] = sub._pending_queue
@@ -119,13 +139,30 @@ class StreamReader:
                 try:
                     msg = queue.get_nowait()
                 except asyncio.QueueEmpty:
+                    if self.paused:
+                        await self._subscribe(self.next_seq)
+                        return
                     msg = await queue.get()
                 sub._pending_size -= len(msg.data)
                 queue.task_done()
                 if generation == self.generation:
                     await self._on_message(msg)
+                    await self._pause_if_full()
         except Exception as exc:  # the iteration raises it, rather than waiting for ever
             self.stop(exc)
+
+    async def _pause_if_full(self) -> None:
+        """Unsubscribe when nats-py's queue holds ``QUEUE_MESSAGES`` or ``QUEUE_BYTES``: the
+        broker stops sending, and what is queued is still taken."""
+        if self.paused or self.subscription is None or self.done:
+            return
+        sub = self.subscription._sub
+        if sub._pending_queue.qsize() < QUEUE_MESSAGES and sub._pending_size < QUEUE_BYTES:
+            return
+        self.paused = True
+        self.pauses += 1
+        with contextlib.suppress(Exception):  # a closed connection delivers nothing more anyway
+            await self.subscription.unsubscribe()
 
     def _stop_pump(self) -> None:
         if self.pump is not None:
@@ -174,7 +211,9 @@ class StreamReader:
                 self.wake.set()
                 while len(self.ready) >= 1 and not self.done:  # the consumer is behind: wait for it
                     self.room.clear()
-                    await self.room.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.room.wait(), QUEUE_CHECK_S)
+                    await self._pause_if_full()
             elif caught_up:
                 self.flushable = True
                 self.wake.set()
@@ -202,7 +241,7 @@ class StreamReader:
 
     async def _stalled(self) -> bool:
         """Nothing received for STALL_S, and the stream holds messages after the last received."""
-        if time.monotonic() - self.last_seen < STALL_S:
+        if time.monotonic() - self.last_seen < STALL_S or self.subscribing:
             return False
         try:
             last = (await self.js.stream_info(self.stream)).state.last_seq

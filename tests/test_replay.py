@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
+from consumers import reader as reader_module
 from consumers.app import run_projector
-from consumers.reader import StreamReader
+from consumers.reader import QUEUE_BYTES, StreamReader
 from consumers.replay import replay
 from outreach.synthetic import generate
 from producers.publisher import Publisher
@@ -185,19 +186,22 @@ def test_the_benchmark_reports_no_rate_for_a_reader_that_stopped_early() -> None
     assert str(caught.value) == "outreach replay read 734,800 of 1,000,000 events; no rate is reported for it"
 
 
-async def test_a_reader_that_does_not_take_batches_holds_no_more_than_the_brokers_window(
-    settings: Settings, nc: Client
-) -> None:
-    """Flow control bounds what reading holds: 100 MB stored, one batch taken, and the broker
-    stops at its window (32 MiB at most, answered only as messages are taken), never the whole
-    stream in memory. nats-py answers flow control at once for a subscription with a callback,
-    which held 295,000 messages (about 600 MiB) in a replay whose writer was slower than delivery."""
-    js = nc.jetstream(publish_async_max_pending=1000)
-    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
-    total, payload = 100_000, b"x" * 1000
+async def _publish_filler(js: Any, total: int, payload: bytes) -> None:
     for _ in range(total // 1000):
         acks = [await js.publish_async("outreach.events.al-a.session_held", payload) for _i in range(1000)]
         await asyncio.gather(*acks)
+
+
+async def test_a_reader_that_does_not_take_batches_holds_no_more_than_its_queue_limit(
+    settings: Settings, nc: Client
+) -> None:
+    """What reading holds is bounded by the reader, not by the broker's flow-control window (32
+    MiB, up to 64,000 small messages as Python objects): 100 MB stored, one batch taken, and the
+    reader unsubscribes once nats-py's queue holds QUEUE_BYTES, then reads the rest, in order."""
+    js = nc.jetstream(publish_async_max_pending=1000)
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    total, payload = 100_000, b"x" * 1000
+    await _publish_filler(js, total, payload)
     assert (await js.stream_info(settings.stream)).state.messages == total
 
     reader = StreamReader(js, settings.stream, start_seq=1, batch_size=1000, end_seq=total)
@@ -206,22 +210,44 @@ async def test_a_reader_that_does_not_take_batches_holds_no_more_than_the_broker
         first = await anext(batches)
         assert [m.seq for m in first] == list(range(1, 1001))
 
-        async def delivered() -> int:
-            return (await reader.subscription.consumer_info()).delivered.stream_seq
-
-        # The broker has stopped sending once the delivered sequence stays put for a second.
-        seen, since, deadline = await delivered(), time.monotonic(), time.monotonic() + 60
-        while time.monotonic() - since < 1.0:
-            assert time.monotonic() < deadline, "delivery never paused"
-            await asyncio.sleep(0.05)
-            now = await delivered()
-            if now != seen:
-                seen, since = now, time.monotonic()
-        held_bytes = (seen - 1000) * len(payload)
-        assert seen < total // 2, f"the broker delivered {seen} of {total} messages to a reader that took 1,000"
-        assert held_bytes <= 50 * 1024 * 1024
+        deadline = time.monotonic() + 60
+        while not reader.paused:
+            assert time.monotonic() < deadline, "the reader never unsubscribed"
+            await asyncio.sleep(0.01)
+        sub = reader.subscription._sub
+        queued, queued_bytes = sub._pending_queue.qsize(), sub._pending_size
+        assert queued_bytes >= QUEUE_BYTES
+        # What arrived between two looks (QUEUE_CHECK_S apart) comes on top; nothing after.
+        assert queued_bytes <= 2 * QUEUE_BYTES, f"{queued} messages, {queued_bytes:,} bytes queued"
+        assert reader.pauses == 1
 
         rest: list[int] = []
         async for batch in batches:
             rest.extend(m.seq for m in batch)
         assert rest == list(range(1001, total + 1))
+        assert reader.pauses >= 1
+
+
+async def test_a_reader_that_pauses_again_and_again_reads_every_message_once_in_order(
+    settings: Settings, nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pause unsubscribes with messages queued and in flight; the reader takes what is queued
+    and subscribes again after the last it received: nothing is skipped, nothing read twice."""
+    monkeypatch.setattr(reader_module, "QUEUE_MESSAGES", 150)
+    js = nc.jetstream(publish_async_max_pending=1000)
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    total = 10_000
+    await _publish_filler(js, total, b'{"n": 1}')
+
+    reader = StreamReader(js, settings.stream, start_seq=1, batch_size=100, end_seq=total)
+    seqs: list[int] = []
+    async with reader:
+        async for batch in reader:
+            seqs.extend(m.seq for m in batch)
+            # Take the next batch only once the reader is paused: its queue full, or being emptied.
+            deadline = time.monotonic() + 30
+            while not reader.paused and len(seqs) < total - 1000:
+                assert time.monotonic() < deadline, "the reader never paused"
+                await asyncio.sleep(0.005)
+    assert seqs == list(range(1, total + 1))
+    assert reader.pauses >= 2
