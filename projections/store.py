@@ -291,7 +291,7 @@ def _only_readers(path: Path) -> bool:
 class ProjectionStore:
     """The projector's read-write handle on one DuckDB file."""
 
-    def __init__(self, path: str | Path, memory_limit: str = "192MB") -> None:
+    def __init__(self, path: str | Path, memory_limit: str = "128MB") -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         100_000, ge=1, le=10_000_000, description="an analyst's query returning more rows is refused"
     )
     memory_limit_mb: int = Field(
-        192,
+        128,
         ge=16,
         le=1_000_000,
         description="DuckDB's buffer pool in the projector and in replay, in MB (analysts' queries through "
