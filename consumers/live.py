@@ -128,6 +128,7 @@ class Snapshotter:
         self.lock = asyncio.Lock()  # one writer of the snapshot file at a time
         self.writes: set[asyncio.Future[None]] = set()
         self.took = 0.0  # how long the last write took
+        self.cells = True  # copy the report's cells, until they are found too many
 
     async def refresh(self, *, now: bool = False, wait: bool = True) -> None:
         """At most every snapshot_interval_s, and not before SNAPSHOT_SPACING times as long as the
@@ -164,7 +165,7 @@ class Snapshotter:
 
     def _write(self, cursor: duckdb.DuckDBPyConnection) -> None:
         try:
-            write_snapshot(cursor, self.settings.db)
+            self.cells = write_snapshot(cursor, self.settings.db, cells=self.cells)
         except (duckdb.Error, OSError) as exc:
             log.warning("the snapshot %s was not refreshed: %s", snapshot_path(self.settings.db), exc)
         finally:

@@ -33,7 +33,7 @@ SNAPSHOT_VIEWS = (
 )
 # The report's cells are as many as the actions at worst: copied only while they are few enough to
 # copy every few seconds without slowing the projector. Past that, a report is made from the live
-# file once the projector is stopped.
+# file once the projector is stopped (or from a copy it makes on request).
 SNAPSHOT_CELLS_MAX = 20_000
 SNAPSHOT_INFO = (
     "SELECT stream, last_seq AS as_of_seq, last_stored_at AS as_of_stored_at, digest AS as_of_digest FROM checkpoint"
@@ -79,40 +79,54 @@ def readable(db: Path) -> tuple[Path, str | None]:
     return db, None
 
 
-def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path) -> Path:
+def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path, *, cells: bool = True) -> bool:
     """Copy the totals views (and the checkpoint they are as of) through ``reader``, a cursor of
-    the projection's connection made by the caller's thread, into the snapshot file. One at a time."""
+    the projection's connection made by the caller's thread, into the snapshot file. One at a time.
+
+    Return whether the report's cells were copied: not when there are more than
+    ``SNAPSHOT_CELLS_MAX``, nor when ``cells`` is False. A projector that found them too many once
+    no longer asks (cells only grow, but for retractions): at 1,000,000 events there were 771,976,
+    and computing them to find that out took a quarter of each snapshot."""
     target = snapshot_path(db)
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
     out = duckdb.connect(str(partial))
+    copied = False
     try:
         reader.execute("BEGIN TRANSACTION")  # every view from the same committed state
         for name, query in (*SNAPSHOT_TABLES, *((v, f"SELECT * FROM {v}") for v in SNAPSHOT_VIEWS)):
-            _copy(reader, out, name, query, SNAPSHOT_CELLS_MAX if name == "report_cells" else None)
+            if name != "report_cells":
+                _copy(reader, out, name, query)
+            elif cells:
+                copied = _copy(reader, out, name, query, SNAPSHOT_CELLS_MAX)
         reader.execute("ROLLBACK")
         out.execute("CHECKPOINT")
     finally:
         out.close()
         reader.close()
     os.replace(partial, target)
-    return target
+    return copied
 
 
 def _copy(
-    reader: duckdb.DuckDBPyConnection, out: duckdb.DuckDBPyConnection, name: str, query: str, most: int | None
-) -> None:
+    reader: duckdb.DuckDBPyConnection,
+    out: duckdb.DuckDBPyConnection,
+    name: str,
+    query: str,
+    most: int | None = None,
+) -> bool:
     """One result into a table of the same column names and types, as one INSERT over lists; none
-    when it has more than ``most`` rows."""
+    when it has more than ``most`` rows. Return whether it was copied."""
     described = reader.execute(f"DESCRIBE {query}").fetchall()
     columns = [(row[0], row[1]) for row in described]
     if most is None:
         rows = reader.execute(query).fetchall()
     elif len(rows := reader.execute(query).fetchmany(most + 1)) > most:
-        return
+        return False
     definition = ", ".join(f'"{c}" {t}' for c, t in columns)
     out.execute(f'CREATE TABLE "{name}" ({definition})')
     if rows:
         values = ", ".join(f"unnest(?::{t}[])" for _, t in columns)
         out.execute(f'INSERT INTO "{name}" SELECT {values}', [list(col) for col in zip(*rows, strict=True)])
+    return True

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,10 +20,14 @@ import pytest
 from nats.aio.client import Client
 
 from consumers import live
+from consumers.fold import StreamMessage
+from consumers.projector import Projector
 from outreach.synthetic import generate
 from producers.publisher import Publisher
+from projections import snapshot as snapshot_module
 from projections.query import run_query
-from projections.snapshot import snapshot_path
+from projections.snapshot import SNAPSHOT_VIEWS, snapshot_path, write_snapshot
+from projections.store import ProjectionStore
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.parse import parse_event
@@ -128,7 +134,7 @@ async def test_a_snapshot_cancelled_mid_write_still_lands_before_the_next(
     first_started, release_first, second_started = threading.Event(), threading.Event(), threading.Event()
     finished: list[int] = []
 
-    def write(cursor: Any, _db: Any) -> None:  # the reader "cursor" holds the sequence it would see
+    def write(cursor: Any, _db: Any, **_: Any) -> bool:  # the reader "cursor" holds the sequence it would see
         seq = cursor.seq
         if seq == 1:
             first_started.set()
@@ -136,6 +142,7 @@ async def test_a_snapshot_cancelled_mid_write_still_lands_before_the_next(
         else:
             second_started.set()
         finished.append(seq)
+        return True
 
     monkeypatch.setattr(live, "write_snapshot", write)
     projector = SimpleNamespace(last_seq=0, store=SimpleNamespace())
@@ -171,11 +178,12 @@ async def test_snapshots_are_spaced_by_what_the_last_one_took_and_never_hold_up_
     release = threading.Event()
     finished: list[int] = []
 
-    def write(cursor: Any, _db: Any) -> None:
+    def write(cursor: Any, _db: Any, **_: Any) -> bool:
         if cursor.seq == 3:
             assert release.wait(30)
         clock[0] += 2.0  # each write takes two seconds
         finished.append(cursor.seq)
+        return True
 
     monkeypatch.setattr(live, "write_snapshot", write)
     monkeypatch.setattr(live, "time", SimpleNamespace(monotonic=lambda: clock[0]))
@@ -223,3 +231,63 @@ async def test_replay_sizes_its_buffer_pool_from_the_memory_limit_setting(
     await Publisher(js).publish(parse_event(i.payload) for i in generate(10, seed=5))
     stats = await replay_module.replay(settings.model_copy(update={"memory_limit_mb": 96}), settings.db)
     assert (stats.messages, limits) == (10, ["91.5 MiB"])
+
+
+def test_a_snapshot_copies_the_reports_cells_only_while_they_are_few(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cells are copied while there are at most SNAPSHOT_CELLS_MAX of them; past that the
+    snapshot has every other table, and a projector that found them too many no longer asks."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    items = list(generate(400, seed=5))
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    Projector(store, "OUTREACH", at).apply(
+        [StreamMessage(i + 1, item.subject, item.payload, at) for i, item in enumerate(items)]
+    )
+    cells = store.con.execute("SELECT count(*) FROM report_cells").fetchone()[0]
+    assert cells > 10
+
+    def tables() -> dict[str, int]:
+        con = duckdb.connect(str(snapshot_path(store.path)), read_only=True)
+        try:
+            names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+            return {name: con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in names}
+        finally:
+            con.close()
+
+    monkeypatch.setattr(snapshot_module, "SNAPSHOT_CELLS_MAX", cells)
+    assert write_snapshot(store.reader(), store.path) is True
+    assert tables()["report_cells"] == cells
+    monkeypatch.setattr(snapshot_module, "SNAPSHOT_CELLS_MAX", cells - 1)
+    assert write_snapshot(store.reader(), store.path) is False
+    copied = tables()
+    assert "report_cells" not in copied
+    assert set(copied) == {*SNAPSHOT_VIEWS, "snapshot_info", "checkpoint", "counties"} - {"report_cells"}
+    assert copied["snapshot_info"] == 1
+
+    asked: list[str] = []
+    reader = store.reader()
+    monkeypatch.setattr(snapshot_module, "_copy", lambda _r, _o, name, *_a: asked.append(name) or True)
+    assert write_snapshot(reader, store.path, cells=False) is False
+    assert "report_cells" not in asked
+    assert len(asked) == len(SNAPSHOT_VIEWS) + 2  # the three tables and the other views
+    store.close()
+
+
+async def test_a_projector_that_found_the_cells_too_many_no_longer_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[bool] = []
+
+    def write(_cursor: Any, _db: Any, *, cells: bool) -> bool:
+        asked.append(cells)
+        return False  # too many
+
+    monkeypatch.setattr(live, "write_snapshot", write)
+    projector = SimpleNamespace(last_seq=0, store=SimpleNamespace())
+    projector.store.reader = lambda: SimpleNamespace(close=lambda: None)
+    snapshots = live.Snapshotter(Settings(db=tmp_path / "p.duckdb", snapshot_interval_s=60), projector)
+    for seq in (1, 2, 3):
+        projector.last_seq = seq
+        await snapshots.refresh(now=True)
+    assert asked == [True, False, False]
