@@ -156,13 +156,18 @@ SELECT a.country, a.county, a.campaign_id, a.occurred_start AS started, a.event_
 FROM actions a
 GROUP BY ALL;
 
--- The notes on data quality of the whole log, one row: small enough for the snapshot.
+-- The notes on data quality of the whole log, one row: small enough for the snapshot. Corrections
+-- and retractions are counted in one pass over `corrections` (two took three times as long).
 CREATE OR REPLACE VIEW data_quality AS
-SELECT CAST(coalesce(sum(sessions) FILTER (WHERE event_type = 'session_held' AND participants_estimated), 0)
-            AS BIGINT) AS sessions_estimated,
-       CAST(coalesce(sum(sessions) FILTER (WHERE participants_unknown), 0) AS BIGINT) AS sessions_uncounted,
-       count(*) FILTER (WHERE materials_unknown) AS materials_unknown,
-       (SELECT count(*) FROM corrections WHERE kind = 'event_corrected') AS corrections,
-       (SELECT count(*) FROM corrections WHERE kind = 'event_retracted') AS retractions,
-       (SELECT count(*) FROM rejected_events) AS rejected
-FROM actions;
+WITH a AS (
+    SELECT CAST(coalesce(sum(sessions) FILTER (WHERE event_type = 'session_held' AND participants_estimated), 0)
+                AS BIGINT) AS sessions_estimated,
+           CAST(coalesce(sum(sessions) FILTER (WHERE participants_unknown), 0) AS BIGINT) AS sessions_uncounted,
+           count(*) FILTER (WHERE materials_unknown) AS materials_unknown
+    FROM actions),
+c AS (
+    SELECT count(*) FILTER (WHERE kind = 'event_corrected') AS corrections,
+           count(*) FILTER (WHERE kind = 'event_retracted') AS retractions
+    FROM corrections)
+SELECT a.*, c.*, (SELECT count(*) FROM rejected_events) AS rejected
+FROM a, c;

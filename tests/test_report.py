@@ -19,6 +19,7 @@ import pytest
 
 from consumers.fold import StreamMessage
 from consumers.projector import Projector
+from outreach.synthetic import generate
 from projections.report import (
     CHART_WIDTH,
     LABEL_GAP,
@@ -606,3 +607,18 @@ def test_the_command_takes_the_filters_as_agencies_write_dates(db: Path, tmp_pat
         1,
         "error: --from 05/03/2025: is ambiguous: 05/03/2025 is da",
     )
+
+
+def test_the_log_quality_counts_every_correction_and_retraction_once(tmp_path: Path) -> None:
+    """data_quality counts corrections and retractions apart, each as the corrections view lists it."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    items = list(generate(2000, seed=21))
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    Projector(store, "OUTREACH", at).apply(
+        [StreamMessage(i + 1, item.subject, item.payload, at) for i, item in enumerate(items)]
+    )
+    quality = store.con.execute("SELECT corrections, retractions, rejected FROM data_quality").fetchone()
+    assert quality == (133, 47, 0)  # as published: every correction and retraction of seed 21 is accepted
+    listed = store.con.execute("SELECT kind, count(*) FROM corrections GROUP BY kind ORDER BY kind").fetchall()
+    assert listed == [("event_corrected", 133), ("event_retracted", 47)]
+    store.close()
