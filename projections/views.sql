@@ -157,7 +157,9 @@ FROM actions a
 GROUP BY ALL;
 
 -- The notes on data quality of the whole log, one row: small enough for the snapshot. Corrections
--- and retractions are counted in one pass over `corrections` (two took three times as long).
+-- and retractions are the versions that superseded another, as `corrections` lists them, counted
+-- without its join to the log (one row there for each version): at 1,000,000 events 28 ms against
+-- 54, and no hash table of the log's sequences beside the projector's writes.
 CREATE OR REPLACE VIEW data_quality AS
 WITH a AS (
     SELECT CAST(coalesce(sum(sessions) FILTER (WHERE event_type = 'session_held' AND participants_estimated), 0)
@@ -166,8 +168,9 @@ WITH a AS (
            count(*) FILTER (WHERE materials_unknown) AS materials_unknown
     FROM actions),
 c AS (
-    SELECT count(*) FILTER (WHERE kind = 'event_corrected') AS corrections,
-           count(*) FILTER (WHERE kind = 'event_retracted') AS retractions
-    FROM corrections)
+    SELECT count(*) FILTER (WHERE NOT v.retracted) AS corrections,
+           count(*) FILTER (WHERE v.retracted) AS retractions
+    FROM fact_versions v
+    JOIN fact_versions p ON p.fact_id = v.fact_id AND p.agency = v.agency AND p.superseded_seq = v.version_seq)
 SELECT a.*, c.*, (SELECT count(*) FROM rejected_events) AS rejected
 FROM a, c;
