@@ -95,10 +95,10 @@ def run_bench(events: int, sample: int, latency_rate: int, latency_seconds: floa
         _query_phase(workdir / "replay.duckdb", results)
         _startup_phase(workdir / "replay.duckdb", results)
     with EmbeddedServer(workdir / "nats-latency", port=0) as server:
-        settings = Settings(nats_url=server.url, db=workdir / "latency.duckdb", batch_size=5000)
+        settings = Settings(nats_url=server.url, db=workdir / "latency.duckdb")
         _latency_phase(settings, latency_rate, latency_seconds, results)
     with EmbeddedServer(workdir / "nats-runaway", port=0) as server:
-        settings = Settings(nats_url=server.url, db=workdir / "runaway.duckdb", batch_size=5000)
+        settings = Settings(nats_url=server.url, db=workdir / "runaway.duckdb")
         _latency_phase(settings, latency_rate, latency_seconds, results, runaway=True)
     _ratios(results)
     return results

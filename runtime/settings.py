@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     stream: str = Field("OUTREACH", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     stream_replicas: int = Field(1, ge=1, le=5, description="copies of the stream a cluster keeps (when creating it)")
     duplicate_window_s: float = Field(24 * 3600, gt=0, description="JetStream duplicate window")
-    batch_size: int = Field(5000, ge=1, le=100_000, description="messages per projector batch")
+    batch_size: int = Field(2500, ge=1, le=100_000, description="messages per projector batch")
     snapshot_interval_s: float = Field(
         5.0,
         ge=0,
