@@ -51,7 +51,9 @@ async def run_projector(
     try:
         js = nc.jetstream()
         info = await ensure_stream(js, settings.stream, settings.duplicate_window_s, settings.stream_replicas)
-        store = ProjectionStore(settings.db, memory_limit=f"{settings.memory_limit_mb}MB")
+        store = ProjectionStore(
+            settings.db, memory_limit=f"{settings.memory_limit_mb}MB", threads=settings.duckdb_threads
+        )
         try:
             projector = Projector(store, settings.stream, info.created)
             follower = Follower(settings, projector, js, until_caught_up=until_caught_up, on_batch=on_batch)

@@ -63,7 +63,7 @@ async def replay(
         js = nc.jetstream()
         info = await read_stream_info(js, settings.stream)
         end = info.state.last_seq if until_seq is None else min(until_seq, info.state.last_seq)
-        store = ProjectionStore(db, memory_limit=f"{settings.memory_limit_mb}MB")
+        store = ProjectionStore(db, memory_limit=f"{settings.memory_limit_mb}MB", threads=settings.duckdb_threads)
         projector = Projector(store, settings.stream, info.created)
         if end <= projector.last_seq or info.state.messages == 0:
             return projector.stats

@@ -291,15 +291,17 @@ def _only_readers(path: Path) -> bool:
 class ProjectionStore:
     """The projector's read-write handle on one DuckDB file."""
 
-    def __init__(self, path: str | Path, memory_limit: str = "128MB") -> None:
+    def __init__(self, path: str | Path, memory_limit: str = "128MB", threads: int = 1) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ProjectionError(f"cannot open {self.path} for writing: {exc}") from None
-        # A bounded buffer pool keeps the projector's memory flat however large the file grows.
+        # A bounded buffer pool keeps the projector's memory flat however large the file grows. One
+        # thread a statement: the writer, the snapshots and analysts' queries each run on their own
+        # thread side by side, and a statement's second thread only adds to the memory held at once.
         self.root = _connect_for_writing(
-            self.path, {"memory_limit": memory_limit, "checkpoint_threshold": CHECKPOINT_THRESHOLD}
+            self.path, {"memory_limit": memory_limit, "checkpoint_threshold": CHECKPOINT_THRESHOLD, "threads": threads}
         )
         # The writer has a connection of its own, used by one thread at a time; readers (queries,
         # snapshots) get cursors of the root connection, never the writer's.

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         description="DuckDB's buffer pool in the projector and in replay, in MB (analysts' queries through "
         "the projector share it)",
     )
+    duckdb_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="threads DuckDB gives one statement in the projector and in replay (analysts' queries "
+        "through the projector each run on their own thread beside the writer, whatever this is)",
+    )
     query_slots: int = Field(4, ge=1, le=64, description="analysts' queries the projector answers at once")
     publish_window: int = Field(1000, ge=1, le=10_000, description="unacknowledged events in flight")
     publish_timeout_s: float = Field(5.0, gt=0)

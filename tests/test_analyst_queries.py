@@ -245,12 +245,14 @@ async def test_a_query_past_the_memory_limit_is_refused_and_the_projector_goes_o
     nc: Client, settings: Settings
 ) -> None:
     """OUTREACH_MEMORY_LIMIT_MB sizes the buffer pool that the projector's queries share; a query
-    that needs more is refused with a sentence (DuckDB's own advice is to SET what analysts cannot)."""
-    running = Projector(settings, OUTREACH_MEMORY_LIMIT_MB="16")
+    that needs more is refused with a sentence (DuckDB's own advice is to SET what analysts cannot).
+    OUTREACH_DUCKDB_THREADS sets the threads one statement runs on (1 unless given)."""
+    running = Projector(settings, OUTREACH_MEMORY_LIMIT_MB="16", OUTREACH_DUCKDB_THREADS="3")
     try:
         last = await publish(nc, settings, 100, seed=66)
         wait_until(lambda: running.applied() == last, 60, "the projector caught up")
         assert answer(sql(settings, "SELECT current_setting('memory_limit')")) == ["15.2 MiB"]  # 16 MB
+        assert answer(sql(settings, "SELECT current_setting('threads')")) == ["3"]
         done = sql(settings, "SELECT length(list(repeat('x', 100))::VARCHAR) AS n FROM range(1000000)")
         assert done.returncode == 1
         assert done.stderr.splitlines()[0] == (

@@ -212,10 +212,11 @@ async def test_snapshots_are_spaced_by_what_the_last_one_took_and_never_hold_up_
     assert finished == [1, 2, 3, 4]  # the one under way, then the last batch's
 
 
-async def test_replay_sizes_its_buffer_pool_from_the_memory_limit_setting(
+async def test_replay_sizes_its_buffer_pool_and_threads_from_the_settings(
     nc: Client, settings: Settings, monkeypatch: Any
 ) -> None:
-    """Replay has no analysts beside it: OUTREACH_MEMORY_LIMIT_MB trades its memory for speed."""
+    """Replay has no analysts beside it: OUTREACH_MEMORY_LIMIT_MB and OUTREACH_DUCKDB_THREADS trade
+    its memory for speed."""
     from consumers import replay as replay_module
 
     limits: list[str] = []
@@ -223,14 +224,29 @@ async def test_replay_sizes_its_buffer_pool_from_the_memory_limit_setting(
     class Observed(replay_module.ProjectionStore):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            limits.append(self.root.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+            limits.extend(
+                self.root.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+            )
 
     monkeypatch.setattr(replay_module, "ProjectionStore", Observed)
     js = nc.jetstream()
     await ensure_stream(js, settings.stream, settings.duplicate_window_s)
     await Publisher(js).publish(parse_event(i.payload) for i in generate(10, seed=5))
-    stats = await replay_module.replay(settings.model_copy(update={"memory_limit_mb": 96}), settings.db)
-    assert (stats.messages, limits) == (10, ["91.5 MiB"])
+    stats = await replay_module.replay(
+        settings.model_copy(update={"memory_limit_mb": 96, "duckdb_threads": 2}), settings.db
+    )
+    assert (stats.messages, limits) == (10, ["91.5 MiB", 2])
+
+
+def test_the_projectors_duckdb_runs_a_statement_on_one_thread_unless_told(tmp_path: Path) -> None:
+    """The writer, the snapshots and analysts' queries run side by side on threads of their own; a
+    second thread for each statement only held more memory at once (BENCHMARKS.md)."""
+    assert Settings.model_fields["duckdb_threads"].default == 1
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    reader = store.reader()
+    assert reader.execute("SELECT current_setting('threads')").fetchone() == (1,)
+    reader.close()
+    store.close()
 
 
 def test_a_snapshot_copies_the_reports_cells_only_while_they_are_few(
