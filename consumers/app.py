@@ -21,7 +21,7 @@ from faststream.nats.security import NatsUserPassword
 
 from consumers.live import Follower
 from consumers.projector import Projector, ProjectorStats
-from consumers.queries import Services, may_answer
+from consumers.queries import COPY_WAITERS, Services, may_answer
 from consumers.replay import tune_gc
 from projections.store import ProjectionStore
 from runtime.connection import connect, connect_options
@@ -57,7 +57,7 @@ async def run_projector(
         try:
             projector = Projector(store, settings.stream, info.created)
             follower = Follower(settings, projector, js, until_caught_up=until_caught_up, on_batch=on_batch)
-            services = Services(store, settings, nc.max_payload)
+            services = Services(store, settings, nc.max_payload, applied=lambda: projector.last_seq)
             try:
                 await _serve(settings, follower, services)
             finally:
@@ -90,7 +90,8 @@ async def _serve(settings: Settings, follower: Follower, services: Services) -> 
         if may_answer(raw.reply):
             await raw.respond(await services.query(raw.data))
 
-    @broker.subscriber(copy_subject(settings.stream), decoder=raw_payloads, no_reply=True)
+    # Requests that come while a copy is written wait for it side by side, and share the next.
+    @broker.subscriber(copy_subject(settings.stream), decoder=raw_payloads, no_reply=True, max_workers=COPY_WAITERS)
     async def copy(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
         """A whole copy of the projection beside it, for a reading command that needs more than the
         snapshot (an export of any view, a report of any size, verify's comparison of every table)."""

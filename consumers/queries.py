@@ -6,6 +6,10 @@ thread of the services' own pool, so a slow query holds up neither another query
 whose batches are written on threads of their own. A query past its time limit is interrupted
 inside DuckDB; an answer too large for one reply is refused; past ``query_slots`` queries at once,
 the next waits a moment for a slot and is then refused. Every refusal is answered to the analyst and logged.
+
+A copy is written once for every request that it can answer: one at a time, and a request is
+answered with the last copy written when that copy began after the request came, or when nothing
+was applied since it was written (and its file is as it was left).
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import contextlib
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
@@ -34,6 +42,7 @@ log = logging.getLogger("outreach.projector")
 REPLY_PREFIXES = ("_INBOX", "_R_.")
 SLOT_WAIT_S = 2.0  # how long a query waits for a slot before it is refused
 REPLY_ROOM = 4096  # of the broker's max_payload, kept for the reply's headers and framing
+COPY_WAITERS = 8  # requests for a copy handled at once: one writes, the others wait to share the next
 
 
 def may_answer(reply: str | None) -> bool:
@@ -67,11 +76,34 @@ def encode_result(result: QueryResult, max_bytes: int) -> bytes:
     return body
 
 
+@dataclass(frozen=True)
+class WrittenCopy:
+    began: float  # time.monotonic() as its read transaction was about to begin
+    path: Path
+    as_of_seq: int | None
+    file: tuple[int, int, int] | None  # inode, size and modification time, once renamed in place
+
+
+def _file_of(path: Path) -> tuple[int, int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
 class Services:
     """Queries and receipts, answered concurrently from the projection being written."""
 
-    def __init__(self, store: ProjectionStore, settings: Settings, max_payload: int) -> None:
+    def __init__(
+        self,
+        store: ProjectionStore,
+        settings: Settings,
+        max_payload: int,
+        applied: Callable[[], int] | None = None,
+    ) -> None:
         self.store = store
+        self.applied = applied  # the last stream sequence the projector committed
         self.slots = settings.query_slots
         self.max_bytes = max(max_payload - REPLY_ROOM, 1024)
         self.limits = QueryLimits(
@@ -82,6 +114,7 @@ class Services:
         self.receipts = ThreadPoolExecutor(1, thread_name_prefix="outreach-status")
         self.free = asyncio.Semaphore(self.slots)
         self.copying = asyncio.Lock()  # one copy written at a time
+        self.last_copy: WrittenCopy | None = None
         self.memory_limit = f"{settings.memory_limit_mb}MB"
         self.running: set[duckdb.DuckDBPyConnection] = set()
         self.lock = threading.Lock()
@@ -122,12 +155,21 @@ class Services:
             cursor.close()
 
     async def copy(self) -> bytes:
-        """Write a whole copy of the projection beside it; answer with its path and as-of."""
+        """Write a whole copy of the projection beside it, unless the last one written answers
+        this request too; answer with its path and as-of."""
+        asked = time.monotonic()
         async with self.copying:
+            last = self.last_copy
+            if last is not None and self._answers(last, asked):
+                log.info(
+                    "answered with the copy as of stream sequence %s already written to %s", last.as_of_seq, last.path
+                )
+                return json.dumps({"path": str(last.path), "as_of_seq": last.as_of_seq}).encode()
             cursor = self.store.reader()  # made here, in the loop's thread
             with self.lock:
                 self.running.add(cursor)  # a stop interrupts it, as it does queries
             loop = asyncio.get_running_loop()
+            began = time.monotonic()
             try:
                 path, as_of_seq = await loop.run_in_executor(
                     self.queries, write_copy, cursor, self.store.path, self.memory_limit
@@ -138,8 +180,16 @@ class Services:
             finally:
                 with self.lock:
                     self.running.discard(cursor)
+            self.last_copy = WrittenCopy(began, path, as_of_seq, _file_of(path))
         log.info("wrote a copy of the projection as of stream sequence %s to %s", as_of_seq, path)
         return json.dumps({"path": str(path), "as_of_seq": as_of_seq}).encode()
+
+    def _answers(self, last: WrittenCopy, asked: float) -> bool:
+        """Whether ``last`` holds everything committed when the request came: it began after,
+        or nothing was applied since. Its file must be the one written, untouched."""
+        if last.file is None or _file_of(last.path) != last.file:
+            return False
+        return last.began >= asked or (self.applied is not None and last.as_of_seq == self.applied())
 
     async def status(self, agency: str, request: bytes) -> bytes:
         cursor = self.store.reader()

@@ -347,6 +347,34 @@ async def test_reading_commands_beside_a_live_projector_equal_those_after_it_sto
     assert "is a snapshot, which holds the totals views only" in done.stderr
 
 
+async def test_a_copy_is_written_again_only_once_something_was_applied_since(
+    nc: Client, settings: Settings, projector: Projector, tmp_path: Path
+) -> None:
+    """Exports of a view the snapshot lacks, one after the other: the second reads the copy the
+    first had the projector write, as nothing was applied in between; after more events, the
+    third has it written again, with them."""
+    last = await publish(nc, settings, 300, seed=68)
+    wait_until(lambda: projector.applied() == last, 60, "the projector caught up")
+    copy = settings.db.with_name(f"{settings.db.stem}.copy.duckdb")
+
+    def export(name: str) -> tuple[str, int, int, int]:
+        out = tmp_path / f"{name}.csv"
+        done = outreach(settings, "export", "--view", "event_history", "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        found = copy.stat()
+        return done.stderr, len(out.read_text("utf-8").splitlines()), found.st_ino, found.st_mtime_ns
+
+    said = f"note: {settings.db} is being written by a running projector: read the copy it wrote, {copy}, as of "
+    first = export("first")
+    assert first[:2] == (f"{said}stream sequence {last}\n", 300 + 1)
+    assert export("second") == first  # the same file, not written again
+    more = await publish(nc, settings, 20, seed=69)
+    wait_until(lambda: projector.applied() == more, 60, "the projector applied the new events")
+    third = export("third")
+    assert third[0] == f"{said}stream sequence {more}\n"
+    assert third[2:] != first[2:]
+
+
 def _read_until(projector: Projector, text: str) -> bool:
     """Read the projector's log until ``text`` (True) or its end (False)."""
     return any(text in line.decode() for line in projector.process.stderr)

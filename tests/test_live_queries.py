@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from consumers.projector import Projector
 from outreach.synthetic import generate
 from producers.publisher import Publisher
 from projections import snapshot as snapshot_module
+from projections.copy import copy_path
 from projections.query import run_query
 from projections.snapshot import SNAPSHOT_VIEWS, snapshot_path, write_snapshot
 from projections.store import ProjectionStore
@@ -32,6 +34,7 @@ from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.parse import parse_event
 from tests import oracle
+from tests.conftest import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -236,6 +239,54 @@ async def test_replay_sizes_its_buffer_pool_and_threads_from_the_settings(
         settings.model_copy(update={"memory_limit_mb": 96, "duckdb_threads": 2}), settings.db
     )
     assert (stats.messages, limits) == (10, ["91.5 MiB", 2])
+
+
+async def test_requests_for_a_copy_that_come_while_one_is_written_share_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy answers the requests that came before it began: of three that come while a first copy
+    is written, one has the next written and the other two read it. A copy begun before a request
+    answers it only when nothing was applied since, and only while its file is as it was left."""
+    from consumers import queries
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    Projector(store, "OUTREACH", at).apply(
+        [StreamMessage(i + 1, item.subject, item.payload, at) for i, item in enumerate(generate(50, seed=8))]
+    )
+    release = threading.Event()
+    written: list[int] = []
+    original = queries.write_copy
+
+    def write_copy(reader: duckdb.DuckDBPyConnection, db: Path, memory_limit: str) -> tuple[Path, int | None]:
+        written.append(len(written) + 1)
+        if len(written) == 1:
+            release.wait(30)
+        return original(reader, db, memory_limit)
+
+    monkeypatch.setattr(queries, "write_copy", write_copy)
+    applied = [50]
+    services = queries.Services(store, Settings(db=store.path), 1024 * 1024, applied=lambda: applied[0])
+    try:
+        applied[0] = 51  # the first copy began before the others came, and something was applied since
+        first = asyncio.create_task(services.copy())
+        await async_wait_until(lambda: written == [1], 30, "the first copy began")
+        waiting = [asyncio.create_task(services.copy()) for _ in range(3)]
+        await asyncio.sleep(0)  # each has come, and waits for the copy under way
+        release.set()
+        answers = [json.loads(a) for a in await asyncio.gather(first, *waiting)]
+        assert written == [1, 2]
+        assert answers == [{"path": str(copy_path(store.path)), "as_of_seq": 50}] * 4
+
+        assert json.loads(await services.copy()) == answers[0] and written == [1, 2, 3]  # 51 applied, not 50
+        applied[0] = 50
+        assert json.loads(await services.copy()) == answers[0] and written == [1, 2, 3]  # nothing since
+        copy_path(store.path).unlink()
+        assert json.loads(await services.copy()) == answers[0] and written == [1, 2, 3, 4]  # the file went
+    finally:
+        release.set()
+        services.close()
+        store.close()
 
 
 def test_the_projectors_duckdb_runs_a_statement_on_one_thread_unless_told(tmp_path: Path) -> None:
