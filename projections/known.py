@@ -107,9 +107,15 @@ class KnownIndex:
         his = np.fromiter((k[1].int >> 64 for k in rest), np.uint64, len(rest))
         starts = np.searchsorted(self._hi, his, "left")
         hits = np.flatnonzero(self._hi[np.minimum(starts, len(self._hi) - 1)] == his)
-        for i in hits.tolist():  # few: events published again, and the targets of corrections
+        if len(hits) == 0:
+            return found
+        # Few: events published again, and the targets of corrections. Their rows are found in one
+        # search for all of them, not in three a key: each NumPy call lets the other threads take
+        # the interpreter, and the projector waited for it back hundreds of times a batch.
+        ends = np.searchsorted(self._hi, his[hits], "right").tolist()
+        for i, start, end in zip(hits.tolist(), starts[hits].tolist(), ends, strict=True):
             agency, event_id = rest[i]
-            position = self._find(event_id.int, self._agencies.get(agency))
+            position = self._among(start, end, event_id.int & _LOW, self._agencies.get(agency))
             if position is not None:
                 found[rest[i]] = self._entry(
                     int(self._seq[position]), int(self._type[position]), int(self._state[position])
@@ -167,19 +173,28 @@ class KnownIndex:
             left[i] += np.searchsorted(self._lo[left[i] : right[i]], los[i], "left")
         return left
 
-    def _find(self, event_id: int, agency_code: int | None) -> int | None:
-        """The position of (event_id, agency), or None. Two binary searches, whatever event_ids
-        agencies choose (sequential ones share their high half); then the agencies that used the
-        same event_id, one each at most."""
+    def _among(self, start: int, end: int, lo: int, agency_code: int | None) -> int | None:
+        """The position of (lo, agency) among the rows ``start`` to ``end``, which share one high
+        half, or None. A few rows are compared one by one; many (an agency's sequential event_ids)
+        are searched."""
         if agency_code is None:
             return None
-        hi, lo = np.uint64(event_id >> 64), np.uint64(event_id & _LOW)
-        position = int(self._positions(np.array([hi]), np.array([lo]))[0])
-        while position < len(self._hi) and self._hi[position] == hi and self._lo[position] == lo:
-            if self._agency[position] == agency_code:
+        if end - start > 8:
+            start += int(np.searchsorted(self._lo[start:end], np.uint64(lo), "left"))
+        for position in range(start, end):
+            row_lo = int(self._lo[position])
+            if row_lo > lo:
+                return None
+            if row_lo == lo and self._agency[position] == agency_code:
                 return position
-            position += 1
         return None
+
+    def _find(self, event_id: int, agency_code: int | None) -> int | None:
+        """The position of (event_id, agency), or None: the rows of its high half (two binary
+        searches, whatever event_ids agencies choose), then its low half and agency among them."""
+        hi = np.uint64(event_id >> 64)
+        start, end = (int(np.searchsorted(self._hi, hi, side)) for side in ("left", "right"))
+        return self._among(start, end, event_id & _LOW, agency_code)
 
     def _entry(self, stream_seq: int, type_code: int, state: int) -> Entry:
         return Entry(stream_seq, self._type_names[type_code], None if state == NOT_A_FACT else state == RETRACTED)

@@ -167,3 +167,35 @@ def test_event_ids_at_the_ends_of_the_uuid_range_are_stored_and_found_as_publish
         ends[-1]: True,
     }
     again.close()
+
+
+def test_a_few_event_ids_sharing_their_high_half_are_told_apart_by_low_half_and_agency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Up to eight rows with one high half are compared one by one rather than searched: a low
+    half between two of them, or past the last, is not found, nor is another agency's."""
+    monkeypatch.setattr(projections.known, "MERGE_AT", 1)
+    index = KnownIndex()
+    high = 7 << 64
+    for n, low in enumerate((10, 20, 30)):
+        index.add(("al-a", uuid.UUID(int=high + low)), n + 1, "session_held", fact=True)
+        index.settle()
+    index.add(("al-b", uuid.UUID(int=high + 20)), 4, "materials_distributed", fact=True)
+    index.settle()
+    index.add(("al-c", uuid.UUID(int=(8 << 64) + 5)), 5, "session_held", fact=True)
+    index.settle()
+    assert len(index._recent) == 0 and len(index._hi) == 5
+    asked = [
+        (agency, uuid.UUID(int=high + low)) for agency in ("al-a", "al-b", "al-c") for low in (5, 10, 20, 25, 30, 31)
+    ]
+    assert index.get(asked) == {
+        ("al-a", uuid.UUID(int=high + 10)): Entry(1, "session_held", False),
+        ("al-a", uuid.UUID(int=high + 20)): Entry(2, "session_held", False),
+        ("al-a", uuid.UUID(int=high + 30)): Entry(3, "session_held", False),
+        ("al-b", uuid.UUID(int=high + 20)): Entry(4, "materials_distributed", False),
+    }
+    index.retract(("al-b", uuid.UUID(int=high + 20)))
+    assert index.get([("al-b", uuid.UUID(int=high + 20)), ("al-a", uuid.UUID(int=high + 20))]) == {
+        ("al-b", uuid.UUID(int=high + 20)): Entry(4, "materials_distributed", True),
+        ("al-a", uuid.UUID(int=high + 20)): Entry(2, "session_held", False),
+    }
