@@ -1,10 +1,10 @@
 """The fold: a batch of stream messages to the rows it adds to the projection. Pure: no I/O.
 
-The projector parses a batch (``parse_batch``), asks the projection what it already knows of the
-event_ids the batch mentions (``referenced_ids``; the content of its own, ``published_ids``, to
-compare an event published again), and folds (``fold_batch``). Each message ends
-in exactly one place: the event log (accepted), ``rejected_events`` (with a reason), or
-``ignored_duplicates`` (the same event again, identical).
+The projector parses a batch (``parse_batch``, which also derives each event's rows), asks the
+projection what it already knows of the event_ids the batch mentions (``referenced_ids``; the
+content of its own, ``published_ids``, to compare an event published again), and folds
+(``fold_batch``). Each message ends in exactly one place: the event log (accepted),
+``rejected_events`` (with a reason), or ``ignored_duplicates`` (the same event again, identical).
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ class StreamMessage(NamedTuple):
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Types compared with ``type(event) is`` / ``in``: pydantic's models make ``isinstance`` a Python
 # call (0.1-0.24 µs each, several an event); no event class has subclasses.
-CHANGES = (EventCorrected, EventRetracted)
 DEFINITIONS = (CampaignDefined, PlanTaskDefined)
 
 
@@ -82,13 +81,17 @@ def delivered(
 GENESIS = "0" * 64
 
 
-def chain_digest(previous: str, msgs: list[StreamMessage]) -> str:
-    """The running digest after ``msgs``: each link hashes the previous digest, the stream
-    sequence, the subject, the message id and the payload's sha256. Any deleted, changed or
-    re-ordered message changes every digest after it."""
+def chain_link(m: StreamMessage, payload_sha256: bytes) -> bytes:
+    """What a message adds to the running digest: its stream sequence, subject, message id and
+    the payload's sha256. It needs no other message, so it is made where the batch is parsed."""
+    return f"{m.seq}\x00{m.subject}\x00{m.msg_id or ''}\x00".encode() + payload_sha256
+
+
+def chain_digest(previous: str, links: list[bytes]) -> str:
+    """The running digest after these links (``chain_link``): each hashes the previous digest and
+    its link. Any deleted, changed or re-ordered message changes every digest after it."""
     digest = bytes.fromhex(previous)
-    for m in msgs:
-        link = f"{m.seq}\x00{m.subject}\x00{m.msg_id or ''}\x00".encode() + hashlib.sha256(m.data).digest()
+    for link in links:
         digest = hashlib.sha256(digest + link).digest()
     return digest.hex()
 
@@ -105,26 +108,90 @@ def gaps(last_seq: int, msgs: list[StreamMessage]) -> list[tuple[int, int]]:
 
 
 class Parsed(NamedTuple):
+    """A message as the fold needs it: plain data derived from the message alone, made while the
+    batch is parsed (on the pipeline's parsing thread, beside the writer's, its slowest stage), so
+    that the fold only decides. A parsed batch holds these rows, not the validated events. A valid
+    event's ``problem`` is None and every field is set; an invalid one carries only its problem."""
+
     msg: StreamMessage
-    event: EventBase | None
-    problem: str | None
-    published_version: int = 0
+    link: bytes  # the message's link of the running digest
+    problem: str | None  # why it is refused whatever the projection holds: invalid, or a subject that does not fit
+    agency: str = ""
+    event_id: uuid.UUID | None = None
+    event_type: str = ""
+    content_hash: str = ""
+    refers_to: uuid.UUID | None = None  # the event a correction or retraction is about
+    replacement_type: str | None = None  # a correction's replacement's event type
+    defines: DefinitionKey | None = None  # the campaign or plan task it defines
+    log: LogRow | None = None  # the event log's row, should it be accepted
+    version: FactVersion | None = None  # the version of a fact it states (None: a retraction)
 
 
 def parse_batch(msgs: list[StreamMessage]) -> list[Parsed]:
-    """Validate every message of a batch; an invalid one carries its problem instead of an event.
-    Nothing a message holds can make this raise: any failure is that message's problem."""
+    """Validate every message of a batch and derive what the fold needs of it; an invalid one
+    carries its problem instead. Nothing a message holds can make this raise: any failure is that
+    message's problem."""
     out = []
     for msg in msgs:
+        sha = hashlib.sha256(msg.data).digest()
+        link = chain_link(msg, sha)
         try:
             # "In the future" means after the stream stored it: the fold is the same in any year.
             event, version = parse_event_versioned(msg.data, stored_at=msg.stored_at)
-            out.append(Parsed(msg, event, None, version))
         except EventInvalid as exc:
-            out.append(Parsed(msg, None, "invalid: " + "; ".join(str(p) for p in exc.problems)))
+            out.append(Parsed(msg, link, "invalid: " + "; ".join(str(p) for p in exc.problems)))
+            continue
         except Exception as exc:  # a bug in a validator must not stop the projector for everyone
-            out.append(Parsed(msg, None, f"invalid: could not be read ({type(exc).__name__}: {exc})"))
+            out.append(Parsed(msg, link, f"invalid: could not be read ({type(exc).__name__}: {exc})"))
+            continue
+        try:
+            out.append(_prepare(msg, link, event, version, sha.hex()))
+        except Exception as exc:  # nor a bug in what is derived from it: that message's rejection
+            out.append(Parsed(msg, link, f"could not be folded ({type(exc).__name__}: {exc})"))
     return out
+
+
+def _prepare(msg: StreamMessage, link: bytes, event: EventBase, published_version: int, digest: str) -> Parsed:
+    refers_to: uuid.UUID | None = None
+    replacement_type = None
+    version: FactVersion | None = None
+    if type(event) is EventCorrected:
+        refers_to, replacement_type = event.corrects, event.replacement.event_type
+        version = _version(event.replacement, msg)
+    elif type(event) is EventRetracted:
+        refers_to = event.retracts
+    else:
+        version = _version(event, msg)
+    occurred = event.occurred
+    log = LogRow(
+        stream_seq=msg.seq,
+        event_id=event.event_id,
+        subject=msg.subject,
+        event_type=event.event_type,
+        schema_version=published_version,
+        agency=event.agency,
+        stored_at=msg.stored_at,
+        recorded_at=event.recorded_at,
+        occurred_start=occurred.start if occurred else None,
+        occurred_end=occurred.end if occurred else None,
+        refers_to=refers_to,
+        content_hash=digest,
+        payload=msg.data.decode("utf-8"),
+    )
+    return Parsed(
+        msg,
+        link,
+        _check_subject(msg.subject, event),
+        event.agency,
+        event.event_id,
+        event.event_type,
+        digest,
+        refers_to,
+        replacement_type,
+        definition_key(event),
+        log,
+        version,
+    )
 
 
 # An event's identity: the publishing agency and its event_id. Two agencies may use the same
@@ -134,32 +201,23 @@ EventKey = tuple[str, uuid.UUID]
 DefinitionKey = tuple[str, str]
 
 
-def event_key(event: EventBase) -> EventKey:
-    return event.agency, event.event_id
-
-
-def target_key(event: EventCorrected | EventRetracted) -> EventKey:
-    """The event a correction or retraction is about: always one of the same agency's."""
-    return event.agency, event.corrects if type(event) is EventCorrected else event.retracts
-
-
 def referenced_ids(parsed: list[Parsed]) -> list[EventKey]:
-    """Every (agency, event_id) the batch mentions: its own and those it corrects or retracts."""
+    """Every (agency, event_id) the batch mentions: its own and those it corrects or retracts
+    (always one of the same agency's)."""
     keys: set[EventKey] = set()
     for p in parsed:
-        e = p.event
-        if e is None:
+        if p.event_id is None:
             continue
-        keys.add(event_key(e))
-        if type(e) in CHANGES:
-            keys.add(target_key(e))
+        keys.add((p.agency, p.event_id))
+        if p.refers_to is not None:
+            keys.add((p.agency, p.refers_to))
     return list(keys)
 
 
 def published_ids(parsed: list[Parsed]) -> set[EventKey]:
     """The (agency, event_id) of each event of the batch: a known one is an event published again,
     compared with what was published first."""
-    return {event_key(p.event) for p in parsed if p.event is not None}
+    return {(p.agency, p.event_id) for p in parsed if p.event_id is not None}
 
 
 def definition_key(event: EventBase) -> DefinitionKey | None:
@@ -175,7 +233,7 @@ def definition_key(event: EventBase) -> DefinitionKey | None:
 
 def referenced_definitions(parsed: list[Parsed]) -> list[DefinitionKey]:
     """Every campaign and plan task the batch's definitions define."""
-    return list({key for p in parsed if p.event is not None and (key := definition_key(p.event)) is not None})
+    return list({p.defines for p in parsed if p.defines is not None and p.problem is None})
 
 
 def content_hash(data: bytes) -> str:
@@ -183,12 +241,14 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def same_event(event: EventBase, published: str | None, stored_at: datetime) -> bool:
-    """Whether an earlier payload states the same event (it may be written differently); judged
-    as of ``stored_at``, the later message's storage time, never the wall clock."""
+def same_event(data: bytes, published: str | None, stored_at: datetime) -> bool:
+    """Whether an earlier payload states the same event as ``data`` (it may be written
+    differently); both judged as of ``stored_at``, the later message's storage time, never the
+    wall clock. Asked only of an event_id published again with other bytes: rare."""
     if published is None:
         return False
     try:
+        event = parse_event_versioned(data, stored_at=stored_at)[0]
         return parse_event_versioned(published.encode(), stored_at=stored_at)[0] == event
     except EventInvalid:
         return False
@@ -228,26 +288,25 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
     """Apply one message; return why it is rejected, or None when it was accepted or ignored.
     Everything that can fail is computed before anything is changed, so a rejected message leaves
     no trace but its rejection."""
-    msg, event = p.msg, p.event
-    if event is None:
+    if p.problem is not None:
         return p.problem
-    reason = _check_subject(msg.subject, event)
-    if reason is not None:
-        return reason
-    digest = content_hash(msg.data)
-    seen = state.known.get(event_key(event))
+    msg, agency, event_id, log = p.msg, p.agency, p.event_id, p.log
+    assert event_id is not None and log is not None
+    digest = p.content_hash
+    key = (agency, event_id)
+    seen = state.known.get(key)
     if seen is not None:
-        if seen.content_hash == digest or same_event(event, seen.payload, msg.stored_at):
-            state.update.duplicates.append(DuplicateRow(msg.seq, event.event_id, msg.stored_at, event.agency))
+        if seen.content_hash == digest or same_event(msg.data, seen.payload, msg.stored_at):
+            state.update.duplicates.append(DuplicateRow(msg.seq, event_id, msg.stored_at, agency))
             return None
         return (
-            f"conflict: event_id {event.event_id} was already used at stream sequence {seen.stream_seq} "
+            f"conflict: event_id {event_id} was already used at stream sequence {seen.stream_seq} "
             f"with different content; a change to an event is published as an event_corrected"
         )
-    defines = definition_key(event)
+    defines = p.defines
     if defines is not None:
         owner = state.owners.get(defines)
-        if owner is not None and owner != event.agency:
+        if owner is not None and owner != agency:
             kind, ref = defines
             what = "campaign" if kind == "campaign" else "plan task"
             return (
@@ -255,51 +314,32 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
                 f"(any agency may report actions under it)"
             )
 
-    payload = msg.data.decode("utf-8")
-    occurred = event.occurred
-    refers_to: uuid.UUID | None = None
-    if type(event) in CHANGES:
-        key = target_key(event)
-        refers_to = key[1]
-        target = state.known.get(key)
-        reason = _check_target(event, refers_to, target)
+    refers_to = p.refers_to
+    if refers_to is not None:
+        target = state.known.get((agency, refers_to))
+        reason = _check_target(p, refers_to, target)
         if reason is not None:
             return reason
         assert target is not None
-        is_correction = type(event) is EventCorrected
-        version = _version(event.replacement, msg) if is_correction else _retracted_version(target, msg)
+        version = p.version or _retracted_version(target, msg)
         fact_state: bool | None = None
     else:
-        version = _version(event, msg)
+        assert p.version is not None
+        version = p.version
         fact_state = False
-    log = LogRow(
-        stream_seq=msg.seq,
-        event_id=event.event_id,
-        subject=msg.subject,
-        event_type=event.event_type,
-        schema_version=p.published_version,
-        agency=event.agency,
-        stored_at=msg.stored_at,
-        recorded_at=event.recorded_at,
-        occurred_start=occurred.start if occurred else None,
-        occurred_end=occurred.end if occurred else None,
-        refers_to=refers_to,
-        content_hash=digest,
-        payload=payload,
-    )
+    # A parsed batch folded again starts from versions that nothing supersedes.
+    version.superseded_seq = version.superseded_stored_at = None
 
     # Nothing below can fail: the message is accepted.
     if refers_to is not None:
-        _supersede((event.agency, refers_to), version, state)
-        state.known[(event.agency, refers_to)] = target._replace(retracted=version.retracted)
+        _supersede((agency, refers_to), version, state)
+        state.known[(agency, refers_to)] = target._replace(retracted=version.retracted)
     else:
-        state.current[event_key(event)] = version
+        state.current[key] = version
         state.update.versions.append(version)
     if defines is not None:
-        state.owners.setdefault(defines, event.agency)
-    state.known[event_key(event)] = KnownEvent(
-        event.event_id, msg.seq, digest, event.agency, event.event_type, fact_state, payload
-    )
+        state.owners.setdefault(defines, agency)
+    state.known[key] = KnownEvent(event_id, msg.seq, digest, agency, p.event_type, fact_state, log.payload)
     state.update.log.append(log)
     return None
 
@@ -321,13 +361,12 @@ def _check_subject(subject: str, event: EventBase) -> str | None:
     return None
 
 
-def _check_target(
-    event: EventCorrected | EventRetracted, target_id: uuid.UUID, target: KnownEvent | None
-) -> str | None:
-    verb = "corrects" if type(event) is EventCorrected else "retracts"
+def _check_target(p: Parsed, target_id: uuid.UUID, target: KnownEvent | None) -> str | None:
+    corrects = p.replacement_type is not None
+    verb = "corrects" if corrects else "retracts"
     if target is None:
         return (
-            f"unknown event: {verb} {target_id}, which agency {event.agency!r} has not published "
+            f"unknown event: {verb} {target_id}, which agency {p.agency!r} has not published "
             f"(publish the original first; an agency corrects or retracts only its own events)"
         )
     if target.retracted is None:
@@ -337,9 +376,9 @@ def _check_target(
         )
     if target.retracted:
         return f"{verb} {target_id}, which was already retracted"
-    if type(event) is EventCorrected and event.replacement.event_type != target.event_type:
+    if corrects and p.replacement_type != target.event_type:
         return (
-            f"the replacement is a {event.replacement.event_type} but {target_id} is a "
+            f"the replacement is a {p.replacement_type} but {target_id} is a "
             f"{target.event_type}; a correction keeps the event type"
         )
     return None

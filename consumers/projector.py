@@ -83,7 +83,7 @@ class Projector:
             return 0
         known = self.store.lookup(referenced_ids(parsed), compare=published_ids(parsed))
         update = fold_batch(parsed, known, self.store.owners(referenced_definitions(parsed)))
-        update.digest = chain_digest(self.digest, fresh)
+        update.digest = chain_digest(self.digest, [p.link for p in parsed])
         update.gaps = gaps(self.last_seq, fresh)
         self.store.apply(update, self.stream, self.stream_created, self.last_seq)
         self.last_seq = update.last_seq

@@ -250,3 +250,17 @@ def test_a_failure_while_folding_one_message_is_that_messages_rejection_and_chan
         (2, "could not be folded (RuntimeError: a bug in the fold)")
     ]
     assert (update.duplicates, update.supersede, update.last_seq) == ([], [], 3)
+
+
+def test_a_parsed_batch_folded_again_starts_from_versions_nothing_supersedes() -> None:
+    """A parsed batch carries its rows; a second fold of it, given other knowledge, must not keep
+    what the first fold wrote into them."""
+    first = session(students=10)
+    fix = correction(first, 11)
+    parsed = parse_batch(messages(first, fix))
+    assert [(v.version_seq, v.superseded_seq) for v in fold_batch(parsed, {}).versions] == [(1, 2), (2, None)]
+    # The correction's own event_id was used before with other content: this time it is refused.
+    used = known_from(dict(fix, reason="another text"), 0)
+    update = fold_batch(parsed, used)
+    assert [(v.version_seq, v.superseded_seq, v.superseded_stored_at) for v in update.versions] == [(1, None, None)]
+    assert [r.stream_seq for r in update.rejected] == [2]

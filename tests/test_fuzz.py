@@ -124,7 +124,7 @@ def test_the_hostile_kinds_each_reject_for_their_own_reason() -> None:
     reasons = {}
     for kind, mutate in sorted(INVALID.items()):
         (parsed,) = parse_batch([StreamMessage(1, session.subject, mutate(session.payload, rng), AT)])
-        assert parsed.event is None
+        assert parsed.event_id is None
         reasons[kind] = parsed.problem
     assert "is not valid JSON" in reasons["truncated"]
     assert "is given twice in one object" in reasons["duplicate key"]
