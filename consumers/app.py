@@ -19,7 +19,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.message import NatsMessage
 from faststream.nats.security import NatsUserPassword
 
-from consumers.live import Follower
+from consumers.live import Follower, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
 from consumers.queries import COPY_WAITERS, Services, may_answer
 from consumers.replay import tune_gc
@@ -47,6 +47,7 @@ async def run_projector(
     applied everything the stream held when it last looked. Raises on a fatal error, after which
     the database holds exactly the batches up to its checkpoint."""
     tune_gc()
+    share_the_interpreter()
     nc = await connect(settings, "outreach-projector")
     try:
         js = nc.jetstream()

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,6 +61,20 @@ async def check_gaps(js: Any, stream: str, last_seq: int, msgs: list[StreamMessa
         except NotFoundError:
             continue
         raise MissedDelivery(f"stream sequence {first} exists but was not delivered (checkpoint {last_seq})")
+
+
+# How long a thread holds the interpreter before another that waits for it takes it (Python's
+# default is 5 ms). DuckDB's Python client takes the interpreter back between the tasks of a
+# statement, so while another thread runs Python it waited up to the whole interval each time: a
+# query run beside a busy Python thread finished 25 times in 5 s where it ran 480 times alone;
+# with 0.2 ms, 239. In the pipeline, replays of 400,000 events with 0.5 ms ran at 14,885/s
+# (median of three alternated runs) against 13,825/s with 5 ms.
+SWITCH_INTERVAL_S = 0.0005
+
+
+def share_the_interpreter() -> None:
+    """The pipeline's threads (the reader, the parser, the writer in DuckDB) take turns faster."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 class Pipeline:

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from consumers.fold import StreamMessage
-from consumers.live import Pipeline
+from consumers.live import Pipeline, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
 from consumers.reader import StreamReader
 from projections.store import ProjectionStore
@@ -57,6 +57,7 @@ async def replay(
     if db.exists():
         raise ProjectionError(f"{db} exists; replay builds a new database file, give a path that does not exist")
     tune_gc()
+    share_the_interpreter()
     nc = await connect(settings, "outreach-replay")
     store: ProjectionStore | None = None
     try:
