@@ -1,8 +1,8 @@
 """The live projector's moving parts, each a small object owning its state:
 
-- ``Pipeline``: batches from a ``StreamReader`` are parsed on one worker thread while the batch
-  before is folded and written on another (DuckDB releases the GIL while it executes), with a
-  bounded queue between the two. Replay uses it too: the same fold, the same way.
+- ``Pipeline``: batches from a ``StreamReader`` are parsed (each event's rows derived) on one
+  worker thread while the batch before is folded and written on another, with a bounded queue
+  between the two. Replay uses it too: the same fold, the same way.
 - ``Follower``: reads from the checkpoint and follows the stream's end; after a missed delivery or
   a stall it starts reading again from the checkpoint, which is the only position that counts.
 - ``Snapshotter``: refreshes the snapshot file for analysts' own tools, at most every few seconds.
