@@ -119,7 +119,7 @@ class Parsed(NamedTuple):
     agency: str = ""
     event_id: uuid.UUID | None = None
     event_type: str = ""
-    content_hash: str = ""
+    content_hash: str = ""  # the payload's sha256 as published: what auditors can recompute from the stream
     refers_to: uuid.UUID | None = None  # the event a correction or retraction is about
     replacement_type: str | None = None  # a correction's replacement's event type
     defines: DefinitionKey | None = None  # the campaign or plan task it defines
@@ -234,11 +234,6 @@ def definition_key(event: EventBase) -> DefinitionKey | None:
 def referenced_definitions(parsed: list[Parsed]) -> list[DefinitionKey]:
     """Every campaign and plan task the batch's definitions define."""
     return list({p.defines for p in parsed if p.defines is not None and p.problem is None})
-
-
-def content_hash(data: bytes) -> str:
-    """sha256 of a payload as published: cheap, and what auditors can recompute from the stream."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def same_event(data: bytes, published: str | None, stored_at: datetime) -> bool:

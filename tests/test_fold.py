@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from consumers import fold
-from consumers.fold import StreamMessage, content_hash, fold_batch, parse_batch
+from consumers.fold import StreamMessage, fold_batch, parse_batch
 from projections.rows import FactVersion, KnownEvent
 from schemas.parse import parse_event
 from tests.factories import session
@@ -61,7 +62,12 @@ def known_from(
     parsed = parse_event(event)
     return {
         (parsed.agency, parsed.event_id): KnownEvent(
-            parsed.event_id, seq, content_hash(json.dumps(event).encode()), parsed.agency, parsed.event_type, retracted
+            parsed.event_id,
+            seq,
+            hashlib.sha256(json.dumps(event).encode()).hexdigest(),
+            parsed.agency,
+            parsed.event_type,
+            retracted,
         )
     }
 
