@@ -199,3 +199,26 @@ def test_a_few_event_ids_sharing_their_high_half_are_told_apart_by_low_half_and_
         ("al-b", uuid.UUID(int=high + 20)): Entry(4, "materials_distributed", True),
         ("al-a", uuid.UUID(int=high + 20)): Entry(2, "session_held", False),
     }
+
+
+def test_each_correction_supersedes_the_version_in_force_whichever_batch_or_file_made_it(tmp_path: Path) -> None:
+    """A correction in a later batch, after the file was opened again, and a retraction after it
+    each end the version the one before made, and only that one."""
+    from tests.test_fold import correction, messages, retraction
+
+    first = next(item.event for item in generate(50, seed=3) if item.event["event_type"] == "session_held")
+    fix, fix_again = correction(first, 11), correction(first, 12)
+    path = tmp_path / "p.duckdb"
+    store = ProjectionStore(path)
+    projector = Projector(store, "OUTREACH", AT)
+    projector.apply(messages(first, first_seq=1))
+    projector.apply(messages(fix, first_seq=2))
+    store.close()
+    store = ProjectionStore(path)  # the index built again from the file
+    projector = Projector(store, "OUTREACH", AT)
+    projector.apply(messages(fix_again, first_seq=3))
+    projector.apply(messages(retraction(first), first_seq=4))
+    assert store.con.execute(
+        "SELECT version_seq, superseded_seq, retracted FROM fact_versions ORDER BY version_seq"
+    ).fetchall() == [(1, 2, False), (2, 3, False), (3, 4, False), (4, None, True)]
+    store.close()
