@@ -43,14 +43,18 @@ def session_held_v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
     return new
 
 
+_NOT_GIVEN = object()
+
+
 def session_held_v2_to_v3(obj: dict[str, Any]) -> dict[str, Any]:
     """A v2 entry is one session. ``sessions`` is no v2 field: one given is kept under a name v3
     refuses, so a v2 payload that was refused stays refused."""
-    new = {k: v for k, v in obj.items() if k != "sessions"}
+    new = dict(obj)  # a copy in C, then one key out: half the time of a comprehension
+    given = new.pop("sessions", _NOT_GIVEN)
     new["schema_version"] = 3
     new["sessions"] = 1
-    if "sessions" in obj:
-        new["sessions_in_version_2"] = obj["sessions"]
+    if given is not _NOT_GIVEN:
+        new["sessions_in_version_2"] = given
     return new
 
 
