@@ -270,3 +270,33 @@ def test_a_parsed_batch_folded_again_starts_from_versions_nothing_supersedes() -
     update = fold_batch(parsed, used)
     assert [(v.version_seq, v.superseded_seq, v.superseded_stored_at) for v in update.versions] == [(1, None, None)]
     assert [r.stream_seq for r in update.rejected] == [2]
+
+
+def test_the_subjects_event_id_must_be_the_events_as_text() -> None:
+    """The event_id in the subject is the event's own, written as str() of the UUID writes it:
+    lower-case, with its four dashes; any other spelling of the same UUID is a mismatch."""
+    event_id = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+    canonical = str(event_id)
+    spellings = [
+        canonical,
+        canonical.upper(),
+        event_id.hex,
+        "{" + canonical + "}",
+        canonical[:8] + canonical[9:] + "-",  # a dash moved to the end
+        canonical.replace("-", "", 1) + "0",  # 36 characters, one dash short
+        canonical[:35] + "8",
+        "1b4e28ba-2fa1-11d2-883f--016d3cca427",  # a fifth dash in place of a digit
+    ]
+    assert [fold._is_text_of(text, event_id) for text in spellings] == [text == canonical for text in spellings]
+    assert sum(fold._is_text_of(text, event_id) for text in spellings) == 1
+
+    event = session()
+    wrong = f"outreach.events.{event['agency']}.session_held.{event['event_id'].upper()}"
+    right = f"outreach.events.{event['agency']}.session_held.{event['event_id']}"
+    payload = json.dumps(event).encode()
+    update = fold_batch(parse_batch([StreamMessage(1, wrong, payload, AT), StreamMessage(2, right, payload, AT)]), {})
+    said = event["event_id"].upper()
+    assert [r.reason for r in update.rejected] == [
+        f"event_id mismatch: the event's event_id is {event['event_id']}, the subject says {said!r}"
+    ]
+    assert [r.stream_seq for r in update.log] == [2]
