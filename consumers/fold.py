@@ -119,7 +119,6 @@ class Parsed(NamedTuple):
     agency: str = ""
     event_id: uuid.UUID | None = None
     event_type: str = ""
-    content_hash: str = ""  # the payload's sha256 as published: what auditors can recompute from the stream
     refers_to: uuid.UUID | None = None  # the event a correction or retraction is about
     replacement_type: str | None = None  # a correction's replacement's event type
     defines: DefinitionKey | None = None  # the campaign or plan task it defines
@@ -185,7 +184,6 @@ def _prepare(msg: StreamMessage, link: bytes, event: EventBase, published_versio
         event.agency,
         event.event_id,
         event.event_type,
-        digest,
         refers_to,
         replacement_type,
         definition_key(event),
@@ -287,7 +285,7 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
         return p.problem
     msg, agency, event_id, log = p.msg, p.agency, p.event_id, p.log
     assert event_id is not None and log is not None
-    digest = p.content_hash
+    digest = log.content_hash  # the payload's sha256 as published: what auditors can recompute
     key = (agency, event_id)
     seen = state.known.get(key)
     if seen is not None:

@@ -17,6 +17,7 @@ from outreach.synthetic import generate
 from projections.known import Entry, KnownIndex
 from projections.rows import KnownEvent
 from projections.store import ProjectionStore
+from tests.test_fold import correction, messages, retraction
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -204,8 +205,6 @@ def test_a_few_event_ids_sharing_their_high_half_are_told_apart_by_low_half_and_
 def test_each_correction_supersedes_the_version_in_force_whichever_batch_or_file_made_it(tmp_path: Path) -> None:
     """A correction in a later batch, after the file was opened again, and a retraction after it
     each end the version the one before made, and only that one."""
-    from tests.test_fold import correction, messages, retraction
-
     first = next(item.event for item in generate(50, seed=3) if item.event["event_type"] == "session_held")
     fix, fix_again = correction(first, 11), correction(first, 12)
     path = tmp_path / "p.duckdb"
