@@ -37,7 +37,7 @@ def copy_path(db: Path) -> Path:
     return db.with_name(f"{db.stem}.copy{db.suffix or '.duckdb'}")
 
 
-def write_copy(reader: duckdb.DuckDBPyConnection, db: Path, memory_limit: str = "96MB") -> tuple[Path, int | None]:
+def write_copy(reader: duckdb.DuckDBPyConnection, db: Path, memory_limit: str = "112MB") -> tuple[Path, int | None]:
     """Copy the projection through ``reader`` (a cursor of its connection, made by the caller's
     thread, closed here) into ``copy_path(db)``, renamed over the previous copy when whole; return
     the path and the stream sequence it is as of. ``memory_limit``: the copy's own buffer pool, in

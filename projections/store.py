@@ -291,7 +291,7 @@ def _only_readers(path: Path) -> bool:
 class ProjectionStore:
     """The projector's read-write handle on one DuckDB file."""
 
-    def __init__(self, path: str | Path, memory_limit: str = "96MB", threads: int = 1) -> None:
+    def __init__(self, path: str | Path, memory_limit: str = "112MB", threads: int = 1) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

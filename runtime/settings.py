@@ -44,11 +44,12 @@ class Settings(BaseSettings):
     query_max_rows: int = Field(
         100_000, ge=1, le=10_000_000, description="an analyst's query returning more rows is refused"
     )
-    # At 1,000,000 events the projector and replay ran as fast with 96 MB as with 128 (medians of
-    # alternated runs) and peaked 25-40 MiB lower; a query through the projector reading
-    # `corrections` whole at that size still runs in it (in 64 MB it runs out of memory).
+    # At 1,000,000 events the live projector ran as fast with 112 MB as with 128 and peaked at
+    # 370-374 MiB against 386-403; with 96, 359-365 MiB, but a runaway analyst's query through the
+    # projector slowed its answers (publish -> visible, p50 177-202 ms against 115-123 with 128 and
+    # 137-141 with 112). In 64 MB a query reading `corrections` whole at that size runs out of memory.
     memory_limit_mb: int = Field(
-        96,
+        112,
         ge=16,
         le=1_000_000,
         description="DuckDB's buffer pool in the projector and in replay, in MB (analysts' queries through "
