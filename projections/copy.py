@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from projections.store import REFERENCE_SQL, SCHEMA_SQL, VIEWS_SQL
+from projections.store import MEMORY_LIMIT, REFERENCE_SQL, SCHEMA_SQL, VIEWS_SQL
 
 # Every table of a projection; the views are made from these.
 TABLES = (
@@ -37,7 +37,9 @@ def copy_path(db: Path) -> Path:
     return db.with_name(f"{db.stem}.copy{db.suffix or '.duckdb'}")
 
 
-def write_copy(reader: duckdb.DuckDBPyConnection, db: Path, memory_limit: str = "112MB") -> tuple[Path, int | None]:
+def write_copy(
+    reader: duckdb.DuckDBPyConnection, db: Path, memory_limit: str = MEMORY_LIMIT
+) -> tuple[Path, int | None]:
     """Copy the projection through ``reader`` (a cursor of its connection, made by the caller's
     thread, closed here) into ``copy_path(db)``, renamed over the previous copy when whole; return
     the path and the stream sequence it is as of. ``memory_limit``: the copy's own buffer pool, in

@@ -288,10 +288,15 @@ def _only_readers(path: Path) -> bool:
     return True
 
 
+# DuckDB's buffer pool when the caller gives none; the projector and replay give the setting
+# (``OUTREACH_MEMORY_LIMIT_MB``, the same by default; why this size: runtime/settings.py).
+MEMORY_LIMIT = "112MB"
+
+
 class ProjectionStore:
     """The projector's read-write handle on one DuckDB file."""
 
-    def __init__(self, path: str | Path, memory_limit: str = "112MB", threads: int = 1) -> None:
+    def __init__(self, path: str | Path, memory_limit: str = MEMORY_LIMIT, threads: int = 1) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
