@@ -1,13 +1,14 @@
 """Publishing validated events to JetStream: every one acknowledged, none ever duplicated.
 
 Each event goes on a subject of its own, ``outreach.events.<agency>.<event_type>.<event_id>``, with
-``Nats-Expected-Last-Subject-Sequence: 0``: the stream stores it only if nothing is stored on that
-subject yet, for ever, and only the agency itself may publish there. So a retry can never store an
+``Nats-Expected-Last-Subject-Sequence: 0`` checked on ``outreach.events.<agency>.*.<event_id>``: the
+stream stores it only if nothing is stored under that event_id yet, of any type, for ever, and only
+the agency itself may publish there. So a retry can never store an
 event twice, and no other agency can take an event_id first (an ``Nats-Msg-Id`` would be shared by
-every agency, and any of them could set another's). When the stream answers that the subject holds
-a message already, the publisher reads that message back (a direct get on its own subject, which
+every agency, and any of them could set another's). When the stream answers that the event_id holds
+a message already, the publisher reads that message back (a direct get on its own subjects, which
 an agency may do) and compares: the same event is a duplicate, as a re-send should be; a different
-one is a conflict, reported with the way out (an ``event_corrected``). Events go out
+one, or one of another type, is a conflict, reported with the way out and never stored. Events go out
 asynchronously in windows; every acknowledgement is awaited; timeouts are retried.
 """
 
@@ -36,11 +37,13 @@ from nats.js.errors import APIError, NoStreamResponseError
 from schemas.errors import EventInvalid
 from schemas.events import EventBase
 from schemas.parse import parse_event
-from schemas.subjects import subject_for
+from schemas.subjects import event_id_subjects, parse_subject, subject_for
 
 # The stream's answer when the expected last sequence of a subject is not the one it holds.
 WRONG_LAST_SEQUENCE = 10071
-EXPECT_NEW_SUBJECT = {"Nats-Expected-Last-Subject-Sequence": "0"}
+EXPECT_NEW_SUBJECT = "Nats-Expected-Last-Subject-Sequence"
+# The subject (a wildcard) the expectation is checked on, instead of the one published on.
+CHECKED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 
 # A broker restarting, a leader election, a connection being re-established: worth another try,
 # with the same Nats-Msg-Id, so that a retry can never store an event twice.
@@ -103,7 +106,8 @@ def encode(event: EventBase, payload: bytes | None = None) -> Encoded:
     (validated into ``event``) and is sent unchanged: an old version stays the old version in the
     log, upcast only when folded. Without it, the model's own JSON is sent."""
     subject = subject_for(event.agency, event.event_type, event.event_id)
-    return subject, payload if payload is not None else event.model_dump_json().encode(), EXPECT_NEW_SUBJECT
+    headers = {EXPECT_NEW_SUBJECT: "0", CHECKED_SUBJECT: event_id_subjects(event.agency, event.event_id)}
+    return subject, payload if payload is not None else event.model_dump_json().encode(), headers
 
 
 @dataclass(frozen=True)
@@ -271,11 +275,13 @@ class Publisher:
         return report
 
     async def _compare(self, item: Item, already: StoredAlready) -> str | None:
-        """None when the message stored on the event's subject states the same event (a re-send);
+        """None when the message stored under the event's event_id states the same event (a re-send);
         else why it is a conflict, or why it could not be compared."""
-        event, _, (subject, payload, _) = item
+        event, _, (_, payload, headers) = item
         try:
-            stored = await self.nc.request(f"$JS.API.DIRECT.GET.{self.stream}.{subject}", b"", timeout=self.ack_timeout)
+            stored = await self.nc.request(
+                f"$JS.API.DIRECT.GET.{self.stream}.{headers[CHECKED_SUBJECT]}", b"", timeout=self.ack_timeout
+            )
         except Exception as exc:  # no responder, a timeout, a permission
             return (
                 f"the stream already holds a message for event_id {event.event_id} (stream sequence {already.seq}) "
@@ -283,6 +289,14 @@ class Publisher:
                 f"publish an event_corrected"
             )
         seq = (stored.headers or {}).get("Nats-Sequence", str(already.seq))
+        where = parse_subject((stored.headers or {}).get("Nats-Subject", ""))
+        if where is not None and where[1] != event.event_type:
+            return (
+                f"conflict: event_id {event.event_id} is already stored as a {where[1]} (stream sequence {seq}), "
+                f"and this is a {event.event_type}; an event_id names one event for ever: give this one an "
+                f"event_id of its own (and publish an event_retracted of {event.event_id} if that {where[1]} "
+                f"was wrong)"
+            )
         if stored.data == payload or _same(stored.data, event):
             return None
         return (

@@ -4,8 +4,9 @@ The agency token is the publishing agency's slug; the broker lets each agency pu
 ``outreach.events.<its slug>.>``, and the projector checks that the envelope's ``agency``,
 ``event_type`` and ``event_id`` match the subject the event arrived on. One subject per event is
 what scopes an event's identity by agency at the broker: an agency publishes with
-``Nats-Expected-Last-Subject-Sequence: 0``, so the stream stores an event_id once per agency and
-type, for ever, and no other agency can take that subject. The older form without the event_id
+``Nats-Expected-Last-Subject-Sequence: 0`` checked on ``outreach.events.<agency>.*.<event_id>``, so
+the stream stores an event_id once per agency, whatever its type, for ever, and no other agency can
+take that subject. The older form without the event_id
 (``outreach.events.<agency>.<event_type>``) is still read.
 """
 
@@ -18,6 +19,12 @@ ALL_EVENTS = f"{PREFIX}.>"
 def subject_for(agency: str, event_type: str, event_id: object) -> str:
     """The subject an agency publishes one event on."""
     return f"{PREFIX}.{agency}.{event_type}.{event_id}"
+
+
+def event_id_subjects(agency: str, event_id: object) -> str:
+    """Every subject one agency's event_id may be on, whatever its type: what the stream checks
+    before storing an event (no event_id is used twice by an agency), and what is read back."""
+    return f"{PREFIX}.{agency}.*.{event_id}"
 
 
 def agency_subjects(agency: str) -> str:

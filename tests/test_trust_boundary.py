@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from consumers.app import run_projector
 from consumers.replay import replay
@@ -422,6 +423,54 @@ def test_a_changed_figure_republished_is_reported_as_a_conflict(
         f"that corrects {event['event_id']} with the new figures"
     ]
     assert asyncio.run(stream_messages(directory, server)) == 1
+
+
+def test_an_event_id_republished_under_another_type_is_a_conflict_and_never_stored(
+    closed: tuple[EmbeddedServer, Path], tmp_path: Path
+) -> None:
+    """The stream checks the event_id on every subject of the agency (a wildcard), so a changed
+    event under another type is refused before it is stored, and the publisher reads it back."""
+    server, directory = closed
+    env = env_of(directory, "al-a", server)
+    event = session("al-a", students=10)
+    first = tmp_path / "first.jsonl"
+    first.write_text(json.dumps(event) + "\n")
+    assert outreach("publish", str(first), env=env).returncode == 0
+    team = {
+        "event_id": event["event_id"],
+        "event_type": "team_established",
+        "agency": "al-a",
+        "recorded_at": "2025-01-01T00:00:00Z",
+        "occurred": "2024-01-01",
+        "county": "AL-06",
+        "team_name": "Korçë team",
+    }
+    other = session("al-a", students=7)
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text(json.dumps(team) + "\n" + json.dumps(other) + "\n")
+    done = outreach("publish", str(changed), env=env)
+    assert done.returncode == 1
+    assert done.stdout == "2 event(s): 1 stored, 0 duplicate(s) already stored, 1 failed\n"
+    assert messages(done.stderr) == [
+        f"failed: line 1: event {event['event_id']}: conflict: event_id {event['event_id']} is already stored "
+        f"as a session_held (stream sequence 1), and this is a team_established; an event_id names one event "
+        f"for ever: give this one an event_id of its own (and publish an event_retracted of {event['event_id']} "
+        f"if that session_held was wrong)"
+    ]
+    assert asyncio.run(stream_messages(directory, server)) == 2  # the first event and the other one
+
+    async def read_back() -> tuple[bytes, str]:
+        a = await as_user(directory, "al-a", server)
+        try:
+            own = await a.request(f"$JS.API.DIRECT.GET.OUTREACH.outreach.events.al-a.*.{event['event_id']}", b"")
+            with pytest.raises(NatsTimeoutError):  # another agency's subjects: no permission, no answer
+                await a.request(f"$JS.API.DIRECT.GET.OUTREACH.outreach.events.al-b.*.{event['event_id']}", b"", 2)
+            return own.data, own.headers["Nats-Subject"]
+        finally:
+            await a.close()
+
+    data, stored_on = asyncio.run(read_back())
+    assert (json.loads(data), stored_on) == (event, subject(event))
 
 
 # ---- 7. agencies hear of their rejections, and only of their own ---------------------------------
