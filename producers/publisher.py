@@ -307,10 +307,13 @@ class Publisher:
 
 
 def _same(data: bytes, event: EventBase) -> bool:
+    """Whether a stored payload states ``event``. When it was recorded is not what it states: a
+    workbook row whose ``recorded_at`` is empty is recorded when it is published, each time."""
     try:
-        return parse_event(data) == event
+        stored = parse_event(data)
     except EventInvalid:
         return False
+    return stored == event or stored == event.model_copy(update={"recorded_at": stored.recorded_at})
 
 
 def _failed(exc: BaseException) -> asyncio.Future[PubAck]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import date
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 FORMS = (
     "accepted: 2025-03-05 or 05.03.2025 (a day), 2025-03 (the whole month), 2025 (the whole year), "
@@ -72,6 +73,25 @@ def moment_cell(text: str) -> str:
     if "T" in text or ":" in text:
         return text  # a time: the event's own validation judges it
     return f"{day_cell(text)}T00:00:00Z"
+
+
+# A spreadsheet's date and time has no zone: it is read in the time zone of the county's country.
+TIME_ZONES = {"AL": "Europe/Tirane", "PL": "Europe/Warsaw"}
+
+
+def local_moment(value: datetime, country: str) -> str:
+    """A date and time as typed in a spreadsheet (no zone), read in ``country``'s time zone, as
+    ISO with its offset then: 10:00 on 5 March 2025 in Poland is ``2025-03-05T10:00:00+01:00``,
+    on 5 July ``…+02:00``. A time the clocks skip (02:30 on the night summer time begins) is
+    refused; one they pass twice (02:30 on the night it ends) is the first of the two."""
+    zone = ZoneInfo(TIME_ZONES[country])
+    moment = value.replace(tzinfo=zone)
+    if moment.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != value:
+        raise DateInvalid(
+            f"{value.isoformat(sep=' ')} did not happen in {zone.key}: the clocks went forward that night; "
+            f"type the time as it was on the clock"
+        )
+    return moment.isoformat()
 
 
 def _halves(text: str) -> tuple[str, str | None]:

@@ -13,11 +13,12 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from schemas.dates import DateInvalid, date_cell, day_cell, moment_cell
+from schemas.dates import TIME_ZONES, DateInvalid, date_cell, day_cell, local_moment, moment_cell
 from schemas.errors import EventInvalid, FileInvalid, Problem
 from schemas.events import Audience, EventBase
 from schemas.parse import decode_json, parse_event
@@ -108,11 +109,14 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c0e-8b7a-5e44-9c1d-2a4b6c8d0e1f")
 
 def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[tuple[int, bytes | dict[str, Any]]]:
     """The entry sheets of a filled template, row by row, as CSV rows are read. A row without an
-    event_id gets one made from its content, so publishing the same workbook again adds nothing."""
+    event_id gets one made from its content, so publishing the same workbook again adds nothing.
+    The workbook is read twice: for the values Excel or LibreOffice stored, and for the formulas,
+    to tell a formula whose value was never stored from an empty cell."""
     import openpyxl  # only for workbooks
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        formulas = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except Exception as exc:
         loaded.problems.append(
             Problem("(file)", f"is not a workbook Excel or LibreOffice wrote ({type(exc).__name__})")
@@ -124,22 +128,40 @@ def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[
         loaded.problems.append(
             Problem("(file)", f"has none of the sheets {', '.join(SHEETS)}: fill in `outreach template`")
         )
+    now = _now()
     for name in found:
         index = SHEETS.index(name) + 1
-        cells = book[name].iter_rows(values_only=True)
-        header = [str(c).strip() if c is not None else "" for c in next(cells, ())]
-        for number, values in enumerate(cells, start=2):
-            texts = [_xlsx_text(v) for v in values]
-            if not any(texts):
+        cells = book[name].iter_rows()
+        written = formulas[name].iter_rows(values_only=True)
+        next(written, ())
+        header, wrong = checked_header([_header_text(c.value) for c in next(cells, ())])
+        if wrong:
+            loaded.problems.extend(Problem("(header)", message, None, 1, name) for message in wrong)
+            continue
+        for number, (row, texts_written) in enumerate(zip_longest(cells, written, fillvalue=()), start=2):
+            values = [c.value for c in row]
+            if not any(_xlsx_text(v) for v in values):
                 continue
             line = index * ROWS_A_SHEET + number
             sheets[line] = name
-            record: dict[str | None, Any] = {h: t for h, t in zip(header, texts, strict=False) if h}
+            record: dict[str | None, Any] = {}
+            unread: list[CellInvalid] = []
+            county = next((_xlsx_text(v) for h, v in zip(header, values, strict=False) if h == "county"), "")
+            for column, (cell, formula) in enumerate(zip_longest(row, texts_written)):
+                if column >= len(header) or not header[column] or cell is None:
+                    continue
+                try:
+                    ref = f"cell {_column_letter(column)}{number}"
+                    record[header[column]] = _xlsx_cell(cell, formula, header[column], ref, county)
+                except CellInvalid as exc:
+                    unread.append(exc)
             record["event_type"] = name
             obj, problems = csv_record_to_event(record)
+            problems = unread + problems
             if not obj.get("event_id"):
                 content = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
                 obj = {"event_id": str(uuid.uuid5(EVENT_ID_NAMESPACE, content)), **obj}
+            obj = recorded_now_if_empty(obj, now)
             if not problems:
                 rows.append((line, obj))
                 continue
@@ -155,7 +177,103 @@ def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[
                     if p.field.split(".")[0] not in bad and p.field != "(event)"
                 )
     book.close()
+    formulas.close()
     return rows
+
+
+def _now() -> datetime:
+    """The time of publishing, for a workbook's rows whose ``recorded_at`` is empty."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def recorded_now_if_empty(obj: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A workbook row whose ``recorded_at`` is empty was recorded when it is published: ``now``.
+    Called after the row's event_id is made from its content, so that the id does not change
+    each time the workbook is published."""
+    if "recorded_at" in obj:
+        return obj
+    return {**obj, "recorded_at": now.isoformat().replace("+00:00", "Z")}
+
+
+# What openpyxl reads from a cell that holds an error.
+ERROR_VALUES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
+
+
+def _xlsx_cell(cell: Any, formula: Any, column: str, ref: str, county: str) -> str:
+    """A workbook cell as the text a CSV cell would hold; a date and time without a zone in
+    ``recorded_at`` read in the time zone of the county's country. Raises ``CellInvalid`` naming
+    the cell for what cannot be read."""
+    value = cell.value
+    is_formula = isinstance(formula, str) and formula.startswith("=")
+    if value is None and is_formula:
+        raise CellInvalid(
+            column,
+            f"{ref} holds a formula whose value was never stored (the file was written by a program that "
+            f"does not compute formulas); open and save the workbook in Excel or LibreOffice so the "
+            f"formula's value is stored",
+        )
+    if isinstance(value, str) and value in ERROR_VALUES:
+        from openpyxl.styles.numbers import is_date_format
+
+        date_format = is_date_format(getattr(cell, "number_format", None) or "General")
+        if not is_formula and value == "#VALUE!" and date_format:
+            raise CellInvalid(column, f"{ref} holds a date serial past 9999: type the date as 2025-03-05")
+        what = f"its formula gives the error {value}" if is_formula else f"holds the error {value}"
+        raise CellInvalid(column, f"{ref}: {what}; type the value itself")
+    if column == "recorded_at" and isinstance(value, datetime) and value.tzinfo is None and value.time() != time():
+        country = county[:2]
+        if country not in TIME_ZONES or county[2:3] != "-":
+            raise CellInvalid(
+                column,
+                f"{ref} holds a date and time without a time zone, read in the time zone of the county's "
+                f"country; give the row's county, or type the time with its zone, e.g. 2025-03-05T10:00:00+01:00",
+            )
+        try:
+            return local_moment(value, country)
+        except DateInvalid as exc:
+            raise CellInvalid(column, f"{ref}: {exc}") from None
+    return _xlsx_text(value)
+
+
+def _header_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _column_letter(index: int) -> str:
+    """A column's letters as a spreadsheet shows them: 0 -> A, 25 -> Z, 26 -> AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def checked_header(raw: list[str]) -> tuple[list[str], list[str]]:
+    """A header's field names, without spaces or byte-order marks around them, and what is wrong
+    with it: two columns of one name would each hide the other's cells, so both are refused."""
+    names = [name.replace("\ufeff", "").strip() for name in raw]
+    first: dict[str, int] = {}
+    problems = []
+    for i, name in enumerate(names):
+        if not name:
+            continue
+        j = first.setdefault(name, i)
+        if j == i:
+            continue
+        a, b = _column_letter(j), _column_letter(i)
+        if raw[i] == raw[j]:
+            problems.append(
+                f"columns {a} and {b} are both named {name}; a row would be read from one of them only: "
+                f"delete one, or give each a name of its own"
+            )
+        else:
+            shown = ", ".join(json.dumps(raw[k]) for k in (j, i))
+            problems.append(
+                f"columns {a} and {b} are both named {name} once spaces and byte-order marks are removed "
+                f"({shown}); a row would be read from one of them only: delete one, or give each a name of its own"
+            )
+    return names, problems
 
 
 def where(line: int) -> str:
@@ -211,10 +329,20 @@ def _csv_rows(data: bytes, loaded: LoadedFile) -> list[tuple[int, bytes | dict[s
     except UnicodeDecodeError as exc:
         loaded.problems.append(Problem("(file)", f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8 CSV"))
         return []
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text.split("\n", 1)[0]))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text.split("\n", 1)[0]))
+    header, wrong = checked_header(next(reader, []))
+    if wrong:
+        loaded.problems.extend(Problem("(header)", message, line=1) for message in wrong)
+        return []
     rows: list[tuple[int, bytes | dict[str, Any]]] = []
-    for record in reader:
+    for cells in reader:
+        if not cells:
+            continue
         line = reader.line_num
+        # As csv.DictReader makes it: cells past the header under None, missing ones absent.
+        record: dict[str | None, Any] = dict(zip(header, cells, strict=False))
+        if len(cells) > len(header):
+            record[None] = cells[len(header) :]
         obj, problems = csv_record_to_event(record)
         if not problems:
             rows.append((line, obj))
