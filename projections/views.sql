@@ -58,13 +58,14 @@ JOIN counties c ON c.code = a.county
 GROUP BY ALL
 ORDER BY county;
 
--- Aggregated by key first, then joined to the definitions: one pass over the actions.
+-- Aggregated by key first, then joined to the definitions: one pass over the actions. `defined_by`
+-- is the agency whose definition stands; a definition's lead_agency is always its definer.
 CREATE OR REPLACE MACRO totals_by_campaign_as_of(known) AS TABLE
 WITH g AS (SELECT a.campaign_id, {totals}, count(DISTINCT a.county) AS counties_reached
            FROM actions_as_of(known) a GROUP BY a.campaign_id),
      camps AS (SELECT * FROM campaigns_as_of(known))
 SELECT coalesce(c.campaign_id, g.campaign_id) AS campaign_id, c.name, c.name_en, c.country, c.lead_agency,
-       c.funder,
+       c.defined_by, c.funder,
        {totals_or_zero},
        coalesce(g.counties_reached, 0) AS counties_reached
 FROM g
@@ -112,10 +113,16 @@ CREATE OR REPLACE VIEW totals_by_plan_task AS SELECT * FROM totals_by_plan_task_
 CREATE OR REPLACE VIEW totals_by_month AS SELECT * FROM totals_by_month_as_of(NULL);
 CREATE OR REPLACE VIEW totals_by_audience AS SELECT * FROM totals_by_audience_as_of(NULL);
 
+-- A fact's identity in the auditors' views: its agency and its event_id, `<agency>/<event_id>`.
+-- Two agencies may use one event_id; each has its own fact, and one's events are never in the
+-- other's history. (An agency corrects or retracts only its own events, so a correction's agency
+-- is its fact's.)
+CREATE OR REPLACE MACRO fact_key(agency, event_id) AS agency || '/' || CAST(event_id AS VARCHAR);
+
 -- For auditors: every event about a fact (the original, its corrections, its retraction), in
 -- stream order, with who published it and when it was recorded and stored.
 CREATE OR REPLACE VIEW event_history AS
-SELECT coalesce(l.refers_to, l.event_id) AS fact_id,
+SELECT fact_key(l.agency, coalesce(l.refers_to, l.event_id)) AS fact_id,
        l.stream_seq, l.event_id, l.event_type, l.agency, l.recorded_at, l.stored_at,
        l.payload ->> 'reason' AS reason,
        l.payload
@@ -124,7 +131,7 @@ ORDER BY fact_id, l.stream_seq;
 
 -- Every correction and retraction with the difference it made to the totals of its fact.
 CREATE OR REPLACE VIEW corrections AS
-SELECT v.fact_id,
+SELECT fact_key(v.agency, v.fact_id) AS fact_id,
        v.version_seq AS stream_seq,
        CASE WHEN v.retracted THEN 'event_retracted' ELSE 'event_corrected' END AS kind,
        l.event_id, l.agency, l.recorded_at, l.stored_at, l.payload ->> 'reason' AS reason,

@@ -224,6 +224,20 @@ class CampaignDefined(EventBase):
     ends: Day | None = None
     target_counties: tuple[CountyCode, ...] = ()
 
+    @field_validator("lead_agency")
+    @classmethod
+    def _lead_is_definer(cls, value: str, info: ValidationInfo) -> str:
+        """A campaign's lead is the agency that defines it: a definition in another agency's name
+        would put that agency's name to a campaign it never declared (and take the campaign_id)."""
+        agency = info.data.get("agency")
+        if agency is not None and value != agency:
+            raise ValueError(
+                f"names another agency than {agency}, which defines the campaign: a campaign's lead is the "
+                f"agency that defines it; let {value} define it, or give lead_agency {agency} and list {value} "
+                f"in partners"
+            )
+        return value
+
     @model_validator(mode="after")
     def _campaign(self) -> CampaignDefined:
         if self.country not in regions().countries:
