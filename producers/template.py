@@ -23,7 +23,11 @@ DATES = "2025-03-05 or 05.03.2025 (a day), 2025-03 (a month), 2025 (a year), or 
 COMMON = [
     ("event_id", "Leave empty: an id is made from the row. Give one (a UUID) only to correct or retract it later."),
     ("agency", "Your agency's short name, as in your credentials, e.g. al-korce-regional-committee."),
-    ("recorded_at", "When you recorded this entry: a date (2025-03-05) or a time (2025-03-05T10:00:00Z)."),
+    (
+        "recorded_at",
+        "When you recorded this entry: a date (2025-03-05), a date and time (read in the county's time zone), "
+        "or empty (the time you publish).",
+    ),
     ("occurred", f"When it happened: {DATES}."),
     ("county", "The county's code: pick it from the list (the sheet codes gives the names)."),
     ("municipality", "Optional: a municipality's code from the sheet codes, or its name."),

@@ -198,7 +198,8 @@ async def test_history_and_corrections_are_one_query_away(nc: Client, settings: 
     await run_projector(settings, until_caught_up=True)
     history = rows(
         settings.db,
-        f"SELECT stream_seq, event_type, agency, reason FROM event_history WHERE fact_id = 'al-a/{original['event_id']}'",
+        "SELECT stream_seq, event_type, agency, reason FROM event_history "
+        f"WHERE fact_id = 'al-a/{original['event_id']}'",
     )
     assert history == [
         (1, "session_held", "al-a", None),

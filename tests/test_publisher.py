@@ -23,9 +23,10 @@ async def test_windows_of_events_are_all_acknowledged_in_order(nc: Client, setti
     assert (report.first_seq, report.last_seq) == (1, 2_500)
     stored = await js.get_msg(settings.stream, 1_234)
     assert stored.data == events[1_233].model_dump_json().encode()
+    agency, event_id = events[1_233].agency, events[1_233].event_id
     assert stored.headers == {
         "Nats-Expected-Last-Subject-Sequence": "0",
-        "Nats-Expected-Last-Subject-Sequence-Subject": f"outreach.events.{events[1_233].agency}.*.{events[1_233].event_id}",
+        "Nats-Expected-Last-Subject-Sequence-Subject": f"outreach.events.{agency}.*.{event_id}",
     }
     assert (
         stored.subject == f"outreach.events.{events[1_233].agency}.{events[1_233].event_type}.{events[1_233].event_id}"
