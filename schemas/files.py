@@ -218,8 +218,8 @@ def _xlsx_cell(cell: Any, formula: Any, column: str, ref: str, county: str) -> s
         date_format = is_date_format(getattr(cell, "number_format", None) or "General")
         if not is_formula and value == "#VALUE!" and date_format:
             raise CellInvalid(column, f"{ref} holds a date serial past 9999: type the date as 2025-03-05")
-        what = f"its formula gives the error {value}" if is_formula else f"holds the error {value}"
-        raise CellInvalid(column, f"{ref}: {what}; type the value itself")
+        what = f"the formula in {ref} gives" if is_formula else f"{ref} holds"
+        raise CellInvalid(column, f"{what} the error {value}; type the value itself")
     if column == "recorded_at" and isinstance(value, datetime) and value.tzinfo is None and value.time() != time():
         country = county[:2]
         if country not in TIME_ZONES or county[2:3] != "-":

@@ -231,5 +231,5 @@ def test_a_formula_without_its_value_and_a_date_serial_past_9999_name_the_cell(t
         "LibreOffice so the formula's value is stored",
         "sheet materials_distributed, row 3: occurred: cell E3 holds a date serial past 9999: type the date as "
         "2025-03-05",
-        "sheet materials_distributed, row 4: quantity: cell G4: holds the error #REF!; type the value itself",
+        "sheet materials_distributed, row 4: quantity: cell G4 holds the error #REF!; type the value itself",
     ]
