@@ -9,22 +9,22 @@ from __future__ import annotations
 import duckdb
 from pydantic import ValidationError
 
-from schemas.receipts import Receipt, StatusReply, StatusRequest
+from schemas.receipts import InForce, Receipt, StatusReply, StatusRequest
 
 SELECT_RECEIPTS = """
 WITH fates AS (
     SELECT stream_seq, CAST(event_id AS VARCHAR) AS event_id, event_type, 'accepted' AS fate,
-           NULL AS reason, stored_at
+           NULL AS reason, stored_at, payload->>'reference' AS reference
     FROM event_log WHERE agency = $agency
     UNION ALL
-    SELECT d.stream_seq, CAST(d.event_id AS VARCHAR), NULL, 'duplicate', NULL, d.stored_at
+    SELECT d.stream_seq, CAST(d.event_id AS VARCHAR), NULL, 'duplicate', NULL, d.stored_at, NULL
     FROM ignored_duplicates d WHERE d.agency = $agency
     UNION ALL
-    SELECT stream_seq, event_id, nullif(split_part(subject, '.', 4), ''), 'rejected', reason, stored_at
+    SELECT stream_seq, event_id, nullif(split_part(subject, '.', 4), ''), 'rejected', reason, stored_at, NULL
     FROM rejected_events
     WHERE starts_with(subject, 'outreach.events.') AND split_part(subject, '.', 3) = $agency
 )
-SELECT stream_seq, event_id, event_type, fate, reason, stored_at FROM fates
+SELECT stream_seq, event_id, event_type, fate, reason, stored_at, reference FROM fates
 WHERE stream_seq > $after_seq
   AND ($since IS NULL OR stored_at >= $since)
   AND ($all_ids OR event_id IN (SELECT unnest($event_ids::VARCHAR[])))
@@ -32,6 +32,18 @@ ORDER BY stream_seq
 LIMIT $limit
 """
 SELECT_AS_OF = "SELECT max(last_seq) FROM checkpoint"
+# The agency's originals with a reference that no retraction of its own withdrew.
+SELECT_IN_FORCE = """
+SELECT l.stream_seq, CAST(l.event_id AS VARCHAR), l.event_type, l.payload->>'reference'
+FROM event_log l
+WHERE l.agency = $agency AND l.refers_to IS NULL AND l.stream_seq > $after_seq
+  AND l.payload->>'reference' IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM event_log r
+      WHERE r.agency = $agency AND r.event_type = 'event_retracted' AND r.refers_to = l.event_id)
+ORDER BY l.stream_seq
+LIMIT $limit
+"""
 
 
 def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes) -> StatusReply:
@@ -42,6 +54,19 @@ def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(request)'}: {e['msg']}" for e in exc.errors())
         return StatusReply(agency=agency, error=f"invalid status request: {problems[:500]}")
     as_of = cursor.execute(SELECT_AS_OF).fetchone()
+    as_of_seq = int(as_of[0] or 0) if as_of else 0
+    if wanted.in_force:
+        found = cursor.execute(
+            SELECT_IN_FORCE, {"agency": agency, "after_seq": wanted.after_seq, "limit": wanted.limit + 1}
+        ).fetchall()
+        return StatusReply(
+            agency=agency,
+            as_of_seq=as_of_seq,
+            in_force=tuple(
+                InForce(stream_seq=r[0], event_id=r[1], event_type=r[2], reference=r[3]) for r in found[: wanted.limit]
+            ),
+            more=len(found) > wanted.limit,
+        )
     rows = cursor.execute(
         SELECT_RECEIPTS,
         {
@@ -54,12 +79,12 @@ def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes
         },
     ).fetchall()
     receipts = tuple(
-        Receipt(stream_seq=r[0], event_id=r[1], event_type=r[2], fate=r[3], reason=r[4], stored_at=r[5])
+        Receipt(stream_seq=r[0], event_id=r[1], event_type=r[2], fate=r[3], reason=r[4], stored_at=r[5], reference=r[6])
         for r in rows[: wanted.limit]
     )
     return StatusReply(
         agency=agency,
-        as_of_seq=int(as_of[0] or 0) if as_of else 0,
+        as_of_seq=as_of_seq,
         receipts=receipts,
         more=len(rows) > wanted.limit,
     )
