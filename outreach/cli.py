@@ -599,9 +599,7 @@ def _sent_origins(report: Any) -> dict[str, Any]:
     """event_id -> where in a file it came from, for the events this publish sent."""
     from producers.rows import Origin
 
-    return {
-        str(s.event.event_id): Origin.read(s.headers) for plan in report.plans for s in plan.sends() if s.headers
-    }
+    return {str(s.event.event_id): Origin.read(s.headers) for plan in report.plans for s in plan.sends() if s.headers}
 
 
 def _clean_text(text: str, limit: int) -> str:

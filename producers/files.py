@@ -62,15 +62,15 @@ async def publish_files(
     if retract_missing:
         for plan in report.plans:
             if plan.missing_unknown:
-                raise BrokerError(f"{plan.loaded.path}: --retract-missing: {plan.missing_unknown}; nothing was published")
+                raise BrokerError(
+                    f"{plan.loaded.path}: --retract-missing: {plan.missing_unknown}; nothing was published"
+                )
     if dry_run:
         return report
     total = sum(len(plan.sends()) for plan in report.plans)
     for plan in report.plans:
         for row in plan.refused():
-            report.published.failed.append(
-                Failure(row.event_id, f"reference {row.reference}: {row.detail}", row.line)
-            )
+            report.published.failed.append(Failure(row.event_id, f"reference {row.reference}: {row.detail}", row.line))
         sends = plan.sends()
         before = report.published.total
 

@@ -277,10 +277,11 @@ class FilePlan:
     def warnings(self) -> list[str]:
         out = []
         if self.loaded.unreferenced:
-            rows = ", ".join(Origin.of(self.loaded.path, line).where for line in self.loaded.unreferenced[:5])
-            more = f" and {len(self.loaded.unreferenced) - 5} more" if len(self.loaded.unreferenced) > 5 else ""
+            lines = self.loaded.unreferenced
+            rows = ", ".join(Origin.of(self.loaded.path, line).where for line in lines[:5])
+            more = f" and {len(lines) - 5} more" if len(lines) > 5 else ""
             out.append(
-                f"warning: {self.loaded.path}: {len(self.loaded.unreferenced)} row(s) without a reference ({rows}{more}): "
+                f"warning: {self.loaded.path}: {len(lines)} row(s) without a reference ({rows}{more}): "
                 f"their ids come from their content, so a row edited and published again will be counted twice; "
                 f"give every row a reference"
             )
@@ -333,17 +334,26 @@ def _row_fate(
     if held is None:
         return _fate(line, event, ref, origin, "new", "", Send(event, payload, line, origin.header()))
     if held.retracted:
-        return _fate(line, event, 
+        return _fate(
+            line,
+            event,
             ref,
             origin,
             "refused",
             "it was withdrawn (retracted) and stays so; give the row a new reference to report it again",
         )
     if held.current is None:
-        return _fate(line, event, ref, origin, "refused", f"what the stream holds for it cannot be read: {held.problem}")
+        return _fate(
+            line, event, ref, origin, "refused", f"what the stream holds for it cannot be read: {held.problem}"
+        )
     if type(held.current) is not type(event):
-        return _fate(line, event, 
-            ref, origin, "refused", f"the stream holds it as a {held.current.event_type}; a row cannot change its kind"
+        return _fate(
+            line,
+            event,
+            ref,
+            origin,
+            "refused",
+            f"the stream holds it as a {held.current.event_type}; a row cannot change its kind",
         )
     changed = changes(held.current, event)
     if not changed:
@@ -415,9 +425,12 @@ async def _missing(
             if origin is None or origin.file != name:
                 continue  # another file's row, or one published otherwise
             if retract_missing:
-                reason = f"deleted from {name} ({origin.where or 'a row'}), retracted by publishing it with --retract-missing"
+                where = origin.where or "a row"
+                reason = f"deleted from {name} ({where}), retracted by publishing it with --retract-missing"
                 send = _retraction(agency, uuid.UUID(fact.event_id), fact.reference, reason, origin)
-                plan.rows.append(RowFate(fact.reference, origin, "missing", ": retracted", send, event_id=fact.event_id))
+                plan.rows.append(
+                    RowFate(fact.reference, origin, "missing", ": retracted", send, event_id=fact.event_id)
+                )
             else:
                 hint = "; kept: publish with --retract-missing to retract it, or put its row back"
                 plan.rows.append(RowFate(fact.reference, origin, "missing", hint, event_id=fact.event_id))

@@ -441,9 +441,10 @@ async def test_an_agency_reads_its_own_receipts_and_never_anothers(
             outreach, "publish", "--wait", "60", str(b_file), env=env_of(directory, "al-b", server)
         )
         assert done.returncode == 0, done.stderr
-        assert (
-            done.stdout.splitlines()[-1] == "projector: 1 accepted, 0 duplicate(s), 0 rejected, 0 without a receipt yet"
-        )
+        assert done.stdout.splitlines()[:2] == [
+            "1 event(s): 1 stored, 0 duplicate(s) already stored, 0 failed",
+            "projector: 1 accepted, 0 duplicate(s), 0 rejected, 0 without a receipt yet",
+        ]
 
         # A corrects B's event: it passes A's own checks, and the projector rejects it.
         fix = {
@@ -460,10 +461,27 @@ async def test_an_agency_reads_its_own_receipts_and_never_anothers(
         a_env = env_of(directory, "al-a", server)
         done = await asyncio.to_thread(outreach, "publish", "--wait", "60", str(a_file), env=a_env)
         assert done.returncode == 1
-        assert done.stdout.splitlines() == [
+        lines = done.stdout.splitlines()
+        assert lines[:2] == [
             "2 event(s): 2 stored, 0 duplicate(s) already stored, 0 failed",
             "projector: 1 accepted, 0 duplicate(s), 1 rejected, 0 without a receipt yet",
         ]
+        # The receipts as a table, each beside the file and line it came from.
+        assert lines[2].split() == [
+            "stream_seq",
+            "fate",
+            "event_type",
+            "event_id",
+            "reference",
+            "file",
+            "where",
+            "reason",
+        ]
+        assert [line.split()[:6] for line in lines[4:6]] == [
+            ["2", "accepted", "session_held", own["event_id"], "a.jsonl", "line"],
+            ["3", "rejected", "event_corrected", fix["event_id"], "a.jsonl", "line"],
+        ]
+        assert lines[6] == "(2 rows)"
         reason = (
             f"unknown event: corrects {b_event['event_id']}, which agency 'al-a' has not published "
             f"(publish the original first; an agency corrects or retracts only its own events)"

@@ -38,7 +38,11 @@ def projector(settings: Settings) -> Iterator[subprocess.Popen[str]]:
     assert outreach("stream", settings=settings).returncode == 0
     env = {**CLEAN, "OUTREACH_NATS_URL": settings.nats_url, "OUTREACH_DB": str(settings.db)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "outreach", "project"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "outreach", "project"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         yield process
@@ -50,10 +54,23 @@ def projector(settings: Settings) -> Iterator[subprocess.Popen[str]]:
 SESSION = {"agency": AGENCY, "recorded_at": datetime(2025, 1, 10), "county": "AL-06", "format": "school_session"}
 ROWS: dict[str, tuple[str, int, dict[str, Any]]] = {  # reference -> sheet, row, cells
     "KOR-2025-001": ("session_held", 2, {**SESSION, "occurred": "2024-11-05", "participants.students": 42}),
-    "KOR-2025-002": ("session_held", 3, {**SESSION, "occurred": "2024-11-06", "participants.students": 30,
-                                          "participants.teachers": 4}),  # fmt: skip
-    "KOR-2025-003": ("materials_distributed", 2, {"agency": AGENCY, "recorded_at": datetime(2025, 1, 10),
-                     "occurred": "2024-11-05", "county": "AL-09", "kind": "leaflet", "quantity": 400}),  # fmt: skip
+    "KOR-2025-002": (
+        "session_held",
+        3,
+        {**SESSION, "occurred": "2024-11-06", "participants.students": 30, "participants.teachers": 4},
+    ),
+    "KOR-2025-003": (
+        "materials_distributed",
+        2,
+        {
+            "agency": AGENCY,
+            "recorded_at": datetime(2025, 1, 10),
+            "occurred": "2024-11-05",
+            "county": "AL-09",
+            "kind": "leaflet",
+            "quantity": 400,
+        },
+    ),
 }
 
 
