@@ -281,7 +281,7 @@ PATTERN_WORDS = {
 }
 MISSING_WORDS = {  # what a missing field takes, where "is missing" would leave the agency guessing
     "event_id": "is missing: give each event an id of its own, a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427, "
-    "and keep it when the event is sent again (a workbook from `outreach template` makes one from the row)",
+    "and keep it when the event is sent again (in a CSV file or workbook, a reference column makes one)",
 }
 DAY_FORMS = (
     "must be a date such as 2025-03-05 (year-month-day); a range is two dates with a slash, 2025-03-01/2025-03-15"
