@@ -162,10 +162,13 @@ class StreamView:
         return msg
 
     async def fact(self, agency: str, event_type: str, fact_id: uuid.UUID) -> Stored | None:
-        """What is stored for a fact, or None when nothing is."""
-        original = await self.get(subject_for(agency, event_type, fact_id))
+        """What is stored for a fact, or None when nothing is. The original is looked for under
+        every event type (a row moved to another sheet keeps its event_id), its own type first."""
+        original = await self.get(subject_for(agency, "*", fact_id))
         if original is None:
             return None
+        if (original.headers or {}).get("Nats-Subject") != subject_for(agency, event_type, fact_id):
+            original = await self.get(subject_for(agency, event_type, fact_id)) or original
         origin = Origin.read(original.headers)
         current, problem = _read(original.data)
         k = 0
@@ -353,7 +356,8 @@ def _row_fate(
             ref,
             origin,
             "refused",
-            f"the stream holds it as a {held.current.event_type}; a row cannot change its kind",
+            f"the stream holds it as a {held.current.event_type}, not a {event.event_type}: give this row a new "
+            f"reference, and withdraw the old one (its row back on its sheet, with a reason in its withdrawn column)",
         )
     changed = changes(held.current, event)
     if not changed:
@@ -418,7 +422,10 @@ async def _missing(
                 f"retracted (run `outreach project`, then publish again)"
             )
             return
-        candidates = [f for f in listed if uuid.UUID(f.event_id) not in present]
+        # A row of the file skipped as invalid still names its reference: never taken for deleted.
+        candidates = [
+            f for f in listed if uuid.UUID(f.event_id) not in present and f.reference not in plan.loaded.references
+        ]
         originals = await asyncio.gather(*(view.get(subject_for(agency, f.event_type, f.event_id)) for f in candidates))
         for fact, msg in zip(candidates, originals, strict=True):
             origin = Origin.read(msg.headers) if msg is not None else None

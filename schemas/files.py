@@ -72,6 +72,7 @@ class LoadedFile:
     # Rows with a withdrawn cell: (line, the row's event, payload, the reason); never published as facts.
     withdrawn: list[tuple[int, EventBase, bytes, str]] = field(default_factory=list)
     unreferenced: list[int] = field(default_factory=list)  # workbook rows whose id was made from their content
+    references: set[str] = field(default_factory=set)  # every row's reference, valid rows' or not
 
     def raise_if_invalid(self) -> None:
         if self.problems:
@@ -168,7 +169,7 @@ def _xlsx_rows(
             record: dict[str | None, Any] = {h: t for h, t in zip(header, texts, strict=False) if h}
             record["event_type"] = name
             obj, problems = csv_record_to_event(record)
-            obj = _identify(obj, problems, line, withdrawn)
+            obj = _identify(obj, problems, line, withdrawn, loaded.references)
             if not obj.get("event_id"):
                 content = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
                 obj = {"event_id": str(uuid.uuid5(EVENT_ID_NAMESPACE, content)), **obj}
@@ -249,7 +250,7 @@ def _csv_rows(data: bytes, loaded: LoadedFile, withdrawn: dict[int, str]) -> lis
     for record in reader:
         line = reader.line_num
         obj, problems = csv_record_to_event(record)
-        obj = _identify(obj, problems, line, withdrawn)
+        obj = _identify(obj, problems, line, withdrawn, loaded.references)
         if not problems:
             rows.append((line, obj))
             continue
@@ -268,9 +269,12 @@ def _csv_rows(data: bytes, loaded: LoadedFile, withdrawn: dict[int, str]) -> lis
     return rows
 
 
-def _identify(obj: dict[str, Any], problems: list[CellInvalid], line: int, withdrawn: dict[int, str]) -> dict[str, Any]:
+def _identify(
+    obj: dict[str, Any], problems: list[CellInvalid], line: int, withdrawn: dict[int, str], references: set[str]
+) -> dict[str, Any]:
     """A row's ``withdrawn`` cell taken out of its event (into ``withdrawn``), and its event_id made
-    from (agency, reference) when it gives a reference."""
+    from (agency, reference) when it gives a reference; every reference is noted in ``references``,
+    so that a row skipped as invalid is never taken for a row deleted from the file."""
     reason = obj.pop("withdrawn", None)
     if reason is not None:
         if len(reason) > MAX_WITHDRAWN:
@@ -279,6 +283,7 @@ def _identify(obj: dict[str, Any], problems: list[CellInvalid], line: int, withd
     reference, agency = obj.get("reference"), obj.get("agency")
     if reference is None:
         return obj
+    references.add(reference)
     if obj.get("event_id"):
         problems.append(
             CellInvalid("event_id", "give an event_id or a reference, not both: the reference makes the event's id")

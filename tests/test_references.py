@@ -352,3 +352,44 @@ async def test_without_a_projector_deleted_rows_cannot_be_listed_and_nothing_is_
     assert str(refused.value) == f"{path}: --retract-missing: {why}; nothing was published"
     info = await js.stream_info(settings.stream)
     assert info.state.messages == 1  # the correction was not sent either
+
+
+async def test_a_row_moved_to_another_kind_is_refused_before_sending(
+    nc: Client, settings: Settings, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    publisher = Publisher(js)
+    path = csv_file(tmp_path / "a.csv", [row("A-1", 10)])
+    assert (await publish_files(publisher, [path])).published.stored == 1
+    header = ["reference", "agency", "recorded_at", "county", "occurred", "event_type", "kind", "quantity"]
+    moved = {**row("A-1", 0), "event_type": "materials_distributed", "kind": "leaflet", "quantity": "50"}
+    csv_file(path, [moved], header)
+    report = await publish_files(publisher, [path])
+    why = (
+        "the stream holds it as a session_held, not a materials_distributed: give this row a new reference, and "
+        "withdraw the old one (its row back on its sheet, with a reason in its withdrawn column)"
+    )
+    assert report.plans[0].lines() == [f"{path}: line 2, A-1: refused: {why}"]
+    assert [(f.reason, f.line) for f in report.published.failed] == [(f"reference A-1: {why}", 2)]
+    assert (await js.stream_info(settings.stream)).state.messages == 1
+
+
+async def test_a_row_skipped_as_invalid_is_never_taken_for_a_deleted_one(
+    nc: Client, settings: Settings, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    publisher = Publisher(js)
+    path = csv_file(tmp_path / "a.csv", [row("A-1", 10), row("A-2", 20)])
+    assert (await publish_files(publisher, [path])).published.stored == 2
+    await run_projector(settings, until_caught_up=True)
+    csv_file(path, [row("A-1", 10), row("A-2", 20, county="Korçë")])  # a typo in the row, not a deletion
+    report = await publish_files(
+        publisher, [path], skip_invalid=True, in_force=from_projection(settings), retract_missing=True
+    )
+    assert [str(p) for p in report.skipped] == [
+        'line 3: county: must be the county\'s code, not its name: Korçë is AL-06 (got "Korçë")'
+    ]
+    assert report.plans[0].lines() == [f"{path}: line 2, A-1: unchanged"]
+    assert report.published.total == 0

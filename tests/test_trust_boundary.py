@@ -395,6 +395,45 @@ async def test_reply_subjects_never_write_into_the_stream(closed: tuple[Embedded
     assert run_query(db, "SELECT count(*) FROM rejected_events").rows == [(0,)]
 
 
+def test_an_agency_corrects_and_retracts_its_file_rows_with_its_own_credentials(
+    closed: tuple[EmbeddedServer, Path], tmp_path: Path
+) -> None:
+    """Everything publishing a file again reads (its own subjects by direct get, its events in force
+    from the projector, the origins of its receipts) is within an agency's rights."""
+    server, directory = closed
+    db = tmp_path / "p.duckdb"
+    env = env_of(directory, "al-a", server)
+    path = tmp_path / "a.csv"
+    header = "reference,agency,recorded_at,county,occurred,event_type,format,participants.students\n"
+    body = "{ref},al-a,2025-01-10,AL-06,2024-11-05,session_held,school_session,{n}\n"
+    path.write_text(header + body.format(ref="A-1", n=10) + body.format(ref="A-2", n=20))
+    projector = live_projector(directory, server, db)
+    try:
+        done = outreach("publish", "--wait", "60", str(path), env=env)
+        assert done.returncode == 0, done.stderr
+        path.write_text(header + body.format(ref="A-1", n=12))
+        done = outreach("publish", "--retract-missing", "--wait", "60", str(path), env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[:4] == [
+            f"{path}: line 2, A-1: corrected: students 10 → 12",
+            f"{path}: A-2 (was line 3): in the stream, not in this file: retracted",
+            "2 event(s): 2 stored, 0 duplicate(s) already stored, 0 failed",
+            "projector: 2 accepted, 0 duplicate(s), 0 rejected, 0 without a receipt yet",
+        ]
+        done = outreach("status", "--json", env=env)
+        assert done.returncode == 0 and done.stderr.startswith("agency al-a: 4 accepted"), done.stderr
+        seen = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [(r["event_type"], r["reference"], r["file"], r["row_or_line"]) for r in seen] == [
+            ("session_held", "A-1", "a.csv", 2),
+            ("session_held", "A-2", "a.csv", 3),
+            ("event_corrected", "A-1", "a.csv", 2),
+            ("event_retracted", "A-2", "a.csv", 3),
+        ]
+    finally:
+        projector.terminate()
+        projector.communicate(timeout=60)
+
+
 # ---- 6. a changed figure inside the old duplicate window ----------------------------------------
 
 
