@@ -679,6 +679,7 @@ async def _status(settings: Settings, agency: str, since: datetime | None, after
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from producers.files import load_files
+    from producers.rows import FilePlan
 
     loaded = load_files(args.files, skip_invalid=True)
     bad = 0
@@ -687,6 +688,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{one.path}: {problem}")
         invalid = len({(p.sheet, p.line) for p in one.problems})
         bad += invalid
+        for warning in FilePlan(one).warnings():
+            print(warning, file=sys.stderr)
         print(
             f"{one.path}: {len(one.events)} valid event(s), {invalid} invalid",
             file=sys.stderr,

@@ -44,6 +44,7 @@ MAX_FILE_NAME = 120  # characters of a file's name kept in the header
 MAX_ORIGIN_BYTES = 400  # a stored header longer than this is not read
 MAX_REASON = 2000
 LOOKUPS_AT_ONCE = 64  # direct gets in flight
+MAX_CORRECTIONS = 1_000  # corrections of one row read back; a row corrected more often is refused
 CHAIN_NAMESPACE = uuid.UUID("9b2e6f14-3a7c-5d08-b1e4-7c6a2f9d0e35")
 
 
@@ -172,13 +173,15 @@ class StreamView:
         origin = Origin.read(original.headers)
         current, problem = _read(original.data)
         k = 0
-        while True:
+        while k < MAX_CORRECTIONS:
             found = await self.get(subject_for(agency, "event_corrected", correction_id(fact_id, k + 1)))
             if found is None:
                 break
             k += 1
             correction, problem = _read(found.data)
             current = correction.replacement if type(correction) is EventCorrected else None
+        else:
+            current, problem = None, f"it has been corrected {MAX_CORRECTIONS:,} times; give it a new reference"
         retracted = await self.get(subject_for(agency, "event_retracted", retraction_id(fact_id))) is not None
         return Stored(current, k, retracted, origin, problem)
 
