@@ -366,6 +366,10 @@ def _row_fate(
     if not changed:
         return _fate(line, event, ref, origin, "unchanged")
     detail = ", ".join(changed)
+    if held.origin is not None and held.origin.file != origin.file:
+        # References are the agency's, across its files: say so when two files use the same one.
+        where = f", {held.origin.where}" if held.origin.where else ""
+        detail += f" (its row was published from {held.origin.file}{where})"
     correction = {
         "event_id": str(correction_id(event.event_id, held.corrections + 1)),
         "event_type": "event_corrected",

@@ -393,3 +393,19 @@ async def test_a_row_skipped_as_invalid_is_never_taken_for_a_deleted_one(
     ]
     assert report.plans[0].lines() == [f"{path}: line 2, A-1: unchanged"]
     assert report.published.total == 0
+
+
+async def test_a_reference_used_in_two_files_is_told_when_one_corrects_the_other(
+    nc: Client, settings: Settings, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    publisher = Publisher(js)
+    first = csv_file(tmp_path / "march.csv", [row("KOR-7", 10), row("KOR-8", 20)])
+    assert (await publish_files(publisher, [first])).published.stored == 2
+    other = csv_file(tmp_path / "april.csv", [row("KOR-8", 21)])
+    report = await publish_files(publisher, [other])
+    assert report.plans[0].lines() == [
+        f"{other}: line 2, KOR-8: corrected: students 20 → 21 (its row was published from march.csv, line 3)"
+    ]
+    assert report.published.stored == 1
