@@ -14,17 +14,17 @@ from schemas.receipts import InForce, Receipt, StatusReply, StatusRequest
 SELECT_RECEIPTS = """
 WITH fates AS (
     SELECT stream_seq, CAST(event_id AS VARCHAR) AS event_id, event_type, 'accepted' AS fate,
-           NULL AS reason, stored_at, payload->>'reference' AS reference
+           NULL AS reason, stored_at
     FROM event_log WHERE agency = $agency
     UNION ALL
-    SELECT d.stream_seq, CAST(d.event_id AS VARCHAR), NULL, 'duplicate', NULL, d.stored_at, NULL
+    SELECT d.stream_seq, CAST(d.event_id AS VARCHAR), NULL, 'duplicate', NULL, d.stored_at
     FROM ignored_duplicates d WHERE d.agency = $agency
     UNION ALL
-    SELECT stream_seq, event_id, nullif(split_part(subject, '.', 4), ''), 'rejected', reason, stored_at, NULL
+    SELECT stream_seq, event_id, nullif(split_part(subject, '.', 4), ''), 'rejected', reason, stored_at
     FROM rejected_events
     WHERE starts_with(subject, 'outreach.events.') AND split_part(subject, '.', 3) = $agency
 )
-SELECT stream_seq, event_id, event_type, fate, reason, stored_at, reference FROM fates
+SELECT stream_seq, event_id, event_type, fate, reason, stored_at FROM fates
 WHERE stream_seq > $after_seq
   AND ($since IS NULL OR stored_at >= $since)
   AND ($all_ids OR event_id IN (SELECT unnest($event_ids::VARCHAR[])))
@@ -32,6 +32,14 @@ ORDER BY stream_seq
 LIMIT $limit
 """
 SELECT_AS_OF = "SELECT max(last_seq) FROM checkpoint"
+# The references of one page's accepted events, read for that page only (the range lets DuckDB skip
+# the log's other row groups), not for every event of the agency.
+SELECT_REFERENCES = """
+SELECT stream_seq, payload->>'reference' FROM event_log
+WHERE agency = $agency AND stream_seq BETWEEN $low AND $high
+  AND stream_seq IN (SELECT unnest($seqs::UBIGINT[]))
+  AND payload->>'reference' IS NOT NULL
+"""
 # The agency's originals with a reference that no retraction of its own withdrew.
 SELECT_IN_FORCE = """
 SELECT l.stream_seq, CAST(l.event_id AS VARCHAR), l.event_type, l.payload->>'reference'
@@ -78,9 +86,27 @@ def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes
             "limit": wanted.limit + 1,
         },
     ).fetchall()
+    page = rows[: wanted.limit]
+    accepted = [r[0] for r in page if r[3] == "accepted"]
+    references: dict[int, str] = {}
+    if accepted:
+        references = dict(
+            cursor.execute(
+                SELECT_REFERENCES,
+                {"agency": agency, "low": min(accepted), "high": max(accepted), "seqs": accepted},
+            ).fetchall()
+        )
     receipts = tuple(
-        Receipt(stream_seq=r[0], event_id=r[1], event_type=r[2], fate=r[3], reason=r[4], stored_at=r[5], reference=r[6])
-        for r in rows[: wanted.limit]
+        Receipt(
+            stream_seq=r[0],
+            event_id=r[1],
+            event_type=r[2],
+            fate=r[3],
+            reason=r[4],
+            stored_at=r[5],
+            reference=references.get(r[0]),
+        )
+        for r in page
     )
     return StatusReply(
         agency=agency,
