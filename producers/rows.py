@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -238,11 +238,16 @@ class Send:
     headers: dict[str, str]
 
 
+# What publishing does to a row: see the module's docstring; "missing" is a row deleted from the
+# file (retracted or kept), "refused" one that cannot be published (nothing is sent for it).
+Fate = Literal["new", "unchanged", "corrected", "withdrawn", "missing", "refused"]
+
+
 @dataclass(frozen=True)
 class RowFate:
     reference: str | None
     origin: Origin
-    fate: str  # new, unchanged, corrected, withdrawn, already withdrawn, never published, missing, refused
+    fate: Fate
     detail: str = ""
     send: Send | None = None
     line: int | None = None  # the row's line in this file (None: a row deleted from it)
