@@ -252,6 +252,7 @@ class RowFate:
     send: Send | None = None
     line: int | None = None  # the row's line in this file (None: a row deleted from it)
     event_id: str = ""  # the fact's
+    replaces: Send | None = None  # the retraction of what this row was published as before it had a reference
 
     def text(self, path: str, noun: str) -> str:
         ref = f", {self.reference}" if self.reference else ""
@@ -275,7 +276,7 @@ class FilePlan:
         return "workbook" if self.loaded.path.lower().endswith(".xlsx") else "file"
 
     def sends(self) -> list[Send]:
-        planned = [r.send for r in self.rows if r.send is not None]
+        planned = [s for r in self.rows for s in (r.send, r.replaces) if s is not None]
         return sorted([*self.plain, *planned], key=lambda s: s.line if s.line is not None else 1 << 62)
 
     def refused(self) -> list[RowFate]:
@@ -324,10 +325,35 @@ async def plan_file(
     stored = await asyncio.gather(*(view.fact(e.agency, e.event_type, e.event_id) for _, e, _, _ in rows))
     for (line, event, payload, reason), held in zip(rows, stored, strict=True):
         plan.rows.append(_row_fate(loaded.path, line, event, payload, reason, held))
+    await _before_references(view, plan, rows, stored)
     agencies = sorted({e.agency for _, e, _, _ in rows})
     if agencies and in_force is not None:
         await _missing(view, plan, agencies, {e.event_id for _, e, _, _ in rows}, in_force, retract_missing)
     return plan
+
+
+async def _before_references(view: StreamView, plan: FilePlan, rows: list[Any], stored: list[Stored | None]) -> None:
+    """A workbook row given a reference after it was published without one had an event_id made
+    from its content: that event is retracted as the row's new one is published, so that adding
+    references to a workbook never counts its rows twice."""
+    loaded = plan.loaded
+    found = [
+        (i, loaded.content_ids[r[0]]) for i, r in enumerate(rows) if stored[i] is None and r[0] in loaded.content_ids
+    ]
+    before = await asyncio.gather(*(view.fact(rows[i][1].agency, rows[i][1].event_type, old) for i, old in found))
+    for (i, old), held in zip(found, before, strict=True):
+        if held is None or held.retracted:
+            continue
+        fate, event, withdrawn = plan.rows[i], rows[i][1], rows[i][3]
+        note = f"it was published without a reference as event {old}, which is retracted"
+        reason = (
+            withdrawn or f"the same row ({fate.origin.file}, {fate.origin.where}) given reference {event.reference}"
+        )
+        retraction = _retraction(event.agency, old, event.reference, reason, fate.origin, fate.line)
+        detail = f"{withdrawn}; {note}" if withdrawn else note
+        plan.rows[i] = RowFate(
+            fate.reference, fate.origin, fate.fate, detail, fate.send, fate.line, fate.event_id, retraction
+        )
 
 
 def _row_fate(

@@ -73,6 +73,8 @@ class LoadedFile:
     withdrawn: list[tuple[int, EventBase, bytes, str]] = field(default_factory=list)
     unreferenced: list[int] = field(default_factory=list)  # workbook rows whose id was made from their content
     references: set[str] = field(default_factory=set)  # every row's reference, valid rows' or not
+    # A workbook row with a reference: line -> the event_id its content gave it before it had one.
+    content_ids: dict[int, uuid.UUID] = field(default_factory=dict)
 
     def raise_if_invalid(self) -> None:
         if self.problems:
@@ -169,10 +171,13 @@ def _xlsx_rows(
             record: dict[str | None, Any] = {h: t for h, t in zip(header, texts, strict=False) if h}
             record["event_type"] = name
             obj, problems = csv_record_to_event(record)
+            if "reference" in obj and "event_id" not in obj:  # the id this row had before it had a reference
+                loaded.content_ids[line] = _content_id(
+                    {k: v for k, v in obj.items() if k not in ("reference", "withdrawn")}
+                )
             obj = _identify(obj, problems, line, withdrawn, loaded.references)
             if not obj.get("event_id"):
-                content = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
-                obj = {"event_id": str(uuid.uuid5(EVENT_ID_NAMESPACE, content)), **obj}
+                obj = {"event_id": str(_content_id(obj)), **obj}
                 loaded.unreferenced.append(line)
             if not problems:
                 rows.append((line, obj))
@@ -190,6 +195,10 @@ def _xlsx_rows(
                 )
     book.close()
     return rows
+
+
+def _content_id(obj: dict[str, Any]) -> uuid.UUID:
+    return uuid.uuid5(EVENT_ID_NAMESPACE, json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str))
 
 
 def where(line: int) -> str:

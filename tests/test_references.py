@@ -409,3 +409,53 @@ async def test_a_reference_used_in_two_files_is_told_when_one_corrects_the_other
         f"{other}: line 2, KOR-8: corrected: students 20 → 21 (its row was published from march.csv, line 3)"
     ]
     assert report.published.stored == 1
+
+
+async def test_references_added_to_a_published_workbook_never_count_its_rows_twice(
+    nc: Client, settings: Settings, tmp_path: Path
+) -> None:
+    import openpyxl
+
+    from producers.template import write_template
+    from tests.test_intake import fill
+
+    js = nc.jetstream()
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    publisher = Publisher(js)
+    path = write_template(tmp_path / "reporting.xlsx")
+    book = openpyxl.load_workbook(path)
+    cells = {"agency": AGENCY, "recorded_at": "2025-01-10", "occurred": "2024-11-05", "county": "AL-06",
+             "format": "workshop", "participants.students": 12}  # fmt: skip
+    fill(book, "session_held", 2, cells)
+    fill(book, "session_held", 3, {**cells, "venue": "Maliq", "participants.students": 8})
+    book.save(path)
+    before = await publish_files(publisher, [path])
+    assert before.published.stored == 2
+    old = [e.event_id for _, e in before.files[0].events]
+
+    fill(book, "session_held", 2, {"reference": "KOR-1"})  # references added, nothing else changed
+    fill(book, "session_held", 3, {"reference": "KOR-2", "withdrawn": "held by another agency"})
+    book.save(path)
+    report = await publish_files(publisher, [path])
+    assert report.plans[0].lines() == [
+        f"{path}: sheet session_held, row 2, KOR-1: new: it was published without a reference as event {old[0]}, "
+        "which is retracted",
+        f"{path}: sheet session_held, row 3, KOR-2: withdrawn: held by another agency; it was published without a "
+        f"reference as event {old[1]}, which is retracted",
+    ]
+    assert (report.published.stored, report.published.failed) == (3, [])
+    await run_projector(settings, until_caught_up=True)
+    log = [
+        {**oracle_event(str(old[0]), 12)},
+        {**oracle_event(str(old[1]), 8)},
+        oracle_event("KOR-1", 12),
+        {"event_type": "event_retracted", "retracts": str(old[0])},
+        {"event_type": "event_retracted", "retracts": str(old[1])},
+    ]
+    assert facts_of(settings) == oracle.totals_by_county(log) == {"AL-06": (1, 1, 12, 0, 0)}
+    again = await publish_files(publisher, [path])
+    assert again.plans[0].lines() == [
+        f"{path}: sheet session_held, row 2, KOR-1: unchanged",
+        f"{path}: sheet session_held, row 3, KOR-2: withdrawn: never published, nothing to retract",
+    ]
+    assert again.published.total == 0
