@@ -38,7 +38,9 @@ DEMO_QUERIES = {
 
 EPILOG = {
     "server": "example:\n  outreach server --port 4222 --data-dir ./nats-data",
-    "publish": "examples:\n  outreach publish events.jsonl\n  outreach publish --skip-invalid a.csv b.jsonl",
+    "publish": "examples:\n  outreach publish events.jsonl\n  outreach publish --skip-invalid a.csv b.jsonl\n"
+    "  outreach publish --dry-run reporting.xlsx           # what would be new, corrected, withdrawn\n"
+    "  outreach publish --retract-missing reporting.xlsx   # also retract rows deleted from it",
     "validate": "examples:\n  outreach validate events.csv\n  outreach validate reporting.xlsx",
     "template": "example:\n  outreach template --out reporting.xlsx   # fill it in; then outreach validate it",
     "project": "examples:\n  outreach project                      # follow the stream until Ctrl-C\n"
@@ -162,6 +164,17 @@ def _parser() -> argparse.ArgumentParser:
         const=60.0,
         metavar="SECONDS",
         help="then wait (default 60 s) for the projector's receipts: exit 1 if any event was rejected",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="compare the files' rows with the stream and say what publishing would do; send nothing",
+    )
+    p.add_argument(
+        "--retract-missing",
+        action="store_true",
+        help="retract the rows with a reference that were published from a file of this name and are no longer "
+        "in it (needs a running projector to list them)",
     )
     _agency_option(p)
     _nats_options(p)
@@ -471,7 +484,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.wait is not None:
         _agency(settings)  # refuse before publishing when receipts could not be asked for
-    report = _run(_publish(settings, args.files, args.skip_invalid, args.wait))
+    wait = None if args.dry_run else args.wait
+    report = _run(_publish(settings, args.files, args.skip_invalid, wait, args.retract_missing, args.dry_run))
     return _print_publish_report(report)
 
 
@@ -482,9 +496,17 @@ def _agency(settings: Settings) -> str:
     return agency
 
 
-async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool, wait: float | None = None) -> Any:
+async def _publish(
+    settings: Settings,
+    files: Sequence[Path],
+    skip_invalid: bool,
+    wait: float | None = None,
+    retract_missing: bool = False,
+    dry_run: bool = False,
+) -> Any:
     from producers.files import load_files, publish_files
     from producers.publisher import Publisher
+    from producers.receipts import in_force
     from runtime.connection import connect
 
     load_files(files, skip_invalid=skip_invalid)  # fail before connecting when a file is invalid
@@ -507,11 +529,19 @@ async def _publish(settings: Settings, files: Sequence[Path], skip_invalid: bool
         def progress(done: int, total: int) -> None:
             printer(Progress(done, total, done, time.monotonic() - started))
 
-        report = await publish_files(publisher, files, skip_invalid=skip_invalid, progress=progress)
+        report = await publish_files(
+            publisher,
+            files,
+            skip_invalid=skip_invalid,
+            progress=progress,
+            in_force=lambda agency: in_force(nc, agency),
+            retract_missing=retract_missing,
+            dry_run=dry_run,
+        )
         if wait is not None:
             from producers.receipts import wait_for_receipts
 
-            published = [str(e.event_id) for one in report.files for _, e in one.events]
+            published = [str(s.event.event_id) for plan in report.plans for s in plan.sends()]
             failed = {f.event_id for f in report.published.failed}
             wanted = [e for e in published if e not in failed]
             report.receipts, report.unanswered = await wait_for_receipts(
@@ -528,6 +558,16 @@ def _print_publish_report(report: Any) -> int:
     for loaded in report.files:
         for problem in loaded.problems:
             print(f"skipped: {loaded.path}: {problem}", file=sys.stderr)
+    for plan in report.plans:
+        for line in plan.lines():
+            print(line)
+        for line in plan.warnings():
+            print(line, file=sys.stderr)
+    if not report.sent:
+        sends = sum(len(plan.sends()) for plan in report.plans)
+        refused = sum(len(plan.refused()) for plan in report.plans)
+        print(f"dry run: nothing was sent; {sends} event(s) would be sent, {refused} row(s) refused")
+        return 1 if refused else 0
     pub = report.published
     print(
         f"{pub.total} event(s): {pub.stored} stored, {pub.duplicates} duplicate(s) already stored, "
@@ -543,6 +583,7 @@ def _print_publish_report(report: Any) -> int:
         f"projector: {fates['accepted']} accepted, {fates['duplicate']} duplicate(s), {fates['rejected']} rejected, "
         f"{len(report.unanswered)} without a receipt yet"
     )
+    _print_receipts(report.receipts, _sent_origins(report))
     for receipt in report.receipts:
         if receipt.fate == "rejected":
             print(
@@ -552,6 +593,40 @@ def _print_publish_report(report: Any) -> int:
     for event_id in report.unanswered:
         print(f"no receipt yet: event {event_id}; ask later with `outreach status`", file=sys.stderr)
     return 1 if pub.failed or fates["rejected"] or report.unanswered else 0
+
+
+def _sent_origins(report: Any) -> dict[str, Any]:
+    """event_id -> where in a file it came from, for the events this publish sent."""
+    from producers.rows import Origin
+
+    return {str(s.event.event_id): Origin.read(s.headers) for plan in report.plans for s in plan.sends() if s.headers}
+
+
+def _clean_text(text: str, limit: int) -> str:
+    from producers.rows import clean
+
+    return clean(text, limit)
+
+
+def _print_receipts(receipts: Sequence[Any], origin_of: Callable[[Any], Any] | dict[str, Any]) -> None:
+    """Receipts as a table: each event's file, sheet and row (or line) and reference beside it."""
+    rows = []
+    for r in receipts:
+        origin = origin_of.get(r.event_id or "") if isinstance(origin_of, dict) else origin_of(r)
+        rows.append(
+            (
+                r.stream_seq,
+                r.fate,
+                r.event_type or "?",
+                r.event_id or "(no event_id)",
+                r.reference or "",
+                origin.file if origin else "",
+                origin.where if origin else "",
+                _clean_text(r.reason or "", 300),
+            )
+        )
+    columns = ["stream_seq", "fate", "event_type", "event_id", "reference", "file", "where", "reason"]
+    write_result(columns, rows, "table", sys.stdout)
 
 
 def _count_fates(receipts: Sequence[Any]) -> dict[str, int]:
@@ -564,15 +639,15 @@ def _count_fates(receipts: Sequence[Any]) -> dict[str, int]:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     agency = _agency(settings)
-    found = _run(_status(settings, agency, args.since, args.after_seq))
-    shown = [r for r in found[0] if r.fate == "rejected"] if args.rejected else found[0]
-    for r in shown:
-        if args.json:
-            print(r.model_dump_json())
-            continue
-        what = r.event_type or "?"
-        line = f"{r.stream_seq:>10}  {r.fate:<9}  {what:<21}  {r.event_id or '(no event_id)'}"
-        print(line + (f"  {r.reason}" if r.reason else ""))
+    found = _run(_status(settings, agency, args.since, args.after_seq, args.rejected))
+    shown, origins = found[2], found[3]
+    if args.json:
+        for r in shown:
+            origin = origins.get(r.stream_seq)
+            extra = {"file": origin.file, "sheet": origin.sheet, "row_or_line": origin.number} if origin else {}
+            print(json.dumps({**r.model_dump(mode="json"), **extra}, ensure_ascii=False))
+    else:
+        _print_receipts(shown, lambda r: origins.get(r.stream_seq))
     fates = _count_fates(found[0])
     print(
         f"agency {agency}: {fates['accepted']} accepted, {fates['duplicate']} duplicate(s), "
@@ -582,19 +657,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _status(settings: Settings, agency: str, since: datetime | None, after_seq: int) -> Any:
+async def _status(settings: Settings, agency: str, since: datetime | None, after_seq: int, rejected: bool) -> Any:
     from producers.receipts import receipts
+    from producers.rows import StreamView, origins
     from runtime.connection import connect
 
     nc = await connect(settings, "outreach-status")
     try:
-        return await receipts(nc, agency, after_seq=after_seq, since=since)
+        found, as_of = await receipts(nc, agency, after_seq=after_seq, since=since)
+        shown = [r for r in found if r.fate == "rejected"] if rejected else found
+        view = StreamView(nc, settings.stream, settings.publish_timeout_s)
+        try:
+            where = await origins(view, agency, shown)
+        except OutreachError as exc:  # receipts without their rows, rather than no receipts at all
+            print(f"warning: {exc}; the rows the events came from are not shown", file=sys.stderr)
+            where = {}
+        return found, as_of, shown, where
     finally:
         await nc.close()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from producers.files import load_files
+    from producers.rows import FilePlan
 
     loaded = load_files(args.files, skip_invalid=True)
     bad = 0
@@ -603,6 +688,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{one.path}: {problem}")
         invalid = len({(p.sheet, p.line) for p in one.problems})
         bad += invalid
+        for warning in FilePlan(one).warnings():
+            print(warning, file=sys.stderr)
         print(
             f"{one.path}: {len(one.events)} valid event(s), {invalid} invalid",
             file=sys.stderr,

@@ -101,13 +101,18 @@ Encoded = tuple[str, bytes, dict[str, str]]  # subject, payload, headers
 Item = tuple[EventBase, int | None, Encoded]  # an event, its line in a file, what is sent
 
 
-def encode(event: EventBase, payload: bytes | None = None) -> Encoded:
+def encode(event: EventBase, payload: bytes | None = None, headers: dict[str, str] | None = None) -> Encoded:
     """Subject, payload and headers of one event. ``payload`` is the event as the agency wrote it
     (validated into ``event``) and is sent unchanged: an old version stays the old version in the
-    log, upcast only when folded. Without it, the model's own JSON is sent."""
+    log, upcast only when folded. Without it, the model's own JSON is sent. ``headers`` (such as
+    where in a file the event came from) are stored with it, beside the event's content."""
     subject = subject_for(event.agency, event.event_type, event.event_id)
-    headers = {EXPECT_NEW_SUBJECT: "0", CHECKED_SUBJECT: event_id_subjects(event.agency, event.event_id)}
-    return subject, payload if payload is not None else event.model_dump_json().encode(), headers
+    sent = {
+        **(headers or {}),
+        EXPECT_NEW_SUBJECT: "0",
+        CHECKED_SUBJECT: event_id_subjects(event.agency, event.event_id),
+    }
+    return subject, payload if payload is not None else event.model_dump_json().encode(), sent
 
 
 @dataclass(frozen=True)
@@ -195,14 +200,16 @@ class Publisher:
         lines: Sequence[int] | None = None,
         progress: Callable[[int], None] | None = None,
         payloads: Sequence[bytes] | None = None,
+        headers: Sequence[dict[str, str]] | None = None,
     ) -> PublishReport:
         """Publish events (already validated: they are pydantic models) and await every ack;
         ``payloads``, when given, are the bytes each event was validated from, sent as they are;
-        ``progress`` is told, after each window, how many events have been handled."""
+        ``headers``, each event's own headers to store with it; ``progress`` is told, after each
+        window, how many events have been handled."""
         report = PublishReport()
         self.acks = _Acks(self.nc)
         try:
-            await self._publish_all(report, events, lines, progress, payloads)
+            await self._publish_all(report, events, lines, progress, payloads, headers)
         finally:
             await self.acks.close()
         return report
@@ -214,10 +221,13 @@ class Publisher:
         lines: Sequence[int] | None,
         progress: Callable[[int], None] | None,
         payloads: Sequence[bytes] | None,
+        headers: Sequence[dict[str, str]] | None = None,
     ) -> None:
         batch: list[Item] = []
         for i, event in enumerate(events):
-            encoded = encode(event, payloads[i] if payloads is not None else None)
+            encoded = encode(
+                event, payloads[i] if payloads is not None else None, headers[i] if headers is not None else None
+            )
             batch.append((event, lines[i] if lines is not None else None, encoded))
             if len(batch) >= self.window:
                 report.add(await self._publish_window(batch))

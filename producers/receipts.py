@@ -12,7 +12,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from schemas.errors import BrokerError
-from schemas.receipts import Receipt, StatusReply, StatusRequest
+from schemas.receipts import InForce, Receipt, StatusReply, StatusRequest
 from schemas.subjects import status_subject
 
 ASK_TIMEOUT_S = 10.0
@@ -63,6 +63,19 @@ async def receipts(
             after = reply.receipts[-1].stream_seq
     found.sort(key=lambda r: r.stream_seq)
     return found, as_of
+
+
+async def in_force(nc: Client, agency: str) -> list[InForce]:
+    """The agency's events in force with a reference, from a running projector (a ``BrokerError``
+    when none answers)."""
+    found: list[InForce] = []
+    after = 0
+    while True:
+        reply = await ask(nc, agency, StatusRequest(after_seq=after, in_force=True))
+        found.extend(reply.in_force)
+        if not reply.more or not reply.in_force:
+            return found
+        after = reply.in_force[-1].stream_seq
 
 
 async def wait_for_receipts(

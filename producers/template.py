@@ -21,7 +21,12 @@ from schemas.reference import regions
 ROWS = 2000  # rows of each entry sheet the validations cover
 DATES = "2025-03-05 or 05.03.2025 (a day), 2025-03 (a month), 2025 (a year), or two of these with / (a range)"
 COMMON = [
-    ("event_id", "Leave empty: an id is made from the row. Give one (a UUID) only to correct or retract it later."),
+    (
+        "reference",
+        "Your own code for this row, unique in your agency and kept for ever, e.g. KOR-2025-014. Publishing the "
+        "workbook again then corrects the row's figures when you edit them, instead of counting it twice.",
+    ),
+    ("event_id", "Leave empty: the reference makes the row's id."),
     ("agency", "Your agency's short name, as in your credentials, e.g. al-korce-regional-committee."),
     (
         "recorded_at",
@@ -68,6 +73,12 @@ SHEETS: dict[str, list[tuple[str, str]]] = {
         ("source", "Optional: where this comes from."),
     ],
 }
+WITHDRAWN = (
+    "withdrawn",
+    "Empty, unless this entry should no longer count: then why (e.g. 'reported twice'). Publishing retracts it.",
+)
+for _columns in SHEETS.values():
+    _columns.append(WITHDRAWN)
 LISTS = {
     "format": [f.value for f in SessionFormat],
     "kind": [k.value for k in MaterialKind],
@@ -87,6 +98,10 @@ def write_template(out: Path) -> Path:
         ["Headers are field names; hover over one for what it takes. Leave a cell empty when not known."],
         [f"Dates: {DATES}."],
         ["Check the file with: outreach validate FILE.xlsx; then publish it with: outreach publish FILE.xlsx"],
+        [
+            "Give every row a reference of its own (first column). To correct a row, edit it and publish the "
+            "workbook again; to withdraw one, write why in its withdrawn column. Keep the file's name."
+        ],
         ["Institution kinds for teams: " + ", ".join(i.value for i in InstitutionType)],
     ):
         readme.append(row)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 from pydantic import ValidationError
 
-from schemas.receipts import Receipt, StatusReply, StatusRequest
+from schemas.receipts import InForce, Receipt, StatusReply, StatusRequest
 
 SELECT_RECEIPTS = """
 WITH fates AS (
@@ -32,6 +32,26 @@ ORDER BY stream_seq
 LIMIT $limit
 """
 SELECT_AS_OF = "SELECT max(last_seq) FROM checkpoint"
+# The references of one page's accepted events, read for that page only (the range lets DuckDB skip
+# the log's other row groups), not for every event of the agency.
+SELECT_REFERENCES = """
+SELECT stream_seq, payload->>'reference' FROM event_log
+WHERE agency = $agency AND stream_seq BETWEEN $low AND $high
+  AND stream_seq IN (SELECT unnest($seqs::UBIGINT[]))
+  AND payload->>'reference' IS NOT NULL
+"""
+# The agency's originals with a reference that no retraction of its own withdrew.
+SELECT_IN_FORCE = """
+SELECT l.stream_seq, CAST(l.event_id AS VARCHAR), l.event_type, l.payload->>'reference'
+FROM event_log l
+WHERE l.agency = $agency AND l.refers_to IS NULL AND l.stream_seq > $after_seq
+  AND l.payload->>'reference' IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM event_log r
+      WHERE r.agency = $agency AND r.event_type = 'event_retracted' AND r.refers_to = l.event_id)
+ORDER BY l.stream_seq
+LIMIT $limit
+"""
 
 
 def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes) -> StatusReply:
@@ -42,6 +62,19 @@ def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(request)'}: {e['msg']}" for e in exc.errors())
         return StatusReply(agency=agency, error=f"invalid status request: {problems[:500]}")
     as_of = cursor.execute(SELECT_AS_OF).fetchone()
+    as_of_seq = int(as_of[0] or 0) if as_of else 0
+    if wanted.in_force:
+        found = cursor.execute(
+            SELECT_IN_FORCE, {"agency": agency, "after_seq": wanted.after_seq, "limit": wanted.limit + 1}
+        ).fetchall()
+        return StatusReply(
+            agency=agency,
+            as_of_seq=as_of_seq,
+            in_force=tuple(
+                InForce(stream_seq=r[0], event_id=r[1], event_type=r[2], reference=r[3]) for r in found[: wanted.limit]
+            ),
+            more=len(found) > wanted.limit,
+        )
     rows = cursor.execute(
         SELECT_RECEIPTS,
         {
@@ -53,13 +86,31 @@ def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes
             "limit": wanted.limit + 1,
         },
     ).fetchall()
+    page = rows[: wanted.limit]
+    accepted = [r[0] for r in page if r[3] == "accepted"]
+    references: dict[int, str] = {}
+    if accepted:
+        references = dict(
+            cursor.execute(
+                SELECT_REFERENCES,
+                {"agency": agency, "low": min(accepted), "high": max(accepted), "seqs": accepted},
+            ).fetchall()
+        )
     receipts = tuple(
-        Receipt(stream_seq=r[0], event_id=r[1], event_type=r[2], fate=r[3], reason=r[4], stored_at=r[5])
-        for r in rows[: wanted.limit]
+        Receipt(
+            stream_seq=r[0],
+            event_id=r[1],
+            event_type=r[2],
+            fate=r[3],
+            reason=r[4],
+            stored_at=r[5],
+            reference=references.get(r[0]),
+        )
+        for r in page
     )
     return StatusReply(
         agency=agency,
-        as_of_seq=int(as_of[0] or 0) if as_of else 0,
+        as_of_seq=as_of_seq,
         receipts=receipts,
         more=len(rows) > wanted.limit,
     )

@@ -86,12 +86,16 @@ MAX_SESSIONS = 10_000  # sessions one entry may report
 V1 = Annotated[Literal[1], BeforeValidator(exact_int)]
 V2 = Annotated[Literal[2], BeforeValidator(exact_int)]
 V3 = Annotated[Literal[3], BeforeValidator(exact_int)]
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
+SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=64)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 CountyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}-[0-9A-Z]{1,3}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 # A national-action-plan task: "<plan id>/<part>/<task>", e.g. "pl-nap-2013-2015/III/4".
+# A row's reference in an agency's workbook or CSV, e.g. "KOR-2025-014": letters, digits and . _ / -.
+REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
+Reference = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]
 PlanTaskRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*/[IVXLC0-9]{1,6}/[0-9][0-9.a-z]{0,9}$")]
 
 
@@ -150,6 +154,12 @@ class EventBase(Frozen):
     plan_tasks: tuple[PlanTaskRef, ...] = ()
     partners: tuple[Slug, ...] = Field((), description="Co-organising agencies.")
     source: Text | None = Field(None, description="Provenance: a citation, a URL, a note.")
+    reference: Reference | None = Field(
+        None,
+        description="The agency's own code for the row this event came from (e.g. 'KOR-2025-014'): "
+        "a file's rows with a reference get their event_id from (agency, reference), and a correction "
+        "or retraction made from a row carries it too. 1 to 64 letters, digits, '.', '_', '/' or '-'.",
+    )
 
     @field_validator("recorded_at")
     @classmethod

@@ -3,6 +3,13 @@ workbook made by ``outreach template`` (``.xlsx``: a sheet per action type, read
 
 Every line is validated and every problem is reported at once, with its line number. CSV columns
 are the event's field names; see the README for the forms a cell may take.
+
+A row of a CSV file or workbook may give a ``reference``, the agency's own code for the row (e.g.
+``KOR-2025-014``): its event_id is then made from (agency, reference), so the row keeps its identity
+when its figures are edited, and publishing the file again corrects what changed
+(``producers.rows``). A ``withdrawn`` column holding a reason asks for the row's event to be
+retracted. A workbook row with neither event_id nor reference gets an id made from its content, as
+before references existed: an edited row is then a new event.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 from schemas.dates import TIME_ZONES, DateInvalid, date_cell, day_cell, local_moment, moment_cell
 from schemas.errors import EventInvalid, FileInvalid, Problem
-from schemas.events import Audience, EventBase
+from schemas.events import REFERENCE_PATTERN, SLUG_PATTERN, Audience, EventBase
 from schemas.parse import decode_json, parse_event
 
 LIST_FIELDS = {"plan_tasks", "partners", "target_counties", "member_institutions"}
@@ -31,6 +38,14 @@ FLAG_FIELDS = {"estimated", "total_estimated"}
 FLAGS = {"true": True, "false": False}
 # Dates in the forms agencies write (schemas.dates), made ISO here.
 DATE_FIELDS = {"occurred": date_cell, "starts": day_cell, "ends": day_cell, "recorded_at": moment_cell}
+# The event_id of a row with a reference: uuid5 of this namespace and "<agency>\n<reference>".
+REFERENCE_NAMESPACE = uuid.UUID("3c4f8e2a-7d15-5b9e-a0c6-5e1f2d3b4a69")
+MAX_WITHDRAWN = 2000  # characters of a withdrawn cell's reason, as an event's reason takes
+
+
+def reference_event_id(agency: str, reference: str) -> uuid.UUID:
+    """The event_id of an agency's row with this reference, the same in every file and every year."""
+    return uuid.uuid5(REFERENCE_NAMESPACE, f"{agency}\n{reference}")
 
 
 class CellInvalid(Exception):
@@ -54,6 +69,13 @@ class LoadedFile:
     payloads: list[bytes] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     lines_total: int = 0
+    tabular: bool = False  # a CSV file or workbook: its rows with a reference are corrected in place
+    # Rows with a withdrawn cell: (line, the row's event, payload, the reason); never published as facts.
+    withdrawn: list[tuple[int, EventBase, bytes, str]] = field(default_factory=list)
+    unreferenced: list[int] = field(default_factory=list)  # workbook rows whose id was made from their content
+    references: set[str] = field(default_factory=set)  # every row's reference, valid rows' or not
+    # A workbook row with a reference: line -> the event_id its content gave it before it had one.
+    content_ids: dict[int, uuid.UUID] = field(default_factory=dict)
 
     def raise_if_invalid(self) -> None:
         if self.problems:
@@ -70,12 +92,13 @@ def load_events(path: str | Path) -> LoadedFile:
         data = path.read_bytes()
     except OSError as exc:
         raise FileInvalid(str(path), [Problem("(file)", f"cannot be read: {exc.strerror}")], 0) from None
-    loaded = LoadedFile(str(path))
+    loaded = LoadedFile(str(path), tabular=suffix in (".csv", ".xlsx"))
     sheets: dict[int, str] = {}  # a workbook's rows: line -> sheet (lines are numbered across sheets)
+    withdrawn: dict[int, str] = {}  # line -> the withdrawn cell's reason
     if suffix == ".xlsx":
-        rows = _xlsx_rows(data, loaded, sheets)
+        rows = _xlsx_rows(data, loaded, sheets, withdrawn)
     else:
-        rows = _csv_rows(data, loaded) if suffix == ".csv" else _jsonl_rows(data)
+        rows = _csv_rows(data, loaded, withdrawn) if suffix == ".csv" else _jsonl_rows(data)
     seen: dict[Any, tuple[int, EventBase]] = {}
     for line, row in rows:
         loaded.lines_total += 1
@@ -86,6 +109,10 @@ def load_events(path: str | Path) -> LoadedFile:
             loaded.problems.extend(Problem(p.field, p.message, p.value, at, sheet) for p in exc.problems)
             continue
         earlier = seen.get(event.event_id)
+        if earlier is not None and loaded.tabular and event.reference is not None:
+            message = f"is given to two rows ({where(earlier[0])} has it too); give each row a reference of its own"
+            loaded.problems.append(Problem("reference", message, _show(event.reference), at, sheet))
+            continue
         if earlier is not None:
             if earlier[1] != event:
                 message = f"is reused with different content (first on line {earlier[0]})"
@@ -96,8 +123,12 @@ def load_events(path: str | Path) -> LoadedFile:
                 loaded.problems.append(Problem("(row)", message, None, at, sheet))
             continue  # the same event twice in one file is published once
         seen[event.event_id] = (line, event)
+        payload = row if isinstance(row, bytes) else _as_json(row)
+        if line in withdrawn:
+            loaded.withdrawn.append((line, event, payload, withdrawn[line]))
+            continue
         loaded.events.append((line, event))
-        loaded.payloads.append(row if isinstance(row, bytes) else _as_json(row))
+        loaded.payloads.append(payload)
     loaded.problems.sort(key=lambda p: (p.sheet or "", p.line or 0))
     return loaded
 
@@ -107,11 +138,13 @@ ROWS_A_SHEET = 10_000_000  # a workbook row's line: sheet index * this + row
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c0e-8b7a-5e44-9c1d-2a4b6c8d0e1f")
 
 
-def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[tuple[int, bytes | dict[str, Any]]]:
+def _xlsx_rows(
+    data: bytes, loaded: LoadedFile, sheets: dict[int, str], withdrawn: dict[int, str]
+) -> list[tuple[int, bytes | dict[str, Any]]]:
     """The entry sheets of a filled template, row by row, as CSV rows are read. A row without an
-    event_id gets one made from its content, so publishing the same workbook again adds nothing.
-    The workbook is read twice: for the values Excel or LibreOffice stored, and for the formulas,
-    to tell a formula whose value was never stored from an empty cell."""
+    event_id gets one from its reference, or else from its content, so that publishing the same
+    workbook again adds nothing. The workbook is read twice: for the values Excel or LibreOffice
+    stored, and for the formulas, to tell a formula whose value was never stored from an empty cell."""
     import openpyxl  # only for workbooks
 
     try:
@@ -158,9 +191,14 @@ def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[
             record["event_type"] = name
             obj, problems = csv_record_to_event(record)
             problems = unread + problems
+            if "reference" in obj and "event_id" not in obj:  # the id this row had before it had a reference
+                loaded.content_ids[line] = _content_id(
+                    {k: v for k, v in obj.items() if k not in ("reference", "withdrawn")}
+                )
+            obj = _identify(obj, problems, line, withdrawn, loaded.references)
             if not obj.get("event_id"):
-                content = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
-                obj = {"event_id": str(uuid.uuid5(EVENT_ID_NAMESPACE, content)), **obj}
+                obj = {"event_id": str(_content_id(obj)), **obj}
+                loaded.unreferenced.append(line)
             obj = recorded_now_if_empty(obj, now)
             if not problems:
                 rows.append((line, obj))
@@ -179,6 +217,10 @@ def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[
     book.close()
     formulas.close()
     return rows
+
+
+def _content_id(obj: dict[str, Any]) -> uuid.UUID:
+    return uuid.uuid5(EVENT_ID_NAMESPACE, json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str))
 
 
 def _now() -> datetime:
@@ -323,7 +365,7 @@ def _delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def _csv_rows(data: bytes, loaded: LoadedFile) -> list[tuple[int, bytes | dict[str, Any]]]:
+def _csv_rows(data: bytes, loaded: LoadedFile, withdrawn: dict[int, str]) -> list[tuple[int, bytes | dict[str, Any]]]:
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark, as Excel writes, is dropped
     except UnicodeDecodeError as exc:
@@ -344,6 +386,7 @@ def _csv_rows(data: bytes, loaded: LoadedFile) -> list[tuple[int, bytes | dict[s
         if len(cells) > len(header):
             record[None] = cells[len(header) :]
         obj, problems = csv_record_to_event(record)
+        obj = _identify(obj, problems, line, withdrawn, loaded.references)
         if not problems:
             rows.append((line, obj))
             continue
@@ -360,6 +403,35 @@ def _csv_rows(data: bytes, loaded: LoadedFile) -> list[tuple[int, bytes | dict[s
                 if p.field.split(".")[0] not in bad and p.field != "(event)"
             )
     return rows
+
+
+def _identify(
+    obj: dict[str, Any], problems: list[CellInvalid], line: int, withdrawn: dict[int, str], references: set[str]
+) -> dict[str, Any]:
+    """A row's ``withdrawn`` cell taken out of its event (into ``withdrawn``), and its event_id made
+    from (agency, reference) when it gives a reference; every reference is noted in ``references``,
+    so that a row skipped as invalid is never taken for a row deleted from the file."""
+    reason = obj.pop("withdrawn", None)
+    if reason is not None:
+        if len(reason) > MAX_WITHDRAWN:
+            problems.append(CellInvalid("withdrawn", f"is {len(reason):,} characters long; at most {MAX_WITHDRAWN:,}"))
+        withdrawn[line] = reason
+    reference, agency = obj.get("reference"), obj.get("agency")
+    if reference is None:
+        return obj
+    references.add(reference)
+    if obj.get("event_id"):
+        problems.append(
+            CellInvalid("event_id", "give an event_id or a reference, not both: the reference makes the event's id")
+        )
+        return obj
+    if isinstance(agency, str) and re.fullmatch(REFERENCE_PATTERN, reference) and re.fullmatch(SLUG_PATTERN, agency):
+        return {"event_id": str(reference_event_id(agency, reference)), **obj}
+    return obj  # validating the row names what is wrong with its reference or agency
+
+
+def _show(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def csv_record_to_event(record: dict[str | None, Any]) -> tuple[dict[str, Any], list[CellInvalid]]:

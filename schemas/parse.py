@@ -275,11 +275,13 @@ PATTERN_WORDS = {
     "name, its part and the task, joined by slashes, such as pl-nap-2013-2015/III/4",
     r"^[IVXLC0-9]{1,6}$": "must be a part of a plan in Roman numerals or digits, such as III",
     r"^[0-9][0-9.a-z]{0,9}$": "must be a task number, such as 4 or 2.1a",
+    r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$": "must be a short code of 1 to 64 letters, digits, '.', '_', '/' or '-', "
+    "starting with a letter or digit, such as KOR-2025-014",
     r"^[a-z]{2,3}$": "must be a language's two or three lower-case letters, such as sq or pl",
 }
 MISSING_WORDS = {  # what a missing field takes, where "is missing" would leave the agency guessing
     "event_id": "is missing: give each event an id of its own, a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427, "
-    "and keep it when the event is sent again (a workbook from `outreach template` makes one from the row)",
+    "and keep it when the event is sent again (in a CSV file or workbook, a reference column makes one)",
 }
 DAY_FORMS = (
     "must be a date such as 2025-03-05 (year-month-day); a range is two dates with a slash, 2025-03-01/2025-03-15"

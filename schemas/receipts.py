@@ -4,6 +4,10 @@ An agency asks on ``outreach.status.<its slug>`` (see ``schemas.subjects.status_
 ``StatusRequest``; a running projector answers with a ``StatusReply`` listing a ``Receipt`` per
 stream message of that agency: accepted, an ignored duplicate, or rejected with the reason. The
 broker lets each agency ask only on its own subject, so an agency learns only of its own events.
+
+With ``in_force`` set, the reply lists instead the agency's events in force that carry a
+``reference`` (a row of a file: see ``schemas.files``), originals not retracted, one ``InForce``
+each: what a publisher compares a file with to find the rows deleted from it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class StatusRequest(BaseModel):
     since: AwareDatetime | None = None
     event_ids: tuple[str, ...] | None = Field(None, max_length=10_000)
     limit: int = Field(MAX_RECEIPTS, ge=1, le=MAX_RECEIPTS)
+    in_force: bool = False  # list the agency's events in force with a reference, not receipts
 
 
 class Receipt(BaseModel):
@@ -37,6 +42,18 @@ class Receipt(BaseModel):
     fate: Literal["accepted", "duplicate", "rejected"]
     reason: str | None = None
     stored_at: datetime
+    reference: str | None = None  # the row's reference, for an event from a file's row
+
+
+class InForce(BaseModel):
+    """An original event of the agency with a reference, not retracted (corrected or not)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stream_seq: int
+    event_id: str
+    event_type: str
+    reference: str
 
 
 class StatusReply(BaseModel):
@@ -49,5 +66,6 @@ class StatusReply(BaseModel):
     agency: str = ""
     as_of_seq: int = 0
     receipts: tuple[Receipt, ...] = ()
+    in_force: tuple[InForce, ...] = ()
     more: bool = False
     error: str | None = None

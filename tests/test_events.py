@@ -245,7 +245,7 @@ def test_event_id_is_required() -> None:
         (
             "event_id",
             "is missing: give each event an id of its own, a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427, and "
-            "keep it when the event is sent again (a workbook from `outreach template` makes one from the row)",
+            "keep it when the event is sent again (in a CSV file or workbook, a reference column makes one)",
         )
     ]
 

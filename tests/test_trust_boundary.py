@@ -396,6 +396,45 @@ async def test_reply_subjects_never_write_into_the_stream(closed: tuple[Embedded
     assert run_query(db, "SELECT count(*) FROM rejected_events").rows == [(0,)]
 
 
+def test_an_agency_corrects_and_retracts_its_file_rows_with_its_own_credentials(
+    closed: tuple[EmbeddedServer, Path], tmp_path: Path
+) -> None:
+    """Everything publishing a file again reads (its own subjects by direct get, its events in force
+    from the projector, the origins of its receipts) is within an agency's rights."""
+    server, directory = closed
+    db = tmp_path / "p.duckdb"
+    env = env_of(directory, "al-a", server)
+    path = tmp_path / "a.csv"
+    header = "reference,agency,recorded_at,county,occurred,event_type,format,participants.students\n"
+    body = "{ref},al-a,2025-01-10,AL-06,2024-11-05,session_held,school_session,{n}\n"
+    path.write_text(header + body.format(ref="A-1", n=10) + body.format(ref="A-2", n=20))
+    projector = live_projector(directory, server, db)
+    try:
+        done = outreach("publish", "--wait", "60", str(path), env=env)
+        assert done.returncode == 0, done.stderr
+        path.write_text(header + body.format(ref="A-1", n=12))
+        done = outreach("publish", "--retract-missing", "--wait", "60", str(path), env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[:4] == [
+            f"{path}: line 2, A-1: corrected: students 10 → 12",
+            f"{path}: A-2 (was line 3): in the stream, not in this file: retracted",
+            "2 event(s): 2 stored, 0 duplicate(s) already stored, 0 failed",
+            "projector: 2 accepted, 0 duplicate(s), 0 rejected, 0 without a receipt yet",
+        ]
+        done = outreach("status", "--json", env=env)
+        assert done.returncode == 0 and done.stderr.startswith("agency al-a: 4 accepted"), done.stderr
+        seen = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [(r["event_type"], r["reference"], r["file"], r["row_or_line"]) for r in seen] == [
+            ("session_held", "A-1", "a.csv", 2),
+            ("session_held", "A-2", "a.csv", 3),
+            ("event_corrected", "A-1", "a.csv", 2),
+            ("event_retracted", "A-2", "a.csv", 3),
+        ]
+    finally:
+        projector.terminate()
+        projector.communicate(timeout=60)
+
+
 # ---- 6. a changed figure inside the old duplicate window ----------------------------------------
 
 
@@ -490,9 +529,10 @@ async def test_an_agency_reads_its_own_receipts_and_never_anothers(
             outreach, "publish", "--wait", "60", str(b_file), env=env_of(directory, "al-b", server)
         )
         assert done.returncode == 0, done.stderr
-        assert (
-            done.stdout.splitlines()[-1] == "projector: 1 accepted, 0 duplicate(s), 0 rejected, 0 without a receipt yet"
-        )
+        assert done.stdout.splitlines()[:2] == [
+            "1 event(s): 1 stored, 0 duplicate(s) already stored, 0 failed",
+            "projector: 1 accepted, 0 duplicate(s), 0 rejected, 0 without a receipt yet",
+        ]
 
         # A corrects B's event: it passes A's own checks, and the projector rejects it.
         fix = {
@@ -509,10 +549,27 @@ async def test_an_agency_reads_its_own_receipts_and_never_anothers(
         a_env = env_of(directory, "al-a", server)
         done = await asyncio.to_thread(outreach, "publish", "--wait", "60", str(a_file), env=a_env)
         assert done.returncode == 1
-        assert done.stdout.splitlines() == [
+        lines = done.stdout.splitlines()
+        assert lines[:2] == [
             "2 event(s): 2 stored, 0 duplicate(s) already stored, 0 failed",
             "projector: 1 accepted, 0 duplicate(s), 1 rejected, 0 without a receipt yet",
         ]
+        # The receipts as a table, each beside the file and line it came from.
+        assert lines[2].split() == [
+            "stream_seq",
+            "fate",
+            "event_type",
+            "event_id",
+            "reference",
+            "file",
+            "where",
+            "reason",
+        ]
+        assert [line.split()[:6] for line in lines[4:6]] == [
+            ["2", "accepted", "session_held", own["event_id"], "a.jsonl", "line"],
+            ["3", "rejected", "event_corrected", fix["event_id"], "a.jsonl", "line"],
+        ]
+        assert lines[6] == "(2 rows)"
         reason = (
             f"unknown event: corrects {b_event['event_id']}, which agency 'al-a' has not published "
             f"(publish the original first; an agency corrects or retracts only its own events)"
