@@ -247,6 +247,7 @@ class Follower:
             self.settings.stream,
             start_seq=self.projector.last_seq + 1,
             batch_size=self.settings.batch_size,
+            batch_bytes=self.settings.batch_bytes,
         )
         pipeline = Pipeline(self.projector, before_write=self._check_gaps, after_write=self._applied)
         async with reader:
