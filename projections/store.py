@@ -137,6 +137,8 @@ _TYPES: dict[type, dict[str, str]] = {
         "event_id": "VARCHAR",
         "reason": "VARCHAR",
         "payload": "BLOB",
+        "payload_bytes": "UBIGINT",
+        "payload_sha256": "VARCHAR",
     },
     DuplicateRow: {"stream_seq": "UBIGINT", "event_id": "UUID", "stored_at": "TIMESTAMPTZ", "agency": "VARCHAR"},
     FactVersion: {
@@ -234,6 +236,13 @@ INSERTS = {row_type: _insert_sql(row_type) for row_type in _TYPES}
 _GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES if not hasattr(row_type, "_fields")}
 
 
+# How DuckDB (and the operating system through it) says a write failed for want of memory, disk or
+# permission; its error classes do not tell them apart (a commit's failures are all "TransactionContext").
+MEMORY_FAILURES = ("out of memory", "failed to pin block", "memory limit")
+DISK_FAILURES = ("no space left", "file too large", "disk quota", "disk is full")
+PERMISSION_FAILURES = ("permission denied", "read-only file system", "read only file system", "operation not permitted")
+
+
 class CheckpointNotAdvanced(ProjectionError):
     """A batch would not move the checkpoint forward from the sequence it was folded after: it was
     refused, and nothing of it written."""
@@ -298,6 +307,7 @@ class ProjectionStore:
 
     def __init__(self, path: str | Path, memory_limit: str = MEMORY_LIMIT, threads: int = 1) -> None:
         self.path = Path(path)
+        self.memory_limit = memory_limit
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -419,12 +429,33 @@ class ProjectionStore:
         except duckdb.Error as exc:
             with contextlib.suppress(duckdb.Error):  # already gone: nothing of it was committed
                 con.rollback()
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProjectionError(
                 f"writing the batch ending at stream sequence {update.last_seq} to {self.path} failed; "
-                f"nothing of it was kept and the checkpoint did not move: {exc}. Once the cause is fixed "
-                f"(disk space, file permissions), start the projector again: it resumes from the checkpoint."
+                f"nothing of it was kept and the checkpoint did not move: {detail.rstrip('.')}. "
+                f"{self._remedy(exc)}, then start the projector again: it resumes from the checkpoint."
             ) from None
         self._remember(update.log)
+
+    def _remedy(self, exc: duckdb.Error) -> str:
+        """What failed in a write, by DuckDB's error, and what the operator does about it."""
+        text = str(exc).lower()
+        if isinstance(exc, duckdb.OutOfMemoryException) or any(m in text for m in MEMORY_FAILURES):
+            return (
+                f"Memory: DuckDB's buffer pool ({self.memory_limit}, OUTREACH_MEMORY_LIMIT_MB) could not hold "
+                f"the batch. Raise OUTREACH_MEMORY_LIMIT_MB, or lower OUTREACH_BATCH_BYTES or OUTREACH_BATCH_SIZE"
+            )
+        if any(m in text for m in DISK_FAILURES):
+            return (
+                f"Disk: the file system holding {self.path} is full, or the file reached a size limit. Free space "
+                f"there (or lift the limit)"
+            )
+        if isinstance(exc, duckdb.PermissionException) or any(m in text for m in PERMISSION_FAILURES):
+            return (
+                f"Permissions: the projector may not write {self.path} or its directory (a read-only file system, "
+                f"or the file's owner and mode). Give the projector's user write access"
+            )
+        return "Once the cause is fixed (memory, disk space, file permissions)"
 
     def _remember(self, log: list[LogRow]) -> None:
         """The index learns what the file has just committed, and only that."""
