@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import operator
+import re
 import time
 import uuid
 from collections.abc import Collection
@@ -262,30 +263,44 @@ class Checkpoint:
 # memory (the log's rows are in the buffer pool either way). A crash costs reading up to 128 MB of
 # log back when the file is next opened.
 CHECKPOINT_THRESHOLD = "128MB"
-READERS_WAIT_S = 120.0  # an analyst's query on the file is stopped at its own limit well before
+READERS_POLL_S = 0.1
 
 
 def _connect_for_writing(path: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
-    """Open ``path`` for writing. Other processes reading it (an analyst's `outreach sql --db`, a
-    report) hold a shared lock for the length of their query: wait for them, never fail on them.
-    Another writer is an error at once."""
-    deadline = time.monotonic() + READERS_WAIT_S
-    said = False
+    """Open ``path`` for writing. Another process reading it (an analyst's `outreach sql --db`, a
+    notebook, a report) holds a shared lock: wait for as long as it does, saying once which process
+    it is, and never fail on it. Another writer (a second projector) is an error at once.
+
+    DuckDB's lock tells a reader from a writer: a read-only connection opens beside readers, never
+    beside a writer; its error names the holder's program and PID."""
+    said: set[str] = set()
     while True:
         try:
             return duckdb.connect(str(path), config=config)
         except duckdb.Error as exc:
             if "lock" not in str(exc).lower():
                 raise ProjectionError(f"cannot open {path} for writing: {exc}") from None
-            if not _only_readers(path) or time.monotonic() > deadline:
+            holder = _holder(exc)
+            if not _only_readers(path):
                 raise ProjectionError(
-                    f"cannot open {path} for writing: another process holds it ({exc}). One projector "
+                    f"cannot open {path} for writing: {holder} holds it open for writing ({exc}). One projector "
                     f"writes a file; stop the other, or give this one a file of its own (--db)"
                 ) from None
-            if not said:
-                log.warning("%s is open for reading by another process; waiting for it to close", path)
-                said = True
-            time.sleep(0.05)
+            if holder not in said:
+                log.warning(
+                    "%s is open read-only in %s, a reader (a notebook, `outreach sql --db`, a report); waiting for "
+                    "it to close the file, for as long as it takes",
+                    path,
+                    holder,
+                )
+                said.add(holder)
+            time.sleep(READERS_POLL_S)
+
+
+def _holder(exc: duckdb.Error) -> str:
+    """The process DuckDB's lock error names: "Conflicting lock is held in <program> (PID <n>)"."""
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
+    return f"process {found.group(2)} ({found.group(1)})" if found else "another process"
 
 
 def _only_readers(path: Path) -> bool:
