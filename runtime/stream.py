@@ -113,7 +113,8 @@ async def _lower_message_size(js: JetStreamContext, info: StreamInfo) -> StreamI
         log.warning(
             "stream %s accepts messages of %s, but an event is at most %s bytes (%s with headers): an agency can "
             "send large messages the projector only rejects. The admin lowers it with `outreach stream` (with the "
-            "admin's credentials) or `nats stream edit %s --max-msg-size %d`; it was not lowered here (%s)",
+            "admin's credentials) or `nats stream edit %s --max-msg-size %d`. Not lowered here: these "
+            "credentials may not change the stream, or the broker did not answer (%s)",
             name, shown, f"{MAX_EVENT_BYTES:,}", f"{MAX_MESSAGE_BYTES:,}", name, MAX_MESSAGE_BYTES, exc,
         )  # fmt: skip
         return info
