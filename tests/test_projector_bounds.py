@@ -185,6 +185,21 @@ async def test_a_new_stream_takes_messages_no_larger_than_an_event(nats_server: 
         await nc.close()
 
 
+def test_a_file_made_before_rejections_were_bounded_opens_with_their_length_and_hash_derived(tmp_path: Path) -> None:
+    db = tmp_path / "old.duckdb"
+    old = duckdb.connect(str(db))
+    old.execute(
+        "CREATE TABLE rejected_events (stream_seq UBIGINT NOT NULL, subject VARCHAR NOT NULL, stored_at TIMESTAMPTZ "
+        "NOT NULL, event_id VARCHAR, reason VARCHAR NOT NULL, payload BLOB NOT NULL)"
+    )
+    old.execute("INSERT INTO rejected_events VALUES (7, 'outreach.events.al-a.x', now(), NULL, 'junk', ?)", [JUNK])
+    old.close()
+    ProjectionStore(db).close()
+    assert run_query(db, "SELECT stream_seq, payload_bytes, payload_sha256 FROM rejected_events").rows == [
+        (7, len(JUNK), hashlib.sha256(JUNK).hexdigest())
+    ]
+
+
 # ---- a failed write says what failed ---------------------------------------------------------------
 
 
