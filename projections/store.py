@@ -264,6 +264,13 @@ class Checkpoint:
 # log back when the file is next opened.
 CHECKPOINT_THRESHOLD = "128MB"
 READERS_POLL_S = 0.1
+# DuckDB keeps a long string written since the last checkpoint (an event's payload of some
+# kilobytes) in its buffer pool until the write-ahead log is folded into the file, and cannot evict
+# it: a flood of the largest events (64 KiB) filled a 112 MB pool before the log reached
+# CHECKPOINT_THRESHOLD, and every commit after failed. So the writer folds the log itself once the
+# long strings written since hold a quarter of the pool.
+LONG_STRING_BYTES = 2048
+LONG_STRINGS_SHARE = 4
 
 
 def _connect_for_writing(path: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
@@ -297,6 +304,15 @@ def _connect_for_writing(path: Path, config: dict[str, Any]) -> duckdb.DuckDBPyC
             time.sleep(READERS_POLL_S)
 
 
+def _megabytes(limit: str) -> int:
+    """A DuckDB memory limit as the store is given it ("112MB", "1GB") in MB."""
+    found = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B\s*", limit, re.IGNORECASE)
+    if not found:
+        raise ProjectionError(f"cannot read the memory limit {limit!r}: give it as a number of MB, e.g. 112MB")
+    scale = {"K": 1 / 1024, "": 1 / (1024 * 1024), "M": 1, "G": 1024, "T": 1024 * 1024}[found.group(2).upper()]
+    return max(1, int(int(found.group(1)) * scale))
+
+
 def _holder(exc: duckdb.Error) -> str:
     """The process DuckDB's lock error names: "Conflicting lock is held in <program> (PID <n>)"."""
     found = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
@@ -323,6 +339,8 @@ class ProjectionStore:
     def __init__(self, path: str | Path, memory_limit: str = MEMORY_LIMIT, threads: int = 1) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
+        self.long_strings = 0  # bytes of long strings written since the write-ahead log was last folded
+        self.long_strings_limit = _megabytes(memory_limit) * 1024 * 1024 // LONG_STRINGS_SHARE
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -451,6 +469,30 @@ class ProjectionStore:
                 f"{self._remedy(exc)}, then start the projector again: it resumes from the checkpoint."
             ) from None
         self._remember(update.log)
+        self._fold_log_if_long(update)
+
+    def _fold_log_if_long(self, update: BatchUpdate) -> None:
+        """Fold the write-ahead log into the file once the long strings written since the last time
+        hold ``1 / LONG_STRINGS_SHARE`` of the pool (see LONG_STRING_BYTES). The batch is committed
+        already: a failure here stops the projector as a failed write would, its checkpoint moved."""
+        texts = [row.payload for row in update.log] + [v.payload for v in update.versions if v.payload is not None]
+        # A character is up to 4 bytes: only texts that may be long are encoded to be measured.
+        sizes = [len(text.encode()) for text in texts if len(text) >= LONG_STRING_BYTES // 4]
+        sizes += [len(row.payload) for row in update.rejected]
+        self.long_strings += sum(size for size in sizes if size >= LONG_STRING_BYTES)
+        if self.long_strings < self.long_strings_limit:
+            return
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            if "other write transactions" in str(exc):
+                return  # a snapshot is being written beside it: after the next batch, then
+            raise ProjectionError(
+                f"folding the write-ahead log into {self.path} after the batch ending at stream sequence "
+                f"{update.last_seq} failed (the batch itself is kept): {str(exc).strip().splitlines()[0]}. "
+                f"{self._remedy(exc)}, then start the projector again: it resumes from the checkpoint."
+            ) from None
+        self.long_strings = 0
 
     def _remedy(self, exc: duckdb.Error) -> str:
         """What failed in a write, by DuckDB's error, and what the operator does about it."""
@@ -470,7 +512,7 @@ class ProjectionStore:
                 f"Permissions: the projector may not write {self.path} or its directory (a read-only file system, "
                 f"or the file's owner and mode). Give the projector's user write access"
             )
-        return "Once the cause is fixed (memory, disk space, file permissions)"
+        return "Fix the cause (memory, disk space, file permissions)"
 
     def _remember(self, log: list[LogRow]) -> None:
         """The index learns what the file has just committed, and only that."""

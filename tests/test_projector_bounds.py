@@ -46,6 +46,10 @@ FLOOD = 150
 # The projector's peak (VmHWM) while it folds the flood: DuckDB's 112 MB pool, the interpreter and
 # its libraries (about 80 MiB), and at most four batches of OUTREACH_BATCH_BYTES (4 MiB) in flight.
 PEAK_BOUND_MIB = 256
+# The same while it folds 2,000 valid events of 64 KiB (125 MiB), each kept whole: with them, their
+# parsed and Arrow copies, and up to a quarter of the pool of such text not yet folded into the file.
+LARGEST_FLOOD = 2000
+LARGEST_PEAK_BOUND_MIB = 448
 
 
 @pytest.fixture
@@ -133,6 +137,41 @@ async def test_an_agency_flooding_an_old_stream_with_1_mb_messages_is_rejected_w
     assert run_query(db, "SELECT max(octet_length(payload)) FROM rejected_events").rows == [(REJECTED_PAYLOAD_BYTES,)]
     assert run_query(db, "SELECT participants FROM totals_by_county").rows == [(12,)]
     assert checkpoint(db) == last
+
+
+async def test_an_agency_flooding_the_stream_with_the_largest_valid_events_is_folded_within_the_projectors_memory(
+    tmp_path: Path, processes: Processes
+) -> None:
+    """The largest message the stream now takes: a valid event padded to 64 KiB, each stored whole
+    in the event log. DuckDB holds such long strings in its pool until the log is folded into the
+    file; the projector folds it before they fill the pool."""
+    directory = tmp_path / "auth"
+    config = auth.init(directory, AGENCIES)
+    with EmbeddedServer(tmp_path / "nats", port=0, config_file=config) as server:
+        admin = await as_user(directory, "admin", server)
+        await ensure_stream(admin.jetstream(), "OUTREACH", 3600)
+        await admin.close()
+        a = await as_user(directory, "al-a", server)
+        for _ in range(LARGEST_FLOOD):
+            event = session("al-a", students=3)
+            raw = json.dumps(event).encode()
+            await publish_raw(a, raw[:-1] + b" " * (MAX_EVENT_BYTES - len(raw)) + b"}", subject(event))
+        await a.close()
+
+        db = tmp_path / "p.duckdb"
+        env = env_of(directory, "projector", server, OUTREACH_DB=str(db), OUTREACH_SNAPSHOT_INTERVAL_S="0.2")
+        projector = processes.outreach(["project"], env)
+        wait_for_projection(projector, db, LARGEST_FLOOD, 120)
+        peak = peak_mib(projector.process.pid)
+        assert projector.stop() == 0, projector.stderr[-2000:]
+
+    assert peak < LARGEST_PEAK_BOUND_MIB, f"the projector peaked at {peak:.0f} MiB"
+    assert run_query(db, "SELECT count(*), min(octet_length(encode(payload::VARCHAR))) FROM event_log").rows == [
+        (LARGEST_FLOOD, MAX_EVENT_BYTES)
+    ]
+    assert run_query(db, "SELECT events, participants FROM totals_by_county").rows == [
+        (LARGEST_FLOOD, 3 * LARGEST_FLOOD)
+    ]
 
 
 async def test_the_admin_lowers_an_old_streams_limit_and_the_broker_then_refuses_large_messages(
