@@ -80,6 +80,7 @@ async def export_log(settings: Settings, out: Path, fmt: str | None = None) -> i
                     start_seq=info.state.first_seq,
                     end_seq=info.state.last_seq,
                     batch_size=settings.batch_size,
+                    batch_bytes=settings.batch_bytes,
                     handle=insert,
                 )
             count = con.execute("SELECT count(*) FROM log").fetchone()

@@ -36,10 +36,12 @@ from schemas.events import (
     SessionHeld,
     TeamEstablished,
 )
-from schemas.parse import parse_event_versioned
+from schemas.parse import MAX_EVENT_BYTES, parse_event_versioned
 from schemas.subjects import parse_subject
 
 MAX_REASON = 2000
+# What a rejected message keeps of its raw bytes: enough to see what was sent.
+REJECTED_PAYLOAD_BYTES = 4096
 
 
 class StreamMessage(NamedTuple):
@@ -451,9 +453,18 @@ def _retracted_version(target: KnownEvent, msg: StreamMessage) -> FactVersion:
 def _rejected(msg: StreamMessage, reason: str) -> RejectedRow:
     """The rejection of one message. Its text columns are made storable whatever the message held
     (a lone surrogate or a NUL would make DuckDB refuse the whole batch); the payload is kept as the
-    exact bytes received."""
+    exact bytes received up to ``REJECTED_PAYLOAD_BYTES``, with the length and sha256 of the whole
+    (which the stream keeps at its sequence): a flood of large junk costs the file a bounded row each."""
+    data = msg.data
     return RejectedRow(
-        msg.seq, _text(msg.subject), msg.stored_at, _event_id_of(msg.data), _text(reason[:MAX_REASON]), msg.data
+        msg.seq,
+        _text(msg.subject),
+        msg.stored_at,
+        _event_id_of(data) if len(data) <= MAX_EVENT_BYTES else None,
+        _text(reason[:MAX_REASON]),
+        data[:REJECTED_PAYLOAD_BYTES],
+        len(data),
+        hashlib.sha256(data).hexdigest(),
     )
 
 

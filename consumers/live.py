@@ -238,6 +238,7 @@ class Follower:
 
     async def _read_once(self) -> None:
         info = await self.js.stream_info(self.settings.stream)
+        self.projector.check_stream_created(info.created)
         self.projector.check_stream_end(info.state.last_seq)
         if self.until_caught_up and self.projector.last_seq >= info.state.last_seq:
             self.finished.set()
@@ -247,8 +248,9 @@ class Follower:
             self.settings.stream,
             start_seq=self.projector.last_seq + 1,
             batch_size=self.settings.batch_size,
+            batch_bytes=self.settings.batch_bytes,
         )
-        pipeline = Pipeline(self.projector, before_write=self._check_gaps, after_write=self._applied)
+        pipeline = Pipeline(self.projector, before_write=self._check_batch, after_write=self._applied)
         async with reader:
             self.reader = reader
             try:
@@ -256,7 +258,19 @@ class Follower:
             finally:
                 self.reader = None
 
-    async def _check_gaps(self, batch: list[StreamMessage]) -> None:
+    async def _check_batch(self, batch: list[StreamMessage]) -> None:
+        """Before a batch is written: the stream is still the one the projector started on (one
+        deleted and created anew under it would mix two streams' sequences in its file), and no
+        message was left out."""
+        try:
+            info = await self.js.stream_info(self.settings.stream)
+        except NotFoundError:
+            raise ProjectionError(
+                f"stream {self.settings.stream} no longer exists (it was deleted) while {self.projector.store.path} "
+                f"was projected from it up to sequence {self.projector.last_seq}; nothing more is applied. A stream "
+                f"created anew is another stream: project it into a new database file (--db)."
+            ) from None
+        self.projector.check_stream_created(info.created)
         await check_gaps(self.js, self.settings.stream, self.projector.last_seq, batch)
 
     async def _applied(self, batch: list[StreamMessage]) -> None:
@@ -273,7 +287,8 @@ class Follower:
     async def _watch(self) -> None:
         """Every half second: a full garbage collection now and then, the snapshot after a quiet
         spell, and a check that the reader is not stalled (messages wait and none arrives) and that
-        the stream did not come back shorter than the checkpoint (then the projector stops)."""
+        the stream is the same one and did not come back shorter than the checkpoint (else the
+        projector stops)."""
         seen = (self.projector.last_seq, time.monotonic())
         collected = time.monotonic()
         while not self.finished.is_set():
@@ -288,12 +303,14 @@ class Follower:
             if time.monotonic() - seen[1] < STALL_SECONDS:
                 continue
             try:
-                last_seq = (await self.js.stream_info(self.settings.stream)).state.last_seq
+                info = await self.js.stream_info(self.settings.stream)
             except Exception:  # the broker is away: the reader's own errors say so
                 continue
+            last_seq = info.state.last_seq
             try:
+                self.projector.check_stream_created(info.created)
                 self.projector.check_stream_end(last_seq)
-            except ProjectionError as exc:  # the server came back with fewer messages than applied
+            except ProjectionError as exc:  # another stream, or one that came back with fewer messages than applied
                 self.failure = exc
                 if self.reader is not None:
                     self.reader.stop(exc, discard=True)

@@ -46,14 +46,23 @@ class Projector:
         self.stream_created = stream_created
         self.stats = ProjectorStats()
         checkpoint = store.checkpoint(stream)
-        if checkpoint is not None and checkpoint.stream_created != stream_created:
-            raise ProjectionError(
-                f"{store.path} was projected from a stream {stream} created at {checkpoint.stream_created}, "
-                f"but the stream now was created at {stream_created}: it was deleted and created anew. "
-                f"Project into a new database file (--db) and compare with `outreach sql`."
-            )
+        if checkpoint is not None:
+            self._check_created(checkpoint.stream_created, stream_created)
         self.last_seq = checkpoint.last_seq if checkpoint else 0
         self.digest = checkpoint.digest if checkpoint else GENESIS
+
+    def check_stream_created(self, stream_created: datetime) -> None:
+        """Refuse a stream other than the one this projector started on: deleted and created anew
+        while it runs, its sequences start again at 1 and mean other events."""
+        self._check_created(self.stream_created, stream_created)
+
+    def _check_created(self, projected: datetime, now: datetime) -> None:
+        if projected != now:
+            raise ProjectionError(
+                f"{self.store.path} was projected from a stream {self.stream} created at {projected}, "
+                f"but the stream now was created at {now}: it was deleted and created anew. "
+                f"Project into a new database file (--db) and compare with `outreach sql`."
+            )
 
     def check_stream_end(self, stream_last_seq: int) -> None:
         """Refuse a stream that ends before the checkpoint: it lost messages this projection has

@@ -20,8 +20,9 @@ it received: its queue stays near those limits whatever the broker's window.
 
 A reader with an ``end_seq`` stops there (or at the stream's last message, or at the last one
 stored by ``as_of``); without one it follows the stream's end for as long as it is iterated.
-Messages are handed over in batches of up to ``batch_size``: a batch ends early when the stream
-had nothing more stored, so a message published to a quiet stream is handed over at once.
+Messages are handed over in batches of up to ``batch_size`` messages, and ending once they hold
+``batch_bytes`` of payload (so a batch holds at most that plus one message): a batch ends early when
+the stream had nothing more stored, so a message published to a quiet stream is handed over at once.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from consumers.fold import StreamMessage, delivered
+from runtime.settings import DEFAULT_BATCH_BYTES
 from schemas.errors import OutreachError, ProjectionError
 from schemas.subjects import ALL_EVENTS
 
@@ -75,6 +77,7 @@ class StreamReader:
         *,
         start_seq: int,
         batch_size: int,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
         end_seq: int | None = None,
         as_of: datetime | None = None,
         idle_timeout: float | None = 30.0,
@@ -83,6 +86,8 @@ class StreamReader:
         self.stream = stream
         self.start_seq = start_seq
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
+        self.current_bytes = 0  # the payload bytes ``current`` holds
         self.end_seq = end_seq
         self.as_of = as_of
         self.idle_timeout = idle_timeout if end_seq is not None else None  # a follower may wait for ever
@@ -200,14 +205,15 @@ class StreamReader:
                 return  # received before a resubscription
             self.next_seq = m.seq + 1
             self.current.append(m)
+            self.current_bytes += len(m.data)
             caught_up = left == 0
             last = self.end_seq is not None and (m.seq >= self.end_seq or caught_up)
             if last:
                 self._finish()
                 return
-            if len(self.current) >= self.batch_size:
+            if len(self.current) >= self.batch_size or self.current_bytes >= self.batch_bytes:
                 self.ready.append(self.current)
-                self.current, self.flushable = [], False
+                self.current, self.current_bytes, self.flushable = [], 0, False
                 self.wake.set()
                 while len(self.ready) >= 1 and not self.done:  # the consumer is behind: wait for it
                     self.room.clear()
@@ -224,7 +230,7 @@ class StreamReader:
     def _finish(self) -> None:
         if self.current:
             self.ready.append(self.current)
-            self.current = []
+            self.current, self.current_bytes = [], 0
         self.finished = self.done = True
         self.wake.set()
 
@@ -235,7 +241,7 @@ class StreamReader:
             self.failure = failure
         if discard:
             self.ready.clear()
-            self.current = []
+            self.current, self.current_bytes = [], 0
         self._finish()
         self.room.set()
 
@@ -271,7 +277,7 @@ class StreamReader:
                 self.room.set()
                 return batch
             if self.current and (self.flushable or self.finished):
-                batch, self.current, self.flushable = self.current, [], False
+                batch, self.current, self.current_bytes, self.flushable = self.current, [], 0, False
                 return batch
             if self.finished:
                 return None
@@ -296,6 +302,7 @@ async def read_stream(
     end_seq: int,
     batch_size: int,
     handle: Callable[[list[StreamMessage]], None],
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
     as_of: datetime | None = None,
     idle_timeout: float = 30.0,
 ) -> None:
@@ -303,7 +310,14 @@ async def read_stream(
     ``as_of``) to ``handle``, in stream order. Stops early at the stream's last message, so a
     deleted tail does not leave it waiting. The first error from ``handle`` is raised."""
     reader = StreamReader(
-        js, stream, start_seq=start_seq, batch_size=batch_size, end_seq=end_seq, as_of=as_of, idle_timeout=idle_timeout
+        js,
+        stream,
+        start_seq=start_seq,
+        batch_size=batch_size,
+        batch_bytes=batch_bytes,
+        end_seq=end_seq,
+        as_of=as_of,
+        idle_timeout=idle_timeout,
     )
     async with reader:
         async for batch in reader:

@@ -80,6 +80,7 @@ async def replay(
             start_seq=projector.last_seq + 1,
             end_seq=end,
             batch_size=settings.batch_size,
+            batch_bytes=settings.batch_bytes,
             as_of=as_of,
             idle_timeout=idle_timeout,
         )

@@ -33,7 +33,9 @@ class RejectedRow(NamedTuple):
     stored_at: datetime
     event_id: str | None
     reason: str
-    payload: bytes
+    payload: bytes  # the raw bytes received, or their first ``REJECTED_PAYLOAD_BYTES``
+    payload_bytes: int  # how many bytes were received
+    payload_sha256: str  # of all of them, in hex
 
 
 class DuplicateRow(NamedTuple):

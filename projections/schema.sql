@@ -53,8 +53,14 @@ CREATE TABLE IF NOT EXISTS rejected_events (
     stored_at       TIMESTAMPTZ NOT NULL,
     event_id        VARCHAR,                -- when one could be read
     reason          VARCHAR NOT NULL,
-    payload         BLOB NOT NULL           -- raw bytes, exactly as received
+    payload         BLOB NOT NULL           -- raw bytes, exactly as received: the first 4,096 of them
 );
+-- The whole message's length and sha256 (its bytes are in the stream at stream_seq). Files made
+-- before these were kept hold whole payloads, from which they are derived.
+ALTER TABLE rejected_events ADD COLUMN IF NOT EXISTS payload_bytes UBIGINT;
+ALTER TABLE rejected_events ADD COLUMN IF NOT EXISTS payload_sha256 VARCHAR;
+UPDATE rejected_events SET payload_bytes = octet_length(payload), payload_sha256 = sha256(payload)
+WHERE payload_bytes IS NULL;
 
 -- The same event_id published again with identical content after the broker's duplicate window.
 CREATE TABLE IF NOT EXISTS ignored_duplicates (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import operator
+import re
 import time
 import uuid
 from collections.abc import Collection
@@ -137,6 +138,8 @@ _TYPES: dict[type, dict[str, str]] = {
         "event_id": "VARCHAR",
         "reason": "VARCHAR",
         "payload": "BLOB",
+        "payload_bytes": "UBIGINT",
+        "payload_sha256": "VARCHAR",
     },
     DuplicateRow: {"stream_seq": "UBIGINT", "event_id": "UUID", "stored_at": "TIMESTAMPTZ", "agency": "VARCHAR"},
     FactVersion: {
@@ -234,6 +237,13 @@ INSERTS = {row_type: _insert_sql(row_type) for row_type in _TYPES}
 _GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES if not hasattr(row_type, "_fields")}
 
 
+# How DuckDB (and the operating system through it) says a write failed for want of memory, disk or
+# permission; its error classes do not tell them apart (a commit's failures are all "TransactionContext").
+MEMORY_FAILURES = ("out of memory", "failed to pin block", "memory limit")
+DISK_FAILURES = ("no space left", "file too large", "disk quota", "disk is full")
+PERMISSION_FAILURES = ("permission denied", "read-only file system", "read only file system", "operation not permitted")
+
+
 class CheckpointNotAdvanced(ProjectionError):
     """A batch would not move the checkpoint forward from the sequence it was folded after: it was
     refused, and nothing of it written."""
@@ -253,30 +263,60 @@ class Checkpoint:
 # memory (the log's rows are in the buffer pool either way). A crash costs reading up to 128 MB of
 # log back when the file is next opened.
 CHECKPOINT_THRESHOLD = "128MB"
-READERS_WAIT_S = 120.0  # an analyst's query on the file is stopped at its own limit well before
+READERS_POLL_S = 0.1
+# DuckDB keeps a long string written since the last checkpoint (an event's payload of some
+# kilobytes) in its buffer pool until the write-ahead log is folded into the file, and cannot evict
+# it: a flood of the largest events (64 KiB) filled a 112 MB pool before the log reached
+# CHECKPOINT_THRESHOLD, and every commit after failed. So the writer folds the log itself once the
+# long strings written since hold a quarter of the pool.
+LONG_STRING_BYTES = 2048
+LONG_STRINGS_SHARE = 4
 
 
 def _connect_for_writing(path: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
-    """Open ``path`` for writing. Other processes reading it (an analyst's `outreach sql --db`, a
-    report) hold a shared lock for the length of their query: wait for them, never fail on them.
-    Another writer is an error at once."""
-    deadline = time.monotonic() + READERS_WAIT_S
-    said = False
+    """Open ``path`` for writing. Another process reading it (an analyst's `outreach sql --db`, a
+    notebook, a report) holds a shared lock: wait for as long as it does, saying once which process
+    it is, and never fail on it. Another writer (a second projector) is an error at once.
+
+    DuckDB's lock tells a reader from a writer: a read-only connection opens beside readers, never
+    beside a writer; its error names the holder's program and PID."""
+    said: set[str] = set()
     while True:
         try:
             return duckdb.connect(str(path), config=config)
         except duckdb.Error as exc:
             if "lock" not in str(exc).lower():
                 raise ProjectionError(f"cannot open {path} for writing: {exc}") from None
-            if not _only_readers(path) or time.monotonic() > deadline:
+            holder = _holder(exc)
+            if not _only_readers(path):
                 raise ProjectionError(
-                    f"cannot open {path} for writing: another process holds it ({exc}). One projector "
+                    f"cannot open {path} for writing: {holder} holds it open for writing ({exc}). One projector "
                     f"writes a file; stop the other, or give this one a file of its own (--db)"
                 ) from None
-            if not said:
-                log.warning("%s is open for reading by another process; waiting for it to close", path)
-                said = True
-            time.sleep(0.05)
+            if holder not in said:
+                log.warning(
+                    "%s is open read-only in %s, a reader (a notebook, `outreach sql --db`, a report); waiting for "
+                    "it to close the file, for as long as it takes",
+                    path,
+                    holder,
+                )
+                said.add(holder)
+            time.sleep(READERS_POLL_S)
+
+
+def _megabytes(limit: str) -> int:
+    """A DuckDB memory limit as the store is given it ("112MB", "1GB") in MB."""
+    found = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B\s*", limit, re.IGNORECASE)
+    if not found:
+        raise ProjectionError(f"cannot read the memory limit {limit!r}: give it as a number of MB, e.g. 112MB")
+    scale = {"K": 1 / 1024, "": 1 / (1024 * 1024), "M": 1, "G": 1024, "T": 1024 * 1024}[found.group(2).upper()]
+    return max(1, int(int(found.group(1)) * scale))
+
+
+def _holder(exc: duckdb.Error) -> str:
+    """The process DuckDB's lock error names: "Conflicting lock is held in <program> (PID <n>)"."""
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
+    return f"process {found.group(2)} ({found.group(1)})" if found else "another process"
 
 
 def _only_readers(path: Path) -> bool:
@@ -298,6 +338,9 @@ class ProjectionStore:
 
     def __init__(self, path: str | Path, memory_limit: str = MEMORY_LIMIT, threads: int = 1) -> None:
         self.path = Path(path)
+        self.memory_limit = memory_limit
+        self.long_strings = 0  # bytes of long strings written since the write-ahead log was last folded
+        self.long_strings_limit = _megabytes(memory_limit) * 1024 * 1024 // LONG_STRINGS_SHARE
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -419,12 +462,57 @@ class ProjectionStore:
         except duckdb.Error as exc:
             with contextlib.suppress(duckdb.Error):  # already gone: nothing of it was committed
                 con.rollback()
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProjectionError(
                 f"writing the batch ending at stream sequence {update.last_seq} to {self.path} failed; "
-                f"nothing of it was kept and the checkpoint did not move: {exc}. Once the cause is fixed "
-                f"(disk space, file permissions), start the projector again: it resumes from the checkpoint."
+                f"nothing of it was kept and the checkpoint did not move: {detail.rstrip('.')}. "
+                f"{self._remedy(exc)}, then start the projector again: it resumes from the checkpoint."
             ) from None
         self._remember(update.log)
+        self._fold_log_if_long(update)
+
+    def _fold_log_if_long(self, update: BatchUpdate) -> None:
+        """Fold the write-ahead log into the file once the long strings written since the last time
+        hold ``1 / LONG_STRINGS_SHARE`` of the pool (see LONG_STRING_BYTES). The batch is committed
+        already: a failure here stops the projector as a failed write would, its checkpoint moved."""
+        texts = [row.payload for row in update.log] + [v.payload for v in update.versions if v.payload is not None]
+        # A character is up to 4 bytes: only texts that may be long are encoded to be measured.
+        sizes = [len(text.encode()) for text in texts if len(text) >= LONG_STRING_BYTES // 4]
+        sizes += [len(row.payload) for row in update.rejected]
+        self.long_strings += sum(size for size in sizes if size >= LONG_STRING_BYTES)
+        if self.long_strings < self.long_strings_limit:
+            return
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            if "other write transactions" in str(exc):
+                return  # a snapshot is being written beside it: after the next batch, then
+            raise ProjectionError(
+                f"folding the write-ahead log into {self.path} after the batch ending at stream sequence "
+                f"{update.last_seq} failed (the batch itself is kept): {str(exc).strip().splitlines()[0]}. "
+                f"{self._remedy(exc)}, then start the projector again: it resumes from the checkpoint."
+            ) from None
+        self.long_strings = 0
+
+    def _remedy(self, exc: duckdb.Error) -> str:
+        """What failed in a write, by DuckDB's error, and what the operator does about it."""
+        text = str(exc).lower()
+        if isinstance(exc, duckdb.OutOfMemoryException) or any(m in text for m in MEMORY_FAILURES):
+            return (
+                f"Memory: DuckDB's buffer pool ({self.memory_limit}, OUTREACH_MEMORY_LIMIT_MB) could not hold "
+                f"the batch. Raise OUTREACH_MEMORY_LIMIT_MB, or lower OUTREACH_BATCH_BYTES or OUTREACH_BATCH_SIZE"
+            )
+        if any(m in text for m in DISK_FAILURES):
+            return (
+                f"Disk: the file system holding {self.path} is full, or the file reached a size limit. Free space "
+                f"there (or lift the limit)"
+            )
+        if isinstance(exc, duckdb.PermissionException) or any(m in text for m in PERMISSION_FAILURES):
+            return (
+                f"Permissions: the projector may not write {self.path} or its directory (a read-only file system, "
+                f"or the file's owner and mode). Give the projector's user write access"
+            )
+        return "Fix the cause (memory, disk space, file permissions)"
 
     def _remember(self, log: list[LogRow]) -> None:
         """The index learns what the file has just committed, and only that."""

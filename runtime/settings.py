@@ -8,6 +8,9 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+# A batch of 2,500 events of a typical size holds about 1.5 MB; 4 MiB bounds one of large messages
+# (the largest event is 64 KiB) well within DuckDB's pool, which holds a batch until it is committed.
+DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -32,6 +35,12 @@ class Settings(BaseSettings):
     stream_replicas: int = Field(1, ge=1, le=5, description="copies of the stream a cluster keeps (when creating it)")
     duplicate_window_s: float = Field(24 * 3600, gt=0, description="JetStream duplicate window")
     batch_size: int = Field(2500, ge=1, le=100_000, description="messages per projector batch")
+    batch_bytes: int = Field(
+        DEFAULT_BATCH_BYTES,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="a projector batch ends once its messages hold this many bytes, whatever their number",
+    )
     snapshot_interval_s: float = Field(
         5.0,
         ge=0,

@@ -1,23 +1,36 @@
 """The JetStream stream that holds the event log, created by the system itself, idempotently.
 
 History is immutable: the stream denies deleting messages and purging, allows no roll-ups, keeps
-everything (no limits on age, count or size), and stores on disk. Each event has a subject of its
-own, stored once (publishers send ``Nats-Expected-Last-Subject-Sequence: 0``); direct gets let an
+everything (no limits on age, count or total size), and stores on disk. Each event has a subject of
+its own, stored once (publishers send ``Nats-Expected-Last-Subject-Sequence: 0``); direct gets let an
 agency read back what is stored on its own subjects, to tell a re-send from a changed event.
+
+A message is at most what an event can be (``schemas.parse.MAX_EVENT_BYTES``) plus room for its
+headers: the broker refuses anything larger, so an agency cannot make the projector read megabytes
+it would only reject. A stream made with a larger limit is lowered by the admin's ``outreach
+stream`` or ``outreach server`` (a lower limit changes nothing stored); anyone else who finds it so
+(the projector) says so and goes on, its batches bounded by bytes whatever the messages hold.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
 
 from schemas.errors import BrokerError
+from schemas.parse import MAX_EVENT_BYTES
 from schemas.subjects import ALL_EVENTS
 
-MAX_MESSAGE_BYTES = 1024 * 1024
+log = logging.getLogger("outreach.stream")
+
+# The broker counts a message's headers in its size: publishers send two (Nats-Msg-Id and
+# Nats-Expected-Last-Subject-Sequence, under 100 bytes).
+HEADER_ROOM = 1024
+MAX_MESSAGE_BYTES = MAX_EVENT_BYTES + HEADER_ROOM
 
 
 def stream_config(name: str, duplicate_window_s: float, replicas: int = 1) -> StreamConfig:
@@ -69,6 +82,8 @@ async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: flo
             f"stream {name} exists but does not keep history immutable: {', '.join(wrong)}. "
             f"An operator must fix it (e.g. `nats stream edit {name}`); this tool will not change it."
         )
+    if not _message_size_bounded(info):
+        info = await _lower_message_size(js, info)
     if not info.config.allow_direct:
         # A stream made by an older version: direct gets are what lets a publisher compare a
         # re-sent event with the stored one. Only the admin may change the stream; others go on.
@@ -76,6 +91,38 @@ async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: flo
         config.allow_direct = True
         with contextlib.suppress(Exception):
             info = await js.update_stream(config)
+    return info
+
+
+def _message_size_bounded(info: StreamInfo) -> bool:
+    limit = info.config.max_msg_size
+    return limit is not None and 0 < limit <= MAX_MESSAGE_BYTES
+
+
+async def _lower_message_size(js: JetStreamContext, info: StreamInfo) -> StreamInfo:
+    """Lower the largest message a stream made before the limit accepts; only the admin may. For
+    anyone else it is said (the projector goes on: its batches are bounded by bytes)."""
+    name, limit = info.config.name, info.config.max_msg_size
+    shown = "any size" if limit is None or limit <= 0 else f"up to {limit:,} bytes"
+    config = info.config
+    config.max_msg_size = MAX_MESSAGE_BYTES
+    try:
+        info = await js.update_stream(config)
+    except Exception as exc:
+        config.max_msg_size = limit
+        log.warning(
+            "stream %s accepts messages of %s, but an event is at most %s bytes (%s with headers): an agency can "
+            "send large messages the projector only rejects. The admin lowers it with `outreach stream` (with the "
+            "admin's credentials) or `nats stream edit %s --max-msg-size %d`. Not lowered here: these "
+            "credentials may not change the stream, or the broker did not answer (%s)",
+            name, shown, f"{MAX_EVENT_BYTES:,}", f"{MAX_MESSAGE_BYTES:,}", name, MAX_MESSAGE_BYTES, exc,
+        )  # fmt: skip
+        return info
+    log.warning(
+        "stream %s accepted messages of %s; lowered to %s bytes (an event is at most %s); messages stored "
+        "before stay as they are",
+        name, shown, f"{MAX_MESSAGE_BYTES:,}", f"{MAX_EVENT_BYTES:,}",
+    )  # fmt: skip
     return info
 
 

@@ -17,9 +17,16 @@ from outreach.synthetic import generate
 from projections.query import run_query
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
+from schemas.parse import MAX_EVENT_BYTES
 from tests import oracle
 
 pytestmark = pytest.mark.integration
+
+
+def over_the_limit(valid: dict[str, Any]) -> bytes:
+    """The event one byte over the parser's limit: as large as the stream takes, without headers."""
+    padding = MAX_EVENT_BYTES + 1 - len(json.dumps(dict(valid, source="")).encode())
+    return json.dumps(dict(valid, source="x" * padding)).encode()
 
 
 def hostile(rng: random.Random, valid: dict[str, Any]) -> tuple[str, bytes]:
@@ -36,7 +43,7 @@ def hostile(rng: random.Random, valid: dict[str, Any]) -> tuple[str, bytes]:
         lambda: json.dumps(dict(valid, county=["AL-06"])).encode(),
         lambda: json.dumps(dict(valid, event_type="parade_held")).encode(),
         lambda: json.dumps(dict(valid, schema_version=99)).encode(),
-        lambda: json.dumps(dict(valid, source="x" * 70_000)).encode(),
+        lambda: over_the_limit(valid),
         lambda: json.dumps([valid]).encode(),
         lambda: b"null",
         lambda: json.dumps({k: v for k, v in valid.items() if k != "agency"}).encode(),

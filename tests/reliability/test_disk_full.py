@@ -52,8 +52,9 @@ def test_projector_stops_on_a_full_disk_and_resumes_exact(
     error = projector.stderr.splitlines()[-1]
     failed = re.fullmatch(
         rf"error: writing the batch ending at stream sequence (\d+) to {re.escape(str(db))} failed; nothing of it "
-        r"was kept and the checkpoint did not move: .*File too large\. Once the cause is fixed \(disk space, "
-        r"file permissions\), start the projector again: it resumes from the checkpoint\.",
+        r"was kept and the checkpoint did not move: .*File too large\. Disk: the file system holding "
+        rf"{re.escape(str(db))} is full, or the file reached a size limit\. Free space there \(or lift the limit\), "
+        r"then start the projector again: it resumes from the checkpoint\.",
         error,
     )
     assert failed, error
