@@ -51,7 +51,9 @@ async def run_projector(
     nc = await connect(settings, "outreach-projector")
     try:
         js = nc.jetstream()
-        info = await ensure_stream(js, settings.stream, settings.duplicate_window_s, settings.stream_replicas)
+        info = await ensure_stream(
+            js, settings.stream, settings.duplicate_window_s, settings.stream_replicas, change=False
+        )
         # On a thread: while a reader holds the file it waits, and the connection stays answered.
         store = await asyncio.to_thread(
             ProjectionStore, settings.db, memory_limit=f"{settings.memory_limit_mb}MB", threads=settings.duckdb_threads

@@ -58,10 +58,15 @@ def stream_config(name: str, duplicate_window_s: float, replicas: int = 1) -> St
 IMMUTABILITY = ("deny_delete", "deny_purge", "allow_rollup_hdrs", "storage", "subjects")
 
 
-async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: float, replicas: int = 1) -> StreamInfo:
+async def ensure_stream(
+    js: JetStreamContext, name: str, duplicate_window_s: float, replicas: int = 1, *, change: bool = True
+) -> StreamInfo:
     """Create the stream if it does not exist; refuse one that exists without immutable history.
 
-    ``replicas`` applies when creating it: in a JetStream cluster, how many servers keep a copy."""
+    ``replicas`` applies when creating it: in a JetStream cluster, how many servers keep a copy.
+    With ``change`` (the admin's commands), a stream made by an older version is brought up to date
+    (its message limit lowered, direct gets allowed); without it (the projector, which may not change
+    the stream) what is out of date is only said."""
     wanted = stream_config(name, duplicate_window_s, replicas)
     try:
         info = await js.stream_info(name)
@@ -83,8 +88,8 @@ async def ensure_stream(js: JetStreamContext, name: str, duplicate_window_s: flo
             f"An operator must fix it (e.g. `nats stream edit {name}`); this tool will not change it."
         )
     if not _message_size_bounded(info):
-        info = await _lower_message_size(js, info)
-    if not info.config.allow_direct:
+        info = await _lower_message_size(js, info) if change else _say_message_size(info, "")
+    if change and not info.config.allow_direct:
         # A stream made by an older version: direct gets are what lets a publisher compare a
         # re-sent event with the stored one. Only the admin may change the stream; others go on.
         config = info.config
@@ -110,18 +115,26 @@ async def _lower_message_size(js: JetStreamContext, info: StreamInfo) -> StreamI
         info = await js.update_stream(config)
     except Exception as exc:
         config.max_msg_size = limit
-        log.warning(
-            "stream %s accepts messages of %s, but an event is at most %s bytes (%s with headers): an agency can "
-            "send large messages the projector only rejects. The admin lowers it with `outreach stream` (with the "
-            "admin's credentials) or `nats stream edit %s --max-msg-size %d`. Not lowered here: these "
-            "credentials may not change the stream, or the broker did not answer (%s)",
-            name, shown, f"{MAX_EVENT_BYTES:,}", f"{MAX_MESSAGE_BYTES:,}", name, MAX_MESSAGE_BYTES, exc,
-        )  # fmt: skip
-        return info
+        return _say_message_size(
+            info,
+            f" Not lowered here: these credentials may not change the stream, or the broker did not answer ({exc})",
+        )
     log.warning(
         "stream %s accepted messages of %s; lowered to %s bytes (an event is at most %s); messages stored "
         "before stay as they are",
         name, shown, f"{MAX_MESSAGE_BYTES:,}", f"{MAX_EVENT_BYTES:,}",
+    )  # fmt: skip
+    return info
+
+
+def _say_message_size(info: StreamInfo, why: str) -> StreamInfo:
+    name, limit = info.config.name, info.config.max_msg_size
+    shown = "any size" if limit is None or limit <= 0 else f"up to {limit:,} bytes"
+    log.warning(
+        "stream %s accepts messages of %s, but an event is at most %s bytes (%s with headers): an agency can "
+        "send large messages the projector only rejects. The admin lowers it with `outreach stream` (with the "
+        "admin's credentials) or `nats stream edit %s --max-msg-size %d`.%s",
+        name, shown, f"{MAX_EVENT_BYTES:,}", f"{MAX_MESSAGE_BYTES:,}", name, MAX_MESSAGE_BYTES, why,
     )  # fmt: skip
     return info
 
