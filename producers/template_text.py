@@ -116,7 +116,7 @@ EN = Words(
         "police": "police",
         "border_guard": "border guard",
         "social_workers": "social workers",
-        "employment_office_staff": "employment office staff",
+        "employment_office_staff": "employment offices",
         "general_public": "general public",
         "other": "others",
     },
@@ -317,7 +317,7 @@ PL = Words(
         "students": "uczniowie i studenci",
         "teachers": "nauczyciele",
         "officials": "urzędnicy",
-        "civil_society": "organizacje społeczne",
+        "civil_society": "sektor pozarządowy",
         "police": "policja",
         "border_guard": "Straż Graniczna",
         "social_workers": "pracownicy socjalni",
@@ -349,5 +349,5 @@ WORDS = {"en": EN, "sq": SQ, "pl": PL}
 def language_of(agency: str | None) -> str:
     """The language a workbook is written in when none is asked for: from the agency's country."""
     if agency:
-        return AGENCY_LANGUAGE.get(agency.split("-", 1)[0], "en")
+        return AGENCY_LANGUAGE.get(agency.split("-", 1)[0].lower(), "en")
     return "en"
