@@ -728,15 +728,12 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     def started_at(projector: Any) -> None:
         print(
-            f"project: stream {settings.stream} into {settings.db}, "
-            f"from sequence {projector.last_seq + 1}",
+            f"project: stream {settings.stream} into {settings.db}, from sequence {projector.last_seq + 1}",
             file=sys.stderr,
             flush=True,
         )
 
-    stats = _run(
-        run_projector(settings, until_caught_up=args.until_caught_up, on_batch=progress, on_start=started_at)
-    )
+    stats = _run(run_projector(settings, until_caught_up=args.until_caught_up, on_batch=progress, on_start=started_at))
     print(
         f"applied {stats.messages} message(s) in {stats.batches} batch(es): {stats.accepted} accepted, "
         f"{stats.rejected} rejected, {stats.duplicates} duplicate(s); database {settings.db}; "

@@ -93,8 +93,7 @@ EN = Words(
         "estimated": "true if the quantity is an estimate.",
         "language": "Optional: its language's two or three letters, e.g. sq or pl.",
         "team_name": "The team's name.",
-        "member_institutions": "Optional: kinds of member institutions, separated by ; (the sheet read me "
-        "lists them).",
+        "member_institutions": "Optional: kinds of member institutions, separated by ; (the sheet read me lists them).",
         "withdrawn": "Empty, unless this entry should no longer count: then why (e.g. 'reported twice'). "
         "Publishing retracts it.",
     },
@@ -178,14 +177,11 @@ SQ = Words(
         "vetëm kodi, p.sh. AL-06.",
         "municipality": "Opsionale: kodi i bashkisë nga fleta codes, ose emri i saj.",
         "venue": "Opsionale: vendi, p.sh. emri i shkollës.",
-        "campaign_id": "Opsionale: emri i shkurtër i fushatës, nëse e ka përcaktuar institucioni juaj ose një "
-        "tjetër.",
-        "plan_tasks": "Opsionale: detyrat e planit kombëtar të veprimit, të ndara me ;, p.sh. "
-        "pl-nap-2013-2015/III/4.",
+        "campaign_id": "Opsionale: emri i shkurtër i fushatës, nëse e ka përcaktuar institucioni juaj ose një tjetër.",
+        "plan_tasks": "Opsionale: detyrat e planit kombëtar të veprimit, të ndara me ;, p.sh. pl-nap-2013-2015/III/4.",
         "format": "Lloji i takimit: zgjidheni nga lista.",
         "title": "Opsionale: titulli i takimit.",
-        "sessions": "Sa takime raporton ky rresht (1 nëse është bosh); pjesëmarrësit janë ata të të gjitha "
-        "takimeve.",
+        "sessions": "Sa takime raporton ky rresht (1 nëse është bosh); pjesëmarrësit janë ata të të gjitha takimeve.",
         "reported_total": "Opsionale: totali që jep raporti, nëse është më i madh se shuma e grupeve.",
         "total_estimated": "true nëse totali është i përafërt.",
         "source": "Opsionale: nga vijnë shifrat (një raport, një faqe).",
@@ -194,8 +190,7 @@ SQ = Words(
         "estimated": "true nëse sasia është e përafërt.",
         "language": "Opsionale: kodi me dy ose tri shkronja i gjuhës, p.sh. sq ose pl.",
         "team_name": "Emri i grupit të punës.",
-        "member_institutions": "Opsionale: llojet e institucioneve anëtare, të ndara me ; (fleta read me i "
-        "rendit).",
+        "member_institutions": "Opsionale: llojet e institucioneve anëtare, të ndara me ; (fleta read me i rendit).",
         "withdrawn": "Bosh, përveçse kur ky shënim nuk duhet të numërohet më: atëherë arsyeja (p.sh. "
         "„raportuar dy herë”). Publikimi e tërheq.",
     },
@@ -227,8 +222,7 @@ SQ = Words(
         "Rreshti i parë i çdo flete përmban emrat e fushave që lexon programi: mos e ndryshoni. Kur zgjidhni "
         "një qelizë, shfaqet se çfarë pranon kolona; i njëjti shënim gjendet te koka e kolonës.",
         "Datat: {dates}. Lëreni qelizën bosh kur diçka nuk dihet.",
-        "Kontrolloni skedarin me: outreach validate SKEDARI.xlsx; pastaj publikojeni me: outreach publish "
-        "SKEDARI.xlsx",
+        "Kontrolloni skedarin me: outreach validate SKEDARI.xlsx; pastaj publikojeni me: outreach publish SKEDARI.xlsx",
         "Jepini çdo rreshti referencën e vet (kolona e parë). Për të korrigjuar një rresht, ndryshojeni dhe "
         "publikoni sërish librin e punës; për ta tërhequr, shkruani arsyen në kolonën withdrawn. Mos ia "
         "ndryshoni emrin skedarit.",

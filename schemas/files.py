@@ -288,7 +288,10 @@ def _xlsx_cell(cell: Any, formula: Any, column: str, ref: str, county: str) -> s
     return _xlsx_text(value)
 
 
-_TYPED_MOMENT = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?|(\d{1,2})\.(\d{1,2})\.(\d{4}) (\d{1,2}):(\d{2})(?::(\d{2}))?")
+_TYPED_MOMENT = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?"  # 2025-03-05 10:00
+    r"|(\d{1,2})\.(\d{1,2})\.(\d{4}) (\d{1,2}):(\d{2})(?::(\d{2}))?"  # 05.03.2025 10:00
+)
 
 
 def _typed_moment(text: str) -> datetime | None:
@@ -554,10 +557,8 @@ def _negative(number: str, bounds: tuple[int, int] | None, cell: str) -> str | N
 def _whole_number_cell(column: str, cell: str) -> int:
     if not re.fullmatch(r"[0-9]{1,12}", cell):
         shown = json.dumps(cell, ensure_ascii=False)
-        raise CellInvalid(
-            column,
-            _negative(cell, WHOLE_NUMBER_RANGES.get(column), cell) or f"must be a whole number such as 12 (got {shown[:80]})",
-        )
+        negative = _negative(cell, WHOLE_NUMBER_RANGES.get(column), cell)
+        raise CellInvalid(column, negative or f"must be a whole number such as 12 (got {shown[:80]})")
     return int(cell)
 
 

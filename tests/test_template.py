@@ -16,7 +16,7 @@ import pytest
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from producers.template import SHEETS, write_template
+from producers.template import SHEETS, label, write_template
 from producers.template_text import WORDS
 from schemas.files import load_events
 
@@ -113,7 +113,7 @@ def test_every_column_is_explained_in_the_workbooks_language_and_its_header_stay
             assert (rule.promptTitle, rule.prompt, rule.showInputMessage) == (title, text, True)
             assert len(title) <= 32 and len(text) <= 255  # nothing cut: the limits of a cell's message
             if lang != "en":
-                assert title != _title(english, name, cell.value), (name, cell.value)
+                assert title != label(english, cell.value), (name, cell.value)
     expected = {
         "en": (
             "Outreach Ledger: one row per action, on the sheet of its kind (session_held: sessions; "
@@ -149,12 +149,6 @@ def test_every_column_is_explained_in_the_workbooks_language_and_its_header_stay
     ) == expected
     assert words.dates in book["read me"]["A3"].value
     assert [c.value for c in book["codes"][1]] == [*words.codes[:5], None, *words.codes[6:]]
-
-
-def _title(words: Any, sheet: str, column: str) -> str:
-    from producers.template import label
-
-    return label(words, column)
 
 
 def test_the_language_follows_the_agency_and_the_agency_is_pre_filled(tmp_path: Path) -> None:
@@ -240,7 +234,7 @@ def test_a_workbook_filled_in_before_the_languages_is_read_as_before(tmp_path: P
     book.save(path)
     loaded = load_events(path)
     assert loaded.problems == []
-    (_, event), = loaded.events
+    ((_, event),) = loaded.events
     assert (event.county, event.recorded_at.isoformat(), event.occurred.start) == (  # type: ignore[attr-defined]
         "AL-09",
         "2025-01-10T09:30:00+01:00",
