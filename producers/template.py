@@ -11,6 +11,7 @@ a month; and a sheet of the reference codes (counties and municipalities, with t
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -61,12 +62,13 @@ LISTS = {
     "estimated": ["true", "false"],
 }
 WHOLE = {"quantity": (0, MAX_COUNT), "reported_total": (0, MAX_COUNT), "sessions": (1, MAX_SESSIONS)}
+PROMPT_WIDTH = 70  # characters of a line of a cell's message
 README_WIDTH = 100  # characters of the read me sheet's lines
 TEXT = "@"  # the number format that keeps what is typed as text
 # Column widths in characters, wide enough for what the column usually holds.
 WIDTHS = {
     "reference": 16,
-    "event_id": 38,
+    "event_id": 14,  # left empty: the reference makes it
     "agency": 34,
     "recorded_at": 20,
     "occurred": 24,
@@ -192,7 +194,7 @@ def _entries(
         rule = _rule(column, county_list, words)
         rule.showInputMessage = True
         rule.promptTitle = label(words, column)[:32]
-        rule.prompt = note(words, name, column)[:255]
+        rule.prompt = _lines(note(words, name, column))
         rule.add(f"{letter}2:{letter}{ROWS + 1}")
         sheet.add_data_validation(rule)
     sheet.freeze_panes = "A2"
@@ -208,6 +210,12 @@ def _printed(sheet: Worksheet, one_page_wide: bool = True) -> None:
         sheet.page_setup.fitToHeight = 0
         sheet.sheet_properties.pageSetUpPr.fitToPage = True
     sheet.print_title_rows = "1:1"
+
+
+def _lines(text: str) -> str:
+    """A cell's message in lines: spreadsheets show it on one line, past the screen's edge, unless
+    it has line breaks. Words (dates, slugs) are never broken."""
+    return textwrap.fill(text, PROMPT_WIDTH, break_long_words=False, break_on_hyphens=False)
 
 
 def _rule(column: str, county_list: str, words: Words) -> DataValidation:
