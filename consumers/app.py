@@ -41,11 +41,16 @@ async def raw_payloads(message: Any) -> None:  # noqa: ARG001
 
 
 async def run_projector(
-    settings: Settings, *, until_caught_up: bool = False, on_batch: Callable[[Projector], Any] | None = None
+    settings: Settings,
+    *,
+    until_caught_up: bool = False,
+    on_batch: Callable[[Projector], Any] | None = None,
+    on_start: Callable[[Projector], Any] | None = None,
 ) -> ProjectorStats:
     """Run the projector until stopped (SIGINT/SIGTERM) or, with ``until_caught_up``, until it has
-    applied everything the stream held when it last looked. Raises on a fatal error, after which
-    the database holds exactly the batches up to its checkpoint."""
+    applied everything the stream held when it last looked; ``on_start`` is called once, before the
+    stream is read, with the projector at its checkpoint. Raises on a fatal error, after which the
+    database holds exactly the batches up to its checkpoint."""
     tune_gc()
     share_the_interpreter()
     nc = await connect(settings, "outreach-projector")
@@ -60,6 +65,8 @@ async def run_projector(
         )
         try:
             projector = Projector(store, settings.stream, info.created)
+            if on_start is not None:
+                on_start(projector)
             follower = Follower(settings, projector, js, until_caught_up=until_caught_up, on_batch=on_batch)
             services = Services(store, settings, nc.max_payload, applied=lambda: projector.last_seq)
             try:

@@ -25,9 +25,9 @@ DEMO_QUERIES = {
         "SELECT county, county_name, events, sessions, participants, sessions_participants_unknown, "
         "materials_distributed, teams_established FROM totals_by_county"
     ),
-    # The actions of no campaign are a row of their own: labelled, not left blank.
+    # The actions of no campaign are a row of their own per country: labelled, not left blank.
     "Totals by campaign": (
-        "SELECT coalesce(campaign_id, '(no campaign)') AS campaign_id, events, sessions, participants, "
+        "SELECT coalesce(campaign_id, '(no campaign)') AS campaign_id, country, events, sessions, participants, "
         "materials_distributed, teams_established, counties_reached FROM totals_by_campaign"
     ),
     "Totals by national action plan task": (
@@ -42,7 +42,9 @@ EPILOG = {
     "  outreach publish --dry-run reporting.xlsx           # what would be new, corrected, withdrawn\n"
     "  outreach publish --retract-missing reporting.xlsx   # also retract rows deleted from it",
     "validate": "examples:\n  outreach validate events.csv\n  outreach validate reporting.xlsx",
-    "template": "example:\n  outreach template --out reporting.xlsx   # fill it in; then outreach validate it",
+    "template": "examples:\n  outreach template --out reporting.xlsx   # fill it in; then outreach validate it\n"
+    "  outreach template --agency al-korce-regional-committee   # in Albanian, the agency filled in\n"
+    "  outreach template --lang pl --out sprawozdanie.xlsx",
     "project": "examples:\n  outreach project                      # follow the stream until Ctrl-C\n"
     "  outreach project --until-caught-up    # apply everything stored, then stop",
     "sql": 'examples:\n  outreach sql "SELECT * FROM totals_by_county"\n'
@@ -154,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     _nats_options(p)
     p.set_defaults(func=cmd_stream)
 
-    p = command("publish", "validate files of events (JSON Lines or CSV) and publish them")
+    p = command("publish", "validate files of events (JSON Lines, CSV or xlsx) and publish them")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--skip-invalid", action="store_true", help="publish the valid lines even if some are invalid")
     p.add_argument(
@@ -195,6 +197,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("template", "write a workbook to fill in: a sheet per action type, with lists and notes")
     p.add_argument("--out", type=Path, default=Path("reporting.xlsx"), help="where (default reporting.xlsx)")
+    p.add_argument(
+        "--lang",
+        choices=["en", "sq", "pl"],
+        help="the language of its notes, labels and read me sheet (default: from --agency's country, al- sq, "
+        "pl- pl; else en); the field names stay as they are",
+    )
+    p.add_argument("--agency", help="your agency's slug, pre-filled in every row's agency cell")
     p.set_defaults(func=cmd_template)
 
     p = command("project", "run the projector: stream → DuckDB totals")
@@ -699,8 +708,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_template(args: argparse.Namespace) -> int:
     from producers.template import write_template
+    from producers.template_text import language_of
 
-    out = write_template(args.out)
+    out = write_template(args.out, args.lang or language_of(args.agency), args.agency)
     print(f"wrote {out}: fill in a row per action on the sheet of its kind, then `outreach validate {out}`")
     return 0
 
@@ -716,7 +726,14 @@ def cmd_project(args: argparse.Namespace) -> int:
     def progress(projector: Any) -> None:
         printer(Progress(projector.last_seq, 0, projector.stats.messages, time.monotonic() - started))
 
-    stats = _run(run_projector(settings, until_caught_up=args.until_caught_up, on_batch=progress))
+    def started_at(projector: Any) -> None:
+        print(
+            f"project: stream {settings.stream} into {settings.db}, from sequence {projector.last_seq + 1}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    stats = _run(run_projector(settings, until_caught_up=args.until_caught_up, on_batch=progress, on_start=started_at))
     print(
         f"applied {stats.messages} message(s) in {stats.batches} batch(es): {stats.accepted} accepted, "
         f"{stats.rejected} rejected, {stats.duplicates} duplicate(s); database {settings.db}; "
@@ -1029,12 +1046,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
             write_result(result.columns, result.rows, "table", sys.stdout)
         print(
             f"\nThe projection is in {settings.db}. Query it with, for example:\n"
-            f'  outreach sql --db {settings.db} "SELECT * FROM totals_by_county"'
+            f'  {_this_program()} sql --db {settings.db} "SELECT * FROM totals_by_county"'
         )
         return 0
     finally:
         if server:
             server.stop()
+
+
+def _this_program() -> str:
+    """How to run this ``outreach`` again from the current directory, venv activated or not: the
+    ``outreach`` on PATH when it is this one, else its path (e.g. .venv/bin/outreach)."""
+    import shutil
+
+    here = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if here is None or here.name != "outreach" or not here.exists():  # python -m outreach
+        return f"{_relative(Path(sys.executable))} -m outreach"
+    found = shutil.which("outreach")
+    if found and Path(found).resolve() == here.resolve():
+        return "outreach"
+    return str(_relative(here))
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.absolute().relative_to(Path.cwd())
+    except ValueError:
+        return path.absolute()
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

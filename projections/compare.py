@@ -31,7 +31,11 @@ ORDER BY ALL LIMIT ?
 # behind a row: a condition on the key's values, in order.
 TOTALS_VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
     "totals_by_county": (("county",), "county = ?"),
-    "totals_by_campaign": (("campaign_id",), "campaign_id IS NOT DISTINCT FROM ?"),
+    # The actions of no campaign are a row per country.
+    "totals_by_campaign": (
+        ("campaign_id", "country"),
+        "campaign_id IS NOT DISTINCT FROM ? AND (campaign_id IS NOT NULL OR country IS NOT DISTINCT FROM ?)",
+    ),
     "totals_by_plan_task": (("task_ref",), "list_contains(plan_tasks, ?)"),
     "totals_by_month": (("month", "county"), "CAST(date_trunc('month', occurred_start) AS DATE) = ? AND county = ?"),
     "totals_by_audience": (

@@ -59,18 +59,22 @@ GROUP BY ALL
 ORDER BY county;
 
 -- Aggregated by key first, then joined to the definitions: one pass over the actions. `defined_by`
--- is the agency whose definition stands; a definition's lead_agency is always its definer.
+-- is the agency whose definition stands; a definition's lead_agency is always its definer. The
+-- actions of no campaign (campaign_id NULL) are a row per country, which `country` names: one
+-- country's actions are never added to another's.
 CREATE OR REPLACE MACRO totals_by_campaign_as_of(known) AS TABLE
-WITH g AS (SELECT a.campaign_id, {totals}, count(DISTINCT a.county) AS counties_reached
-           FROM actions_as_of(known) a GROUP BY a.campaign_id),
+WITH g AS (SELECT a.campaign_id, CASE WHEN a.campaign_id IS NULL THEN a.country END AS no_campaign_country,
+                  {totals}, count(DISTINCT a.county) AS counties_reached
+           FROM actions_as_of(known) a GROUP BY a.campaign_id, no_campaign_country),
      camps AS (SELECT * FROM campaigns_as_of(known))
-SELECT coalesce(c.campaign_id, g.campaign_id) AS campaign_id, c.name, c.name_en, c.country, c.lead_agency,
+SELECT coalesce(c.campaign_id, g.campaign_id) AS campaign_id, c.name, c.name_en,
+       coalesce(c.country, g.no_campaign_country) AS country, c.lead_agency,
        c.defined_by, c.funder,
        {totals_or_zero},
        coalesce(g.counties_reached, 0) AS counties_reached
 FROM g
 FULL JOIN camps c ON c.campaign_id = g.campaign_id
-ORDER BY campaign_id NULLS LAST;
+ORDER BY campaign_id NULLS LAST, country;
 
 CREATE OR REPLACE MACRO totals_by_plan_task_as_of(known) AS TABLE
 WITH g AS (SELECT a.task_ref, {totals}, count(DISTINCT a.county) AS counties_reached

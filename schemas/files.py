@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -27,13 +28,20 @@ from typing import Any
 
 from schemas.dates import TIME_ZONES, DateInvalid, date_cell, day_cell, local_moment, moment_cell
 from schemas.errors import EventInvalid, FileInvalid, Problem
-from schemas.events import REFERENCE_PATTERN, SLUG_PATTERN, Audience, EventBase
+from schemas.events import MAX_COUNT, MAX_SESSIONS, REFERENCE_PATTERN, SLUG_PATTERN, Audience, EventBase
 from schemas.parse import decode_json, parse_event
+from schemas.reference import regions
 
 LIST_FIELDS = {"plan_tasks", "partners", "target_counties", "member_institutions"}
 JSON_FIELDS = {"participants", "replacement", "occurred"}
 # Cells are text; events take JSON numbers and true/false. These are converted here, explicitly.
 WHOLE_NUMBER_FIELDS = {"quantity", "reported_total", "first_year", "last_year", "schema_version", "sessions"}
+# The bounds a count's cell is told of when it is out of them (a participants.<audience> cell: COUNT).
+COUNT = (0, MAX_COUNT)
+WHOLE_NUMBER_RANGES = {"quantity": COUNT, "reported_total": COUNT, "sessions": (1, MAX_SESSIONS)}
+# Lower case by definition: a file's cell is read in any letter case (a spreadsheet's autocorrect
+# capitalises a cell's first letter); JSON Lines events stay strict.
+LOWER_CASE_FIELDS = {"agency", "campaign_id", "lead_agency", "language"}
 FLAG_FIELDS = {"estimated", "total_estimated"}
 FLAGS = {"true": True, "false": False}
 # Dates in the forms agencies write (schemas.dates), made ISO here.
@@ -173,7 +181,8 @@ def _xlsx_rows(
             continue
         for number, (row, texts_written) in enumerate(zip_longest(cells, written, fillvalue=()), start=2):
             values = [c.value for c in row]
-            if not any(_xlsx_text(v) for v in values):
+            filled = {header[i] if i < len(header) else "" for i, v in enumerate(values) if _xlsx_text(v)}
+            if not filled or filled == {"agency"}:  # empty, or only the agency `outreach template --agency` fills in
                 continue
             line = index * ROWS_A_SHEET + number
             sheets[line] = name
@@ -262,6 +271,8 @@ def _xlsx_cell(cell: Any, formula: Any, column: str, ref: str, county: str) -> s
             raise CellInvalid(column, f"{ref} holds a date serial past 9999: type the date as 2025-03-05")
         what = f"the formula in {ref} gives" if is_formula else f"{ref} holds"
         raise CellInvalid(column, f"{what} the error {value}; type the value itself")
+    if column == "recorded_at" and isinstance(value, str):  # typed into a cell formatted as text
+        value = _typed_moment(value) or value
     if column == "recorded_at" and isinstance(value, datetime) and value.tzinfo is None and value.time() != time():
         country = county[:2]
         if country not in TIME_ZONES or county[2:3] != "-":
@@ -275,6 +286,26 @@ def _xlsx_cell(cell: Any, formula: Any, column: str, ref: str, county: str) -> s
         except DateInvalid as exc:
             raise CellInvalid(column, f"{ref}: {exc}") from None
     return _xlsx_text(value)
+
+
+_TYPED_MOMENT = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?"  # 2025-03-05 10:00
+    r"|(\d{1,2})\.(\d{1,2})\.(\d{4}) (\d{1,2}):(\d{2})(?::(\d{2}))?"  # 05.03.2025 10:00
+)
+
+
+def _typed_moment(text: str) -> datetime | None:
+    """A date and time typed as text without a zone, ``2025-03-05 10:00`` or ``05.03.2025 10:00``,
+    as a spreadsheet's date and time (read in the county's zone); None for any other text."""
+    m = _TYPED_MOMENT.fullmatch(text.strip())
+    if m is None:
+        return None
+    g = m.groups()
+    year, month, day, hour, minute, second = g[:6] if g[0] else (g[8], g[7], g[6], *g[9:])
+    try:
+        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
+    except ValueError:
+        return None  # not in the calendar: the event's validation says so
 
 
 def _header_text(value: Any) -> str:
@@ -463,6 +494,10 @@ def csv_record_to_event(record: dict[str | None, Any]) -> tuple[dict[str, Any], 
                 obj[column] = DATE_FIELDS[column](cell)
             elif column in WHOLE_NUMBER_FIELDS:
                 obj[column] = _whole_number_cell(column, cell)
+            elif column == "county":
+                obj[column] = county_cell(cell)
+            elif column in LOWER_CASE_FIELDS:
+                obj[column] = cell.lower()
             elif column in FLAG_FIELDS:
                 if cell.lower() not in FLAGS:
                     raise CellInvalid(column, f"must be true or false (got {json.dumps(cell, ensure_ascii=False)})")
@@ -490,10 +525,40 @@ def _json_cell(column: str, cell: str) -> Any:
         raise CellInvalid(column, exc.problems[0].message.replace("(event)", "the cell")) from None
 
 
+_COUNTY_CHOICE = re.compile(r"([A-Z]{2}-[0-9A-Z]{1,3}) (\S.*)")
+
+
+def county_cell(cell: str) -> str:
+    """A county as the template's drop-down shows it, ``AL-06 Korçë``, read as its code ``AL-06``;
+    only with the code's own name. Any other cell (a code alone) is left to the event's validation."""
+    m = _COUNTY_CHOICE.fullmatch(cell)
+    if m is None:
+        return cell
+    code, name = m.group(1), unicodedata.normalize("NFC", m.group(2).strip())
+    county = regions().counties.get(code)
+    if county is None:
+        raise CellInvalid("county", f"{code} is no county (got {_show(cell)}); pick the county from the list")
+    if unicodedata.normalize("NFC", county.name) != name:
+        raise CellInvalid(
+            "county",
+            f"{code} is {county.name}, not {name} (got {_show(cell)}); pick the county from the list, or give "
+            f"its code alone",
+        )
+    return code
+
+
+def _negative(number: str, bounds: tuple[int, int] | None, cell: str) -> str | None:
+    """What a negative count is told: the bounds it must be within, naming the cell's value."""
+    if bounds is None or not re.fullmatch(r"[-\u2212]\s*[0-9]{1,12}", number):
+        return None
+    return f"cannot be negative: must be a whole number from {bounds[0]} to {bounds[1]:,} (got {cell})"
+
+
 def _whole_number_cell(column: str, cell: str) -> int:
     if not re.fullmatch(r"[0-9]{1,12}", cell):
         shown = json.dumps(cell, ensure_ascii=False)
-        raise CellInvalid(column, f"must be a whole number such as 12 (got {shown[:80]})")
+        negative = _negative(cell, WHOLE_NUMBER_RANGES.get(column), cell)
+        raise CellInvalid(column, negative or f"must be a whole number such as 12 (got {shown[:80]})")
     return int(cell)
 
 
@@ -507,5 +572,8 @@ def _audience_cell(column: str, cell: str) -> dict[str, Any]:
     number = cell.removeprefix("~").strip()
     if not re.fullmatch(r"[0-9]{1,12}", number):
         shown = json.dumps(cell, ensure_ascii=False)
-        raise CellInvalid(column, f"must be a whole number, ~number (estimate) or 'unknown' (got {shown})")
+        raise CellInvalid(
+            column,
+            _negative(number, COUNT, cell) or f"must be a whole number, ~number (estimate) or 'unknown' (got {shown})",
+        )
     return {"audience": audience, "count": int(number), "estimated": estimated}

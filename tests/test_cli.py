@@ -56,11 +56,25 @@ def table_row(output: str, first_cell: str) -> list[str]:
     raise AssertionError(f"no row starting with {first_cell!r} in:\n{output}")
 
 
+# The `outreach` script pip installs beside this interpreter, as a user runs it without activating the venv.
+SCRIPT = Path(sys.executable).with_name("outreach")
+
+
+def without_the_venv() -> dict[str, str]:
+    """The environment of a shell in which the venv is not activated: its bin directory not on PATH."""
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != SCRIPT.parent]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_") and k != "VIRTUAL_ENV"}
+    return {**env, "PATH": os.pathsep.join(path)}
+
+
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory in which `outreach demo` has run once."""
+    """A directory in which `outreach demo` has run once, by the venv's script, the venv not activated."""
     cwd = tmp_path_factory.mktemp("demo")
-    done = outreach("demo", cwd=cwd)
+    assert SCRIPT.is_file(), f"{SCRIPT}: install the project with pip install -e ."
+    done = subprocess.run(
+        [str(SCRIPT), "demo"], cwd=cwd, env=without_the_venv(), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     (cwd / "first-run.txt").write_text(done.stdout)
     return cwd
@@ -86,7 +100,24 @@ def test_demo_prints_the_seed_totals(demo_dir: Path) -> None:
         "materials_distributed",
         "teams_established",
     ]
-    assert table_row(out, "(no campaign)")[:2] == ["(no", "campaign)"]
+    # One row of no campaign per country: the seeds' actions of no campaign are the seven Polish teams.
+    assert table_row(out, "(no campaign)") == ["(no", "campaign)", "PL", "7", "0", "0", "0", "7", "7"]
+
+
+def test_the_demos_last_hint_runs_without_an_activated_venv(demo_dir: Path) -> None:
+    import shlex
+
+    out = (demo_dir / "first-run.txt").read_text().splitlines()
+    hint = f'{SCRIPT} sql --db outreach-demo/outreach.duckdb "SELECT * FROM totals_by_county"'
+    assert out[-2:] == [
+        "The projection is in outreach-demo/outreach.duckdb. Query it with, for example:",
+        f"  {hint}",
+    ]
+    done = subprocess.run(
+        shlex.split(out[-1]), cwd=demo_dir, env=without_the_venv(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert table_row(done.stdout, "AL-06")[:3] == ["AL-06", "Korçë", "Korçë"]
 
 
 def test_demo_again_stores_nothing_new_and_prints_the_same_totals(demo_dir: Path) -> None:
@@ -187,6 +218,9 @@ def test_publish_refuses_a_file_with_invalid_lines_and_names_them(tmp_path: Path
 
         projected = outreach("project", "--nats", server.url, "--db", str(tmp_path / "p.duckdb"), "--until-caught-up")
         assert projected.returncode == 0, projected.stderr
+        assert projected.stderr.splitlines()[0] == (
+            f"project: stream OUTREACH into {tmp_path / 'p.duckdb'}, from sequence 1"
+        )
         assert projected.stdout.startswith("applied 1 message(s) in 1 batch(es): 1 accepted, 0 rejected")
 
 
@@ -254,6 +288,10 @@ def test_help_lists_every_command_and_each_has_an_example() -> None:
         sub = outreach(command, "--help")
         assert sub.returncode == 0
         assert "example" in sub.stdout
+    publish = outreach("publish", "--help").stdout
+    assert "validate files of events (JSON Lines, CSV or xlsx) and publish them" in publish
+    template = outreach("template", "--help").stdout
+    assert "--lang {en,sq,pl}" in template and "--agency AGENCY" in template
 
 
 def test_server_runs_in_the_foreground_creates_the_stream_and_stops_on_sigterm(tmp_path: Path) -> None:

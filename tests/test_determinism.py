@@ -218,7 +218,7 @@ async def test_verify_names_the_view_key_column_values_and_events_of_a_changed_c
     assert report.problems[:3] == [
         "totals_by_county AL-10 participants: projection 143, fold of the log 43; "
         "events behind it: stream sequences 1, 2",
-        "totals_by_campaign (none) participants: projection 150, fold of the log 50; "
+        "totals_by_campaign (none) AL participants: projection 150, fold of the log 50; "
         "events behind it: stream sequences 1, 2, 3",
         "totals_by_month 2017-05-01 AL-10 participants: projection 143, fold of the log 43; "
         "events behind it: stream sequences 1, 2",

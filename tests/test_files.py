@@ -431,12 +431,29 @@ def test_csv_unknown_audience_column_with_empty_cell_is_ignored(tmp_path: Path) 
     assert load_events(path).problems == []
 
 
-@pytest.mark.parametrize("cell", ["abc", "-5", "3.5", "~", "30 people", "~-3", "1,000", "n/a"])
+@pytest.mark.parametrize("cell", ["abc", "3.5", "~", "30 people", "1,000", "n/a", "- 5-"])
 def test_csv_participant_cell_must_be_a_number(tmp_path: Path, cell: str) -> None:
     path = write_csv(tmp_path, [[*CSV_HEADER, "participants.students"], [*csv_row(), cell]])
     loaded = load_events(path)
     assert loaded.problems == [Problem("participants.students", BAD_CELL.format(json.dumps(cell)), None, 2)]
     assert loaded.lines_total == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "cell", "bounds"),
+    [
+        ("participants.students", "-5", "from 0 to 10,000,000 (got -5)"),
+        ("participants.students", "~-3", "from 0 to 10,000,000 (got ~-3)"),
+        ("participants.students", "\u22125", "from 0 to 10,000,000 (got \u22125)"),
+        ("reported_total", "-5", "from 0 to 10,000,000 (got -5)"),
+        ("sessions", "-2", "from 1 to 10,000 (got -2)"),
+    ],
+)
+def test_a_negative_count_is_told_it_cannot_be(tmp_path: Path, column: str, cell: str, bounds: str) -> None:
+    path = write_csv(tmp_path, [[*CSV_HEADER, column], [*csv_row(), cell]])
+    assert load_events(path).problems == [
+        Problem(column, f"cannot be negative: must be a whole number {bounds}", None, 2)
+    ]
 
 
 def test_csv_participant_count_over_the_limit(tmp_path: Path) -> None:
@@ -475,7 +492,7 @@ def test_csv_reports_every_problem_with_its_line_number(tmp_path: Path) -> None:
             [*csv_row(uid(3), county="PL-MZ"), "10"],  # 3
             [*csv_row(uid(4)), "many"],  # 4
             [*csv_row(uid(5)), "10", "x"],  # 5
-            [*csv_row(uid(6), agency="X", occurred="2017-12-21/2017-12-20"), "10"],  # 6 two problems
+            [*csv_row(uid(6), agency="al_korce", occurred="2017-12-21/2017-12-20"), "10"],  # 6 two problems
             [*csv_row(uid(7)), "~10"],  # 7 valid
             [*csv_row(uid(2)), "11"],  # 8 reuses line 2's event_id
         ],

@@ -68,7 +68,7 @@ def test_every_problem_of_a_csv_line_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path, [HEADER, row(1, county="AL-99", quantity="-3")], ";")
     problems = [(p.line, p.field, p.message, p.value) for p in load_events(path).problems]
     assert problems == [
-        (2, "quantity", 'must be a whole number such as 12 (got "-3")', None),
+        (2, "quantity", "cannot be negative: must be a whole number from 0 to 10,000,000 (got -3)", None),
         (
             2,
             "county",
@@ -310,7 +310,7 @@ async def test_the_template_filled_in_validates_and_publishes_to_exact_totals(
     rules = {str(v.sqref).split(":")[0]: v.formula1 for v in book["session_held"].data_validations.dataValidation}
     header = [c.value for c in book["session_held"][1]]
     county = openpyxl.utils.get_column_letter(header.index("county") + 1)
-    assert rules[f"{county}2"] == "=codes!$A$2:$A$29"  # 12 Albanian counties, 16 Polish voivodeships
+    assert rules[f"{county}2"] == "=codes!$E$2:$E$29"  # 12 Albanian counties, 16 Polish voivodeships
     by_column = {
         header[openpyxl.utils.column_index_from_string(str(v.sqref).split(":")[0][:-1]) - 1]: v
         for v in book["session_held"].data_validations.dataValidation
@@ -321,11 +321,12 @@ async def test_the_template_filled_in_validates_and_publishes_to_exact_totals(
         "10000",
     )
     assert by_column["format"].type == "list" and "school_session" in by_column["format"].formula1
-    assert by_column["occurred"].prompt.startswith("2025-03-05 or 05.03.2025 (a day), 2025-03 (a month)")
-    assert by_column["participants.students"].prompt == (
-        "a whole number such as 25; ~25 for an estimate; unknown if they were not counted"
+    assert by_column["occurred"].prompt.startswith("When it happened: 2025-03-05 or 05.03.2025 (a day), 2025-03 (a")
+    assert by_column["participants.students"].prompt.replace("\n", " ") == (
+        "Participants, students: a whole number, ~N for an estimate, or unknown if they were not counted; empty if "
+        "none came."
     )
-    codes = {row[0]: row[2] for row in book["codes"].iter_rows(min_row=2, values_only=True) if row[0]}
+    codes = {row[0]: row[1] for row in book["codes"].iter_rows(min_row=2, values_only=True) if row[0]}
     assert codes["AL-06"] == "Korçë" and len(codes) == 28
 
     agency = {"agency": "al-diber-committee", "recorded_at": datetime(2025, 1, 10)}
