@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from projections.query import LockedByProjector, open_read_only
+from projections.store import STORAGE_VERSION
 
 SNAPSHOT_VIEWS = (
     "totals_by_county",
@@ -91,7 +92,7 @@ def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path, *, cells: bool =
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    out = duckdb.connect(str(partial))
+    out = duckdb.connect(str(partial), config={"storage_compatibility_version": STORAGE_VERSION})
     copied = False
     try:
         reader.execute("BEGIN TRANSACTION")  # every view from the same committed state
