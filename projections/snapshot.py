@@ -28,6 +28,7 @@ SNAPSHOT_VIEWS = (
     "totals_by_audience",
     "totals_by_campaign_county",
     "campaign_coverage",
+    "campaigns",
     "plan_tasks",
     "data_quality",
     "report_cells",

@@ -28,6 +28,7 @@ SELECT payload ->> 'campaign_id' AS campaign_id,
        payload ->> 'funder' AS funder,
        CAST(payload ->> 'starts' AS DATE) AS starts,
        CAST(payload ->> 'ends' AS DATE) AS ends,
+       CAST(coalesce(payload -> 'partners', '[]') AS VARCHAR[]) AS partners,
        agency AS defined_by,
        fact_id
 FROM facts_as_of(known)
