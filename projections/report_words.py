@@ -87,9 +87,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "pl": "Województwa objęte działaniami",
     },
     "card_counties_note": {
-        "en": "by any action",
-        "sq": "me të paktën një veprimtari",
-        "pl": "co najmniej jednym działaniem",
+        "en": "by actions of any kind",
+        "sq": "nga veprimtari të çdo lloji",
+        "pl": "działania dowolnego rodzaju",
     },
     "card_leaflet": {"en": "Leaflets distributed", "sq": "Fletëpalosje të shpërndara", "pl": "Rozdane ulotki"},
     "card_poster": {"en": "Posters distributed", "sq": "Postera të shpërndarë", "pl": "Rozdane plakaty"},
