@@ -152,10 +152,10 @@ PRINT_CSS = """
 @media print {{
   body {{ font-size: 10pt; }}
   main {{ max-width: none; padding: 0; }}
-  h2, h3 {{ break-after: avoid; }}
+  h2, h3 {{ break-after: avoid; break-inside: avoid; }}
   svg, tr, .headline, .campaign dl, .quality, p.note {{ break-inside: avoid; }}
   svg.map {{ max-height: 125mm; }}
-  .headline {{ grid-template-columns: repeat(5, 1fr); }}
+  .headline {{ grid-template-columns: repeat(auto-fit, minmax(28mm, 1fr)); }}
   .scroll {{ overflow: visible; }}
 }}
 """
