@@ -23,6 +23,7 @@ from consumers.projector import Projector
 from outreach.synthetic import generate
 from projections.report import Filters, Heading, _periods, write_report
 from projections.report_words import COUNTS, TEXTS
+from projections.snapshot import snapshot_path, write_snapshot
 from projections.store import ProjectionStore
 from schemas.errors import SettingsInvalid
 from schemas.reference import regions
@@ -913,3 +914,19 @@ def test_the_log_quality_counts_every_correction_and_retraction_once(tmp_path: P
     listed = store.con.execute("SELECT kind, count(*) FROM corrections GROUP BY kind ORDER BY kind").fetchall()
     assert listed == [("event_corrected", 133), ("event_retracted", 47)]
     store.close()
+
+
+def test_a_report_from_the_snapshot_is_the_report_from_the_projection(db: Path, tmp_path: Path) -> None:
+    """Beside a running projector the report reads its snapshot: campaigns, partners and all."""
+    live = tmp_path / "live.duckdb"
+    shutil.copyfile(db, live)
+    store = ProjectionStore(live)
+    try:
+        assert write_snapshot(store.reader(), live) is True
+    finally:
+        store.close()
+    from_projection, from_snapshot = tmp_path / "projection.html", tmp_path / "snapshot.html"
+    write_report(live, from_projection, lang="pl")
+    write_report(snapshot_path(live), from_snapshot, lang="pl")
+    assert from_snapshot.read_text("utf-8") == from_projection.read_text("utf-8")
+    assert "al-korce-regional-committee, al-ministry-education" in from_snapshot.read_text("utf-8")
