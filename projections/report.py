@@ -75,9 +75,10 @@ ORDER BY country, task_ref NULLS LAST"""
 QUALITY = CELLS + "SELECT sum(sessions_estimated), sum(sessions_uncounted), sum(materials_unknown) FROM cells"
 DEFINED_TASKS = "SELECT task_ref, title, country FROM plan_tasks ORDER BY task_ref"
 DEFINED_CAMPAIGNS = (
-    "SELECT campaign_id, name, name_en, country, lead_agency, partners, funder, starts, ends "
-    "FROM campaigns ORDER BY country, campaign_id"
+    "SELECT campaign_id, name, name_en, country, lead_agency, funder, starts, ends FROM campaigns "
+    "ORDER BY country, campaign_id"
 )
+PARTNERS = "SELECT campaign_id, partners FROM campaign_partners"
 CAMPAIGNS = "SELECT campaign_id FROM totals_by_campaign WHERE campaign_id IS NOT NULL ORDER BY campaign_id"
 HAS = (
     "SELECT count(*) FROM (SELECT view_name AS name FROM duckdb_views() UNION ALL "
@@ -358,13 +359,18 @@ def _read(con: duckdb.DuckDBPyConnection, filters: Filters) -> _Data:
         campaign.counties.append(CountyRow(county, row))
         campaign.first = min(d for d in (campaign.first, first) if d is not None) if first or campaign.first else None
         campaign.last = max(d for d in (campaign.last, last) if d is not None) if last or campaign.last else None
+    partners_of = (
+        dict(con.execute(PARTNERS).fetchall())
+        if con.execute(HAS, ["campaign_partners"]).fetchone()[0]  # type: ignore[index]
+        else {}
+    )
     if con.execute(HAS, ["campaigns"]).fetchone()[0]:  # type: ignore[index]
-        for cid, name, name_en, code, lead, partners, funder, starts, ends in con.execute(DEFINED_CAMPAIGNS).fetchall():
+        for cid, name, name_en, code, lead, funder, starts, ends in con.execute(DEFINED_CAMPAIGNS).fetchall():
             if filters.campaign not in (None, cid) or filters.country not in (None, code):
                 continue
             campaign = campaigns.setdefault((code, cid), Campaign(cid, code))
             campaign.name, campaign.name_en, campaign.lead, campaign.funder = name, name_en, lead, funder
-            campaign.partners, campaign.starts, campaign.ends = list(partners or []), starts, ends
+            campaign.partners, campaign.starts, campaign.ends = list(partners_of.get(cid) or []), starts, ends
     for campaign in campaigns.values():
         campaign.counties.sort(key=lambda r: (-r.figures["participants"], -r.figures["events"], r.code))
 

@@ -29,6 +29,7 @@ SNAPSHOT_VIEWS = (
     "totals_by_campaign_county",
     "campaign_coverage",
     "campaigns",
+    "campaign_partners",
     "plan_tasks",
     "data_quality",
     "report_cells",
