@@ -29,8 +29,8 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "as_of": {
         "en": "Figures as received by {day}, {time} UTC",
-        "sq": "Shifrat siç ishin marrë deri më {day}, ora {time} UTC",
-        "pl": "Dane według stanu otrzymanego do {day}, godz. {time} UTC",
+        "sq": "Shifrat e marra deri më {day}, ora {time} UTC",
+        "pl": "Dane według stanu na {day}, godz. {time} UTC",
     },
     "as_of_nothing": {
         "en": "No action has been received yet.",

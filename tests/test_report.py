@@ -112,8 +112,8 @@ HEADINGS = {
 }
 AS_OF = {
     "en": "Figures as received by {day} {month} {year}, {time} UTC",
-    "sq": "Shifrat siç ishin marrë deri më {day} {month} {year}, ora {time} UTC",
-    "pl": "Dane według stanu otrzymanego do {day} {month} {year}, godz. {time} UTC",
+    "sq": "Shifrat e marra deri më {day} {month} {year}, ora {time} UTC",
+    "pl": "Dane według stanu na {day} {month} {year}, godz. {time} UTC",
 }
 MONTHS = {  # each month as each language writes it in a date (Polish: in the genitive)
     "en": [
