@@ -2,11 +2,13 @@
 
 The stream is read through the one reader (``consumers.reader``) in large batches, and every batch
 goes through the same ``Pipeline`` and ``Projector`` as the live path, so a replay and the live
-projection are the same fold of the same messages.
+projection are the same fold of the same messages. It is built beside its path in the newest
+storage format, then copied into an older one that analysts' tools read (``projections.copy``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from consumers.fold import StreamMessage
 from consumers.live import Pipeline, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
 from consumers.reader import StreamReader
+from projections.copy import copy_file
 from projections.store import ProjectionStore
 from runtime.connection import connect
 from runtime.settings import Settings
@@ -51,11 +54,40 @@ async def replay(
     as_of: datetime | None = None,
     progress: Callable[[Progress], None] | None = None,
     idle_timeout: float = 30.0,
+    for_analysts: bool = True,
 ) -> ProjectorStats:
     """Rebuild every projection from the first event into ``db`` (a new file), stopping after
-    stream sequence ``until_seq`` or at the last event the stream had stored by ``as_of``."""
+    stream sequence ``until_seq`` or at the last event the stream had stored by ``as_of``.
+    ``for_analysts``: in the storage format older DuckDB versions read (``STORAGE_VERSION``),
+    which costs a copy of the file once it is built; a replay only this process reads skips it."""
     if db.exists():
         raise ProjectionError(f"{db} exists; replay builds a new database file, give a path that does not exist")
+    if not for_analysts:
+        return await _replay(settings, db, until_seq, as_of, progress, idle_timeout)
+    building = db.with_name(db.name + ".building")
+    _remove(building)  # of a replay interrupted
+    try:
+        stats = await _replay(settings, building, until_seq, as_of, progress, idle_timeout)
+        copy_file(building, db, f"{settings.memory_limit_mb}MB")
+    finally:
+        _remove(building)
+    return stats
+
+
+def _remove(db: Path) -> None:
+    for path in (db, db.with_name(db.name + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+async def _replay(
+    settings: Settings,
+    db: Path,
+    until_seq: int | None,
+    as_of: datetime | None,
+    progress: Callable[[Progress], None] | None,
+    idle_timeout: float,
+) -> ProjectorStats:
     tune_gc()
     share_the_interpreter()
     nc = await connect(settings, "outreach-replay")

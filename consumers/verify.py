@@ -80,7 +80,7 @@ async def verify(settings: Settings, live: Path) -> VerifyReport:
 
     with tempfile.TemporaryDirectory(prefix="outreach-verify-") as tmp:
         rebuilt = Path(tmp) / "rebuilt.duckdb"
-        await replay(settings, rebuilt, until_seq=report.last_seq)
+        await replay(settings, rebuilt, until_seq=report.last_seq, for_analysts=False)
         con = open_read_only(rebuilt)
         try:
             gaps = con.execute("SELECT first_missing, last_missing FROM stream_gaps ORDER BY 1").fetchall()

@@ -249,6 +249,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--campaign", help="only the actions of this campaign (its campaign_id)")
     p.add_argument("--from", dest="start", metavar="DATE", help="only actions that started on this day or later")
     p.add_argument("--to", dest="end", metavar="DATE", help="only actions that started on this day or earlier")
+    p.add_argument("--title", help="the report's title (default: one in the report's language)")
+    p.add_argument("--organisation", help="the issuing organisation, above the title and on every printed page")
+    p.add_argument(
+        "--lang",
+        choices=["sq", "pl", "en"],
+        help="the report's language (default: the language of its one country, else English)",
+    )
+    p.add_argument(
+        "--measure",
+        choices=["participants", "sessions", "events", "teams", "materials"],
+        help="what the county maps shade (default: participants where a country held sessions, else events)",
+    )
     _db_option(p)
     _nats_options(p)  # beside a running projector, figures its snapshot lacks come from a copy it writes
     p.set_defaults(func=cmd_report)
@@ -864,7 +876,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from projections.report import Filters, has_figures, write_report
+    from projections.report import Filters, Heading, has_figures, write_report
 
     settings = settings_from(args)
     filters = Filters(
@@ -873,9 +885,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         start=_report_day("--from", args.start, 0),
         end=_report_day("--to", args.end, 1),
     )
-    write_report(_readable(settings, carries=has_figures), args.out, filters)
-    print(f"wrote {args.out}; open it in any browser (it needs no network)")
+    heading = Heading(title=args.title, organisation=args.organisation)
+    lang = write_report(
+        _readable(settings, carries=has_figures),
+        args.out,
+        filters,
+        lang=args.lang,
+        heading=heading,
+        measure=args.measure,
+    )
+    print(f"wrote {args.out} (in {LANGUAGE_NAMES[lang]}); open it in any browser (it needs no network)")
     return 0
+
+
+LANGUAGE_NAMES = {"en": "English", "sq": "Albanian", "pl": "Polish"}
 
 
 def _report_day(option: str, text: str | None, end: int) -> date | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from projections.store import MEMORY_LIMIT, REFERENCE_SQL, SCHEMA_SQL, VIEWS_SQL
+from projections.store import MEMORY_LIMIT, REFERENCE_SQL, SCHEMA_SQL, STORAGE_VERSION, VIEWS_SQL
 
 # Every table of a projection; the views are made from these.
 TABLES = (
@@ -48,7 +48,9 @@ def write_copy(
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    out = duckdb.connect(str(partial), config={"memory_limit": memory_limit})
+    out = duckdb.connect(
+        str(partial), config={"memory_limit": memory_limit, "storage_compatibility_version": STORAGE_VERSION}
+    )
     try:
         out.execute(SCHEMA_SQL)
         out.execute(REFERENCE_SQL)
@@ -71,3 +73,21 @@ def write_copy(
         reader.close()
     os.replace(partial, target)
     return target, (int(row[0]) if row and row[0] is not None else None)
+
+
+def copy_file(source: Path, target: Path, memory_limit: str = MEMORY_LIMIT) -> None:
+    """Copy the whole DuckDB file ``source`` (tables, their rows, views) into ``target``, a new file
+    in ``STORAGE_VERSION``, through a connection of its own with a buffer pool of ``memory_limit``.
+    ``target`` appears whole or not at all."""
+    partial = target.with_name(target.name + ".partial")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 1})
+    try:
+        con.execute("ATTACH ? AS source (READ_ONLY)", [str(source)])
+        con.execute(f"ATTACH ? AS target (STORAGE_VERSION '{STORAGE_VERSION}')", [str(partial)])
+        con.execute("COPY FROM DATABASE source TO target")
+        con.execute("DETACH target")
+    finally:
+        con.close()
+    os.replace(partial, target)

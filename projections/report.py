@@ -1,6 +1,8 @@
-"""A one-file HTML report of a projection: a section per country (its headline totals, participants
-by county, materials by kind, sessions by month and national action plan tasks), then notes on
-data quality.
+"""A one-file HTML report of a projection, as a ministry publishes it: a title and the issuing
+organisation, the date the figures were received by, then a section per country (its headline
+figures, a map of its counties, its counties' table, materials by kind, a time chart and the
+national action plan's tasks), a section per campaign, and notes on data quality. In English,
+Albanian or Polish (``projections.report_words``).
 
 Countries are never added together, and neither are kinds of material: 4,500 leaflets and 60
 posters are two figures. Every figure is a sum over the view ``report_cells``, which the snapshot
@@ -8,14 +10,16 @@ carries too, so the filters (country, campaign, the days the actions started) ap
 section alike and a report beside a running projector is exact.
 
 The file is self-contained: inline CSS and inline SVG, no script, no font or image to fetch, so it
-opens offline, can be mailed, reads on a phone and prints on A4. Every text from the database is
+opens offline, can be mailed, reads on a phone and prints on A4 with a running header and page
+numbers (CSS paged media). Every text from the database, the title and the organisation are
 escaped.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,8 @@ from typing import Any
 import duckdb
 
 from projections.query import open_read_only
+from projections.report_map import county_map, has_map
+from projections.report_words import LANGUAGES, Words, language_for
 from projections.snapshot import SNAPSHOT_CELLS_MAX, is_snapshot
 from schemas.errors import ProjectionError, SettingsInvalid
 from schemas.reference import regions
@@ -33,8 +39,7 @@ CELLS = "WITH cells AS (SELECT * FROM report_cells WHERE {where})\n"
 HEADLINE = (
     CELLS
     + """SELECT country, sum(events), sum(sessions), sum(participants), sum(sessions_uncounted),
-       sum(sessions_estimated), sum(teams),
-       count(DISTINCT county) FILTER (WHERE event_type IN ('session_held', 'materials_distributed'))
+       sum(sessions_estimated), sum(teams), sum(materials), count(DISTINCT county)
 FROM cells GROUP BY country ORDER BY country"""
 )
 MATERIALS = (
@@ -43,124 +48,125 @@ MATERIALS = (
 FROM cells WHERE event_type = 'materials_distributed'
 GROUP BY ALL ORDER BY country, sum(materials) DESC, material_kind"""
 )
-BY_COUNTY = (
+# One row per campaign (NULL: none) and county; a country's totals by county are their sums.
+BY_CAMPAIGN_COUNTY = (
     CELLS
-    + """SELECT c.country, c.county, k.name, sum(c.participants), sum(c.sessions), sum(c.sessions_uncounted),
-       sum(c.sessions_estimated)
-FROM cells c LEFT JOIN counties k ON k.code = c.county
-GROUP BY ALL ORDER BY c.country, sum(c.participants) DESC, sum(c.sessions) DESC, c.county"""
+    + """SELECT country, campaign_id, county, sum(events), sum(sessions), sum(participants),
+       sum(sessions_uncounted), sum(sessions_estimated), sum(teams), sum(materials), min(started), max(started)
+FROM cells GROUP BY ALL ORDER BY ALL"""
 )
 BY_MONTH = (
     CELLS
-    + """SELECT country, CAST(date_trunc('month', started) AS DATE), sum(sessions)
-FROM cells WHERE sessions > 0 GROUP BY ALL ORDER BY ALL"""
+    + """SELECT country, CAST(date_trunc('month', started) AS DATE), sum(events), sum(sessions)
+FROM cells WHERE started IS NOT NULL GROUP BY ALL ORDER BY ALL"""
 )
 BY_PLAN_TASK = (
     CELLS
     + """SELECT country, task_ref, sum(events), sum(sessions), sum(participants), sum(teams), count(DISTINCT county),
        sum(sessions_uncounted), sum(sessions_estimated)
 FROM (SELECT unnest(plan_tasks) AS task_ref, * EXCLUDE (plan_tasks) FROM cells)
-GROUP BY ALL ORDER BY ALL"""
+GROUP BY ALL
+UNION ALL
+SELECT country, NULL, sum(events), sum(sessions), sum(participants), sum(teams), count(DISTINCT county),
+       sum(sessions_uncounted), sum(sessions_estimated)
+FROM cells WHERE len(plan_tasks) = 0 GROUP BY ALL
+ORDER BY country, task_ref NULLS LAST"""
 )
 QUALITY = CELLS + "SELECT sum(sessions_estimated), sum(sessions_uncounted), sum(materials_unknown) FROM cells"
 DEFINED_TASKS = "SELECT task_ref, title, country FROM plan_tasks ORDER BY task_ref"
+DEFINED_CAMPAIGNS = (
+    "SELECT campaign_id, name, name_en, country, lead_agency, funder, starts, ends FROM campaigns "
+    "ORDER BY country, campaign_id"
+)
+PARTNERS = "SELECT campaign_id, partners FROM campaign_partners"
 CAMPAIGNS = "SELECT campaign_id FROM totals_by_campaign WHERE campaign_id IS NOT NULL ORDER BY campaign_id"
-HAS_CELLS = (
+HAS = (
     "SELECT count(*) FROM (SELECT view_name AS name FROM duckdb_views() UNION ALL "
-    "SELECT table_name FROM duckdb_tables()) WHERE name = 'report_cells'"
+    "SELECT table_name FROM duckdb_tables()) WHERE name = ?"
 )
 LOG_QUALITY = "SELECT corrections, retractions, rejected FROM data_quality"
 
-HEADLINES = (
-    ("events", "action"),
-    ("sessions", "session"),
-    ("participants", "participant known"),
-    ("teams", "team established"),
-    ("counties", "county reached"),
-)
-PLURALS = {
-    "action": "actions",
-    "session": "sessions",
-    "participant": "participants",
-    "participant known": "participants known",
-    "team established": "teams established",
-    "county reached": "counties reached",
-    "distribution": "distributions",
-}
-KINDS = {  # a material kind, one and many
-    "leaflet": ("leaflet", "leaflets"),
-    "poster": ("poster", "posters"),
-    "brochure": ("brochure", "brochures"),
-    "other": ("other material", "other materials"),
-}
-FILTER_QUALITY = (  # a figure's key, what it counts (made plural by _plural), and the rest of its words
-    ("sessions_estimated", "session", "with estimated participant counts"),
-    ("sessions_uncounted", "session", "with uncounted participants (not in the participants totals)"),
-    ("materials_unknown", "distribution", "of materials with unknown quantity"),
-)
-LOG_NOTES = (
-    ("corrections", "correction", "applied"),
-    ("retractions", "retraction", "applied"),
-    ("rejected", "event", "rejected by the projector (not in any total)"),
-)
-NO_SESSIONS = "no sessions"  # where a participants figure would read 0 although no session was held
+MEASURES = ("events", "sessions", "participants", "teams", "materials")
+KINDS = ("leaflet", "poster", "brochure", "other")
 
 CSS = """
 :root { color-scheme: light; --ink: #1d2433; --muted: #5b6475; --bar: #2f6f9f; --line: #d8dde6; }
 * { box-sizing: border-box; }
-body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
-       background: #fff; }
+body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color: var(--ink); background: #fff; }
 main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
-h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
-h2 { font-size: 1.2rem; margin: 2rem 0 .5rem; border-bottom: 1px solid var(--line); }
-.as-of { color: var(--muted); margin: 0 0 1rem; }
-.headline { display: grid; grid-template-columns: repeat(auto-fit, minmax(11rem, 1fr)); gap: .75rem;
+.organisation { margin: 0; font-weight: 600; color: var(--muted); text-transform: uppercase; letter-spacing: .04em;
+                font-size: .9rem; }
+h1 { font-size: 1.6rem; margin: 0 0 .25rem; line-height: 1.25; }
+h2 { font-size: 1.3rem; margin: 2rem 0 .5rem; border-bottom: 2px solid var(--ink); }
+h3 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
+.as-of { margin: 0 0 .25rem; font-weight: 600; }
+.filters { color: var(--muted); margin: 0 0 1rem; }
+.headline { display: grid; grid-template-columns: repeat(auto-fill, minmax(9.5rem, 1fr)); gap: .6rem;
             list-style: none; padding: 0; margin: 0; }
-.headline li { border: 1px solid var(--line); border-radius: .5rem; padding: .6rem .8rem; }
+.headline li { border: 1px solid var(--line); border-radius: .4rem; padding: .5rem .7rem; }
 .headline .value { display: block; font-size: 1.5rem; font-weight: 600; font-variant-numeric: tabular-nums;
                    overflow-wrap: anywhere; }
-.headline .label { color: var(--muted); font-size: .9rem; }
-/* Drawn narrow, so that on a phone the labels stay legible; not wider than 40rem on a desk. */
-svg { width: 100%; max-width: 40rem; height: auto; display: block; }
-svg text { font: 14px system-ui, sans-serif; fill: var(--ink); }
+.headline .label { display: block; color: var(--muted); font-size: .9rem; line-height: 1.3; }
+.headline .note { display: block; color: var(--muted); font-size: .8rem; line-height: 1.3; margin-top: .2rem; }
+svg { width: 100%; height: auto; display: block; }
+svg.chart { max-width: 40rem; }
+svg.map { max-width: 36rem; max-height: 34rem; }
+table.tasks td:first-child { white-space: nowrap; }
+svg text { font: 13px system-ui, "DejaVu Sans", sans-serif; fill: var(--ink); }
+svg .county { stroke: #8a94a6; stroke-width: 0.7; }
+svg .map-label { font-size: 12px; font-weight: 600; paint-order: stroke; stroke: #fff; stroke-width: 3px;
+                 stroke-linejoin: round; }
+svg .map-label.dark { fill: #fff; stroke: #08306b; }
+svg .map-value { font-weight: 400; }
+svg .legend { font-size: 12px; }
+svg .axis { font-size: 11px; fill: var(--muted); }
+svg .bar-value { font-size: 11px; }
 .bar { fill: var(--bar); }
+.source { color: var(--muted); font-size: .8rem; margin: .2rem 0 0; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-size: .85rem; color: var(--muted); font-weight: 600; }
 td.n, th.n { text-align: right; }
+tr.no-task td { font-style: italic; }
+.cell-note { display: block; color: var(--muted); font-size: .8rem; }
+.note { color: var(--muted); font-size: .9rem; }
+.campaign dl { display: grid; grid-template-columns: max-content 1fr; gap: .1rem 1rem; margin: 0 0 .5rem; }
+.campaign dt { color: var(--muted); }
+.campaign dd { margin: 0; }
+.campaign .name-en { color: var(--muted); font-weight: 400; }
 .quality li { margin: .2rem 0; }
-.quality .value { font-weight: 600; font-variant-numeric: tabular-nums; }
 .empty { color: var(--muted); }
-.cell-note { display: block; color: var(--muted); font-size: .85rem; }
-.headline .note { display: block; color: var(--muted); font-size: .85rem; }
-svg text.none { fill: var(--muted); font-style: italic; }
-svg text.mark { fill: var(--muted); }
-h3 { font-size: 1rem; margin: 1.25rem 0 .4rem; }
-.filters { color: var(--muted); margin: 0 0 1rem; }
 section.country { break-before: page; }
 section.country:first-of-type { break-before: auto; }
-/* Printed, or saved as PDF from the browser: A4 pages, no chart or table cut in two. */
-@page { size: A4; margin: 15mm; }
-@media print {
-  body { font-size: 11pt; }
-  main { max-width: none; padding: 0; }
-  h2, h3 { break-after: avoid; }
-  svg, table, .headline li, .quality { break-inside: avoid; }
-  .scroll { overflow: visible; }
-}
+
 """
 
-BAR_ROW = 42  # per county in the county chart, in the charts' units (text is 14)
-MARK_ROW = 18  # per note under a county's bar
-VALUE_GAP = 6  # between a bar and its value
+PRINT_CSS = """
+@page {{ size: A4; margin: 20mm 15mm 18mm 15mm;
+  @top-left {{ content: {header_left}; font: 8pt system-ui, "DejaVu Sans", sans-serif; color: #5b6475; }}
+  @top-right {{ content: {header_right}; font: 8pt system-ui, "DejaVu Sans", sans-serif; color: #5b6475; }}
+  @bottom-left {{ content: {footer_left}; font: 8pt system-ui, "DejaVu Sans", sans-serif; color: #5b6475; }}
+  @bottom-right {{ content: {footer_right}; font: 8pt system-ui, "DejaVu Sans", sans-serif; color: #5b6475; }}
+}}
+@media print {{
+  body {{ font-size: 10pt; }}
+  main {{ max-width: none; padding: 0; }}
+  h2, h3 {{ break-after: avoid; break-inside: avoid; }}
+  svg, tr, .headline, .campaign dl, .quality, p.note {{ break-inside: avoid; }}
+  svg.map {{ max-height: 125mm; }}
+  .headline {{ grid-template-columns: repeat(auto-fit, minmax(28mm, 1fr)); }}
+  .scroll {{ overflow: visible; }}
+}}
+"""
+
 CHART_WIDTH = 480
-TIMELINE_HEIGHT = 170
-TIMELINE_RIGHT = 50  # right of the last month: room for its label
-BAR_MAX = 40  # the widest a month's bar is drawn
-# The widest a character of the charts' 14px text is drawn, in the charts' units: DejaVu Sans,
-# which Debian's browsers fall back to, draws a digit 8.9 wide.
-TEXT_WIDTH = 9.0
-LABEL_GAP = 10  # at least this between two axis labels
+CHART_HEIGHT = 190
+CHART_LEFT = 40  # room for the value axis' labels
+CHART_BOTTOM = 26  # room for the periods' labels
+TEXT_WIDTH = 7.0  # the widest a character of the axis' 11px text is drawn
+BAR_MAX = 48
 
 
 @dataclass(frozen=True)
@@ -187,31 +193,60 @@ class Filters:
                 params.append(value)
         return " AND ".join(clauses), params
 
-    def describe(self) -> str:
+    def describe(self, words: Words) -> str:
         parts = []
         if self.country:
-            parts.append(f"in {regions().countries.get(self.country, self.country)} ({self.country})")
+            parts.append(words.text("filter_country", name=f"{_country_name(self.country, words)} ({self.country})"))
         if self.campaign:
-            parts.append(f"of campaign {self.campaign}")
+            parts.append(words.text("filter_campaign", name=self.campaign))
         if self.start and self.end:
-            parts.append(f"that started from {self.start.isoformat()} to {self.end.isoformat()}")
+            parts.append(words.text("filter_between", start=words.day(self.start), end=words.day(self.end)))
         elif self.start:
-            parts.append(f"that started on {self.start.isoformat()} or later")
+            parts.append(words.text("filter_from", start=words.day(self.start)))
         elif self.end:
-            parts.append(f"that started on {self.end.isoformat()} or earlier")
+            parts.append(words.text("filter_to", end=words.day(self.end)))
         if not parts:
-            return "Every action in the projection; an action counts in the month it started."
-        return f"The actions {', '.join(parts)}; an action counts in the month it started."
+            return words.text("every_action")
+        return words.text("filtered", parts=", ".join(parts))
+
+
+@dataclass(frozen=True)
+class Heading:
+    """What the user puts on the report's first lines (``--title``, ``--organisation``)."""
+
+    title: str | None = None
+    organisation: str | None = None
+
+
+@dataclass
+class CountyRow:
+    code: str
+    figures: dict[str, int]  # MEASURES, and sessions_uncounted, sessions_estimated
+
+
+@dataclass
+class Campaign:
+    campaign_id: str | None  # None: the actions of a country under no campaign
+    country: str
+    name: str | None = None
+    name_en: str | None = None
+    lead: str | None = None
+    partners: list[str] = field(default_factory=list)
+    funder: str | None = None
+    starts: date | None = None
+    ends: date | None = None
+    first: date | None = None
+    last: date | None = None
+    counties: list[CountyRow] = field(default_factory=list)
 
 
 @dataclass
 class Country:
     code: str
-    name: str
     headline: dict[str, int]
-    materials: list[tuple[str, int, int, int]] = field(default_factory=list)  # kind, distributions, quantity, unknown
-    counties: list[tuple[Any, ...]] = field(default_factory=list)
-    months: list[tuple[date, int]] = field(default_factory=list)
+    materials: list[tuple[str, int, int, int]] = field(default_factory=list)  # kind, distributions, items, unknown
+    counties: dict[str, CountyRow] = field(default_factory=dict)
+    months: dict[date, tuple[int, int]] = field(default_factory=dict)  # actions, sessions
     plan_tasks: list[tuple[Any, ...]] = field(default_factory=list)
 
 
@@ -221,28 +256,47 @@ class _Data:
     as_of_stored_at: datetime | None
     filters: Filters
     countries: list[Country]
+    campaigns: list[Campaign]
     quality: dict[str, int]
 
 
-def write_report(db: Path, out: Path, filters: Filters | None = None) -> None:
-    """Write the HTML report of the projection ``db`` (or its snapshot) to ``out``."""
+def write_report(
+    db: Path,
+    out: Path,
+    filters: Filters | None = None,
+    *,
+    lang: str | None = None,
+    heading: Heading | None = None,
+    measure: str | None = None,
+) -> str:
+    """Write the HTML report of the projection ``db`` (or its snapshot) to ``out``; return its
+    language: ``lang``, else the language of its one country, else English. ``measure``: the one
+    the maps shade (default: participants where a country held sessions, else actions)."""
     filters = filters or Filters()
+    if lang is not None and lang not in LANGUAGES:
+        raise SettingsInvalid(f"--lang {lang}: no such language; the report is written in {', '.join(LANGUAGES)}")
+    if measure is not None and measure not in MEASURES:
+        raise SettingsInvalid(f"--measure {measure}: no such measure; choose one of {', '.join(MEASURES)}")
     con = open_read_only(db)
     try:
         _check(con, filters, db)
         data = _read(con, filters)
     finally:
         con.close()
+    words = Words(
+        lang or language_for([c.code for c in data.countries] or ([filters.country] if filters.country else []))
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_render(data), encoding="utf-8")
+    out.write_text(_render(data, words, heading or Heading(), measure), encoding="utf-8")
+    return words.lang
 
 
 def has_figures(db: Path) -> bool:
     """Whether ``db`` (a projection, or a snapshot) holds the report's figures."""
     con = open_read_only(db)
     try:
-        return bool(con.execute(HAS_CELLS).fetchone()[0])  # type: ignore[index]
+        return bool(con.execute(HAS, ["report_cells"]).fetchone()[0])  # type: ignore[index]
     finally:
         con.close()
 
@@ -250,7 +304,7 @@ def has_figures(db: Path) -> bool:
 def _check(con: duckdb.DuckDBPyConnection, filters: Filters, db: Path) -> None:
     """Refuse a file without the report's view, and a filter that names what does not exist: an
     empty report would read as zero."""
-    if not con.execute(HAS_CELLS).fetchone()[0]:  # type: ignore[index]
+    if not con.execute(HAS, ["report_cells"]).fetchone()[0]:  # type: ignore[index]
         if is_snapshot(con):
             raise ProjectionError(
                 f"{db} is a snapshot without the report's figures: the projection has more than "
@@ -278,331 +332,511 @@ def _check(con: duckdb.DuckDBPyConnection, filters: Filters, db: Path) -> None:
         raise SettingsInvalid(f"--to {filters.end.isoformat()} is before --from {filters.start.isoformat()}")
 
 
+def _figures(values: tuple[Any, ...]) -> dict[str, int]:
+    keys = ("events", "sessions", "participants", "sessions_uncounted", "sessions_estimated", "teams", "materials")
+    return {k: int(v or 0) for k, v in zip(keys, values, strict=True)}
+
+
 def _read(con: duckdb.DuckDBPyConnection, filters: Filters) -> _Data:
     where, params = filters.sql()
 
     def rows(query: str) -> list[tuple[Any, ...]]:
         return con.execute(query.format(where=where), params).fetchall()
 
-    names = regions().countries
     countries: dict[str, Country] = {}
-    for code, *figures in rows(HEADLINE):
-        keys = ("events", "sessions", "participants", "sessions_uncounted", "sessions_estimated", "teams", "counties")
-        headline = {k: int(v or 0) for k, v in zip(keys, figures, strict=True)}
-        countries[code] = Country(code, names.get(code, code), headline)
+    for code, events, sessions, participants, uncounted, estimated, teams, materials, counties in rows(HEADLINE):
+        headline = _figures((events, sessions, participants, uncounted, estimated, teams, materials))
+        countries[code] = Country(code, headline | {"counties": int(counties)})
     for code, kind, distributions, quantity, unknown in rows(MATERIALS):
-        countries[code].materials.append((kind, int(distributions), int(quantity), int(unknown)))
-    for code, *county in rows(BY_COUNTY):
-        countries[code].counties.append(tuple(county))
-    by_month: dict[str, dict[date, int]] = {}
-    for code, month, sessions in rows(BY_MONTH):
-        by_month.setdefault(code, {})[month] = int(sessions)
-    for code, sessions in by_month.items():
-        countries[code].months = _every_month(sessions)
+        countries[code].materials.append((kind or "other", int(distributions), int(quantity), int(unknown)))
+
+    campaigns: dict[tuple[str, str | None], Campaign] = {}
+    for code, campaign_id, county, *figures, first, last in rows(BY_CAMPAIGN_COUNTY):
+        row = _figures(tuple(figures))
+        total = countries[code].counties.setdefault(county, CountyRow(county, dict.fromkeys(row, 0)))
+        total.figures = {k: total.figures[k] + v for k, v in row.items()}
+        campaign = campaigns.setdefault((code, campaign_id), Campaign(campaign_id, code))
+        campaign.counties.append(CountyRow(county, row))
+        campaign.first = min(d for d in (campaign.first, first) if d is not None) if first or campaign.first else None
+        campaign.last = max(d for d in (campaign.last, last) if d is not None) if last or campaign.last else None
+    partners_of = (
+        dict(con.execute(PARTNERS).fetchall())
+        if con.execute(HAS, ["campaign_partners"]).fetchone()[0]  # type: ignore[index]
+        else {}
+    )
+    if con.execute(HAS, ["campaigns"]).fetchone()[0]:  # type: ignore[index]
+        for cid, name, name_en, code, lead, funder, starts, ends in con.execute(DEFINED_CAMPAIGNS).fetchall():
+            if filters.campaign not in (None, cid) or filters.country not in (None, code):
+                continue
+            campaign = campaigns.setdefault((code, cid), Campaign(cid, code))
+            campaign.name, campaign.name_en, campaign.lead, campaign.funder = name, name_en, lead, funder
+            campaign.partners, campaign.starts, campaign.ends = list(partners_of.get(cid) or []), starts, ends
+    for campaign in campaigns.values():
+        campaign.counties.sort(key=lambda r: (-r.figures["participants"], -r.figures["events"], r.code))
+
+    for code, month, events, sessions in rows(BY_MONTH):
+        countries[code].months[month] = (int(events), int(sessions))
     titles = {ref: (title, country) for ref, title, country in con.execute(DEFINED_TASKS).fetchall()}
     used: dict[str, set[str]] = {}
     for code, ref, *figures in rows(BY_PLAN_TASK):
-        countries[code].plan_tasks.append((ref, titles.get(ref, (None, None))[0], *(int(f) for f in figures)))
+        title = titles.get(ref, (None, None))[0] if ref is not None else None
+        countries[code].plan_tasks.append((ref, title, *(int(f or 0) for f in figures)))
         used.setdefault(code, set()).add(ref)
     for ref, (title, country) in titles.items():  # a task of the country with no action: zeros, not absent
         if country in countries and ref not in used.get(country, set()):
             countries[country].plan_tasks.append((ref, title, 0, 0, 0, 0, 0, 0, 0))
     for country in countries.values():
-        country.plan_tasks.sort(key=lambda t: str(t[0]))
+        country.plan_tasks.sort(key=lambda t: (t[0] is None, str(t[0])))
+        if all(t[0] is None for t in country.plan_tasks):  # no task defined nor named: no table
+            country.plan_tasks = []
     estimated, uncounted, unknown = rows(QUALITY)[0]
     log = con.execute(LOG_QUALITY).fetchone() or (0, 0, 0)
     quality = {"sessions_estimated": estimated, "sessions_uncounted": uncounted, "materials_unknown": unknown}
     quality |= dict(zip(("corrections", "retractions", "rejected"), log, strict=True))
     mark = con.execute(AS_OF).fetchone()
+    ordered = sorted(campaigns.values(), key=lambda c: (c.country, c.campaign_id is None, c.campaign_id or ""))
     return _Data(
         as_of_seq=int(mark[0]) if mark else None,
         as_of_stored_at=mark[1] if mark else None,
         filters=filters,
         countries=list(countries.values()),
+        campaigns=ordered,
         quality={k: int(v or 0) for k, v in quality.items()},
     )
 
 
-def _every_month(sessions: dict[date, int]) -> list[tuple[date, int]]:
-    """Every month from the first with sessions to the last, so that quiet months show as gaps. Over
-    more than two years the axis is labelled by quarters or years, so it starts in January: the first
-    bar then stands after its own year's label, not before the next year's."""
-    first, last = min(sessions), max(sessions)
-    if (last.year - first.year) * 12 + last.month - first.month + 1 > 24:
-        first = date(first.year, 1, 1)
-    months, month = [], first
-    while month <= last:
-        months.append((month, sessions.get(month, 0)))
-        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-    return months
+COUNTRY_NAMES = {  # each country as each language names it
+    "AL": {"en": "Albania", "sq": "Shqipëria", "pl": "Albania"},
+    "PL": {"en": "Poland", "sq": "Polonia", "pl": "Polska"},
+}
 
 
-def _n(value: int) -> str:
-    return f"{value:,}"
+def _country_name(code: str, words: Words) -> str:
+    return COUNTRY_NAMES.get(code, {}).get(words.lang) or regions().countries.get(code, code)
 
 
-def _plural(value: int, noun: str) -> str:
-    """``1 session``, ``2 sessions``."""
-    return f"{value:,} {noun}" if value == 1 else f"{value:,} {PLURALS.get(noun, noun + 's')}"
+def _county_names() -> dict[str, str]:
+    """Counties by their own names (Tiranë, śląskie): a ministry's reader knows them so."""
+    return {code: county.name for code, county in regions().counties.items()}
 
 
-def _noun(value: int, noun: str) -> str:
-    """``session`` or ``sessions``, as ``value`` takes it (the number itself is shown apart)."""
-    return _plural(value, noun).split(" ", 1)[1]
+def _css_string(text: str) -> str:
+    """``text`` as a CSS string that cannot end the string, the rule or the style element."""
+    out = []
+    for ch in text:
+        if ch in '"\\<>' or ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\{ord(ch):x} ")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
-def _kind(kind: str | None, value: int) -> str:
-    one, many = KINDS.get(kind or "other", (str(kind), f"{kind}s"))
-    return one if value == 1 else many
-
-
-def _marks(uncounted: int, estimated: int) -> list[str]:
-    """What a participants figure leaves out or estimates, to be said next to it."""
-    marks = [f"+ {_plural(uncounted, 'session')} uncounted"] if uncounted else []
-    return marks + ([f"{_plural(estimated, 'session')} estimated"] if estimated else [])
-
-
-def _render(data: _Data) -> str:
-    if data.as_of_seq is None:
-        as_of = "as of nothing yet: no event has been projected"
+def _render(data: _Data, words: Words, heading: Heading, measure: str | None) -> str:
+    title = heading.title or words.text("title")
+    if data.as_of_seq is None or data.as_of_stored_at is None:
+        as_of = words.text("as_of_nothing")
+        stamp = ""
     else:
-        stored = data.as_of_stored_at
-        when = stored.astimezone(UTC).isoformat(timespec="seconds") if stored else "an unknown time"
-        as_of = (
-            f'as of stream sequence {data.as_of_seq}, stored at <time datetime="{escape(when)}">{escape(when)}</time>'
-        )
+        day, time = words.moment(data.as_of_stored_at)
+        as_of = words.text("as_of", day=day, time=time)
+        stamp = data.as_of_stored_at.isoformat(timespec="seconds")
     if data.countries:
-        sections = "\n".join(_section(country) for country in data.countries)
+        sections = "\n".join(_section(country, words, measure) for country in data.countries)
+        sections += "\n" + _campaigns(data, words)
     elif data.filters == Filters():
-        sections = '<p class="empty" id="no-actions">No actions yet.</p>'
+        sections = f'<p class="empty" id="no-actions">{escape(words.text("no_actions"))}</p>'
     else:
-        sections = '<p class="empty" id="no-actions">No action matches these filters.</p>'
-    quality = "\n".join(
-        f'<li><span class="value" id="quality-{key.replace("_", "-")}">{_n(data.quality[key])}</span> '
-        f"{escape(_noun(data.quality[key], noun))} {escape(rest)}</li>"
-        for key, noun, rest in FILTER_QUALITY
+        sections = f'<p class="empty" id="no-actions">{escape(words.text("no_match"))}</p>'
+    page = words.text("page", page="\x00", pages="\x01")
+    before, _, rest = page.partition("\x00")
+    middle, _, after = rest.partition("\x01")
+    page_css = f"{_css_string(before)} counter(page) {_css_string(middle)} counter(pages) {_css_string(after)}"
+    print_css = PRINT_CSS.format(
+        header_left=_css_string(title),
+        header_right=_css_string(heading.organisation or ""),
+        footer_left=_css_string(as_of),
+        footer_right=page_css,
     )
-    log = "\n".join(
-        f'<li><span class="value" id="quality-{key}">{_n(data.quality[key])}</span> '
-        f"{escape(_noun(data.quality[key], noun))} {escape(rest)}</li>"
-        for key, noun, rest in LOG_NOTES
+    organisation = (
+        f'<p class="organisation" id="organisation">{escape(heading.organisation)}</p>\n'
+        if heading.organisation
+        else ""
     )
     return f"""<!DOCTYPE html>
-<html lang="en">
+<html lang="{words.lang}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Outreach Ledger report</title>
-<style>{CSS}</style>
+<title>{escape(title)}</title>
+<style>{CSS}{print_css}</style>
 </head>
 <body>
 <main>
-<h1>Outreach Ledger: outreach actions</h1>
-<p class="as-of" id="as-of">{as_of}</p>
-<p class="filters" id="filters">{escape(data.filters.describe())}</p>
+<header>
+{organisation}<h1 id="title">{escape(title)}</h1>
+<p class="as-of" id="as-of" data-stored-at="{escape(stamp)}" data-seq="{data.as_of_seq or 0}">{escape(as_of)}</p>
+<p class="filters" id="filters">{escape(data.filters.describe(words))}</p>
+</header>
 
 {sections}
 
-<h2>Data quality</h2>
-<p>Of the actions in this report:</p>
-<ul class="quality" id="quality">
-{quality}
-</ul>
-<p>Of the whole log:</p>
-<ul class="quality" id="quality-log">
-{log}
-</ul>
+<section class="quality" id="data-quality">
+<h2>{escape(words.text("h_quality"))}</h2>
+{_quality(data, words)}
+</section>
 </main>
 </body>
 </html>
 """
 
 
-def _section(country: Country) -> str:
+def _has(country: Country) -> dict[str, bool]:
+    """Which measures a country has: only those get a card, a column, a chart."""
+    h = country.headline
+    return {
+        "events": True,
+        "sessions": h["sessions"] > 0,
+        "participants": h["sessions"] > 0,
+        "teams": h["teams"] > 0,
+        "materials": bool(country.materials),
+    }
+
+
+def _section(country: Country, words: Words, measure: str | None) -> str:
     code, h = escape(country.code), country.headline
-    cards = []
-    for key, label in HEADLINES:
-        note = ""
-        if key == "participants" and (marks := _marks(h["sessions_uncounted"], h["sessions_estimated"])):
-            note = f'<span class="note" id="headline-{code}-participants-note">{escape("; ".join(marks))}</span>'
-        if key == "counties":
-            note = '<span class="note">by sessions or materials</span>'
-        value = _n(h[key])
-        if key == "participants" and not h["sessions"]:  # nobody was counted because no session was held
-            value = "—"
-            note = f'<span class="note" id="headline-{code}-participants-note">{NO_SESSIONS} held</span>'
+    has = _has(country)
+    cards = [_card(code, "events", words.number(h["events"]), words.text("card_events"))]
+    if has["sessions"]:
+        cards.append(_card(code, "sessions", words.number(h["sessions"]), words.text("card_sessions")))
+        notes = _participant_notes(h["sessions_uncounted"], h["sessions_estimated"], words)
         cards.append(
-            f'<li><span class="value" id="headline-{code}-{key}">{value}</span>'
-            f'<span class="label">{escape(_noun(h[key], label))}</span>{note}</li>'
+            _card(code, "participants", words.number(h["participants"]), words.text("card_participants"), notes)
         )
-        if key == "participants":  # each kind of material its own figure, next to the people reached
-            for kind, _, quantity, unknown in country.materials:
-                unknown_note = (
-                    f'<span class="note">+ {_plural(unknown, "distribution")} of unknown quantity</span>'
-                    if unknown
-                    else ""
-                )
-                cards.append(
-                    f'<li><span class="value" id="headline-{code}-materials-{escape(str(kind))}">{_n(quantity)}</span>'
-                    f'<span class="label">{escape(_kind(kind, quantity))} distributed</span>{unknown_note}</li>'
-                )
-    return f"""<section class="country" id="country-{code}" data-country="{code}">
-<h2>{escape(country.name)} ({code})</h2>
-<ul class="headline">
-{chr(10).join(cards)}
-</ul>
-
-<h3>Participants by county</h3>
-{_county_chart(country)}
-
-<h3>Materials distributed by kind</h3>
-{_materials_table(country)}
-
-<h3>Sessions by month</h3>
-{_timeline(country)}
-
-<h3>National action plan tasks</h3>
-{_plan_task_table(country)}
-</section>"""
-
-
-def _county_chart(country: Country) -> str:
-    counties = country.counties
-    top = max(int(c[2]) for c in counties) or 1
-    room = CHART_WIDTH - len(_n(top)) * TEXT_WIDTH - VALUE_GAP
-    rows, y = [], 0
-    for county, name, value, sessions, uncounted, estimated in counties:
-        label = f"{county} {name}" if name else county
-        key = escape(county)
-        # The name above its bar, so that long names have the whole width.
-        rows.append(f'<text x="0" y="{y + 15}">{escape(label)}</text>')
-        if not sessions:  # no session held there: not "0 people reached"
-            rows.append(f'<text class="none" x="0" y="{y + 33}" data-county="{key}">{NO_SESSIONS}</text>')
-            y += BAR_ROW
-            continue
-        width = round(room * int(value) / top, 1)
-        marks = _marks(int(uncounted), int(estimated))
-        told = f" ({'; '.join(marks)})" if marks else ""
-        rows.append(
-            f'<rect class="bar" x="0" y="{y + 20}" width="{width}" height="16" '
-            f'data-county="{key}" data-value="{value}">'
-            f"<title>{escape(label)}: {_plural(int(value), 'participant')}{escape(told)}</title></rect>"
-            f'<text class="value" x="{width + VALUE_GAP}" y="{y + 33}" data-county="{key}">{_n(int(value))}</text>'
+    for kind, _, quantity, unknown in country.materials:
+        notes = [words.count("materials_unknown", unknown)] if unknown else []
+        key = kind if kind in KINDS else "other"
+        cards.append(_card(code, f"materials-{escape(kind)}", words.number(quantity), words.text(f"card_{key}"), notes))
+    if has["teams"]:
+        cards.append(_card(code, "teams", words.number(h["teams"]), words.text("card_teams")))
+    cards.append(
+        _card(
+            code,
+            "counties",
+            words.number(h["counties"]),
+            words.text(f"card_counties_{_area(country.code)}"),
+            [words.text("card_counties_note")],
         )
-        y += BAR_ROW
-        for mark in marks:  # under the bar, each on its line: the room right of a bar is the value's
-            rows.append(f'<text class="mark" x="0" y="{y + 8}" data-county="{key}">{escape(mark)}</text>')
-            y += MARK_ROW
-    body = "\n".join(rows)
+    )
+    shaded = measure or ("participants" if has["participants"] else "events")
+    parts = [
+        f'<section class="country" id="country-{code}" data-country="{code}">',
+        f"<h2>{escape(_country_name(country.code, words))}</h2>",
+        f'<ul class="headline" id="headline-{code}">\n' + "\n".join(cards) + "\n</ul>",
+    ]
+    if has_map(country.code):
+        label = words.text(f"h_map_{_area(country.code)}", measure=words.text(f"m_{shaded}"))
+        values = {c: row.figures[shaded] for c, row in country.counties.items() if row.figures[shaded]}
+        svg = county_map(
+            country.code,
+            values,
+            _county_names(),
+            label,
+            words.text("legend_none"),
+            words.number,
+        )
+        parts += [
+            f'<h3 id="map-heading-{code}">{escape(label)}</h3>',
+            svg,
+            f'<p class="source">{escape(words.text("map_source"))}</p>',
+        ]
+    parts += [
+        f"<h3>{escape(words.text(f'h_counties_{_area(country.code)}'))}</h3>",
+        _county_table(f"counties-{code}", country.code, list(country.counties.values()), has, words),
+    ]
+    if has["materials"]:
+        parts += [f"<h3>{escape(words.text('h_materials'))}</h3>", _materials_table(country, words)]
+    timeline = _timeline(country, has, words)
+    if timeline:
+        parts += timeline
+    if country.plan_tasks:
+        parts += [
+            f"<h3>{escape(words.text('h_plan_tasks'))}</h3>",
+            _plan_task_table(country, words),
+            f'<p class="note" id="plan-tasks-note-{code}">{escape(words.text("tasks_note"))}</p>',
+        ]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _area(country: str) -> str:
+    """Which word a country's counties take: Albania's qarqe, Poland's voivodeships."""
+    return "PL" if country == "PL" else "AL"
+
+
+def _card(code: str, key: str, value: str, label: str, notes: list[str] | None = None) -> str:
+    note = f'<span class="note" id="headline-{code}-{key}-note">{escape("; ".join(notes))}</span>' if notes else ""
     return (
-        f'<svg id="chart-county-{escape(country.code)}" class="chart" viewBox="0 0 {CHART_WIDTH} {y}" role="img" '
-        f'aria-label="Participants by county, {escape(country.name)}">\n{body}\n</svg>'
+        f'<li><span class="value" id="headline-{code}-{key}">{escape(value)}</span>'
+        f'<span class="label">{escape(label)}</span>{note}</li>'
     )
 
 
-def _materials_table(country: Country) -> str:
-    if not country.materials:
-        return f'<p class="empty" id="materials-{escape(country.code)}">No materials distributed.</p>'
+def _participant_notes(uncounted: int, estimated: int, words: Words) -> list[str]:
+    """What a participants figure leaves out or estimates, said next to it."""
+    notes = [words.count("uncounted", uncounted)] if uncounted else []
+    return notes + ([words.count("estimated", estimated)] if estimated else [])
+
+
+def _columns(has: dict[str, bool]) -> list[str]:
+    return [m for m in MEASURES if has[m]]
+
+
+def _county_table(table_id: str, country: str, counties: list[CountyRow], has: dict[str, bool], words: Words) -> str:
+    columns = _columns(has)
+    names = _county_names()
+    head = f"<th>{escape(words.text(f'col_county_{_area(country)}'))}</th>" + "".join(
+        f'<th class="n">{escape(words.text(f"m_{m}"))}</th>' for m in columns
+    )
+    rows = []
+    for row in sorted(counties, key=lambda r: (-r.figures["participants"], -r.figures["events"], r.code)):
+        f = row.figures
+        cells = []
+        for m in columns:
+            if m == "participants" and not f["sessions"]:
+                cells.append(f'<td class="n">{escape(words.text("no_sessions"))}</td>')
+                continue
+            notes = (
+                _participant_notes(f["sessions_uncounted"], f["sessions_estimated"], words)
+                if m == "participants"
+                else []
+            )
+            note = f'<span class="cell-note">{escape("; ".join(notes))}</span>' if notes else ""
+            cells.append(f'<td class="n">{escape(words.number(f[m]))}{note}</td>')
+        rows.append(
+            f'<tr data-county="{escape(row.code)}"><td>{escape(row.code)} {escape(names.get(row.code, ""))}</td>'
+            + "".join(cells)
+            + "</tr>"
+        )
+    return (
+        f'<div class="scroll"><table id="{escape(table_id)}">\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody>\n</table></div>"
+    )
+
+
+def _kind(kind: str) -> str:
+    return kind if kind in KINDS else "other"
+
+
+def _materials_table(country: Country, words: Words) -> str:
     rows = "\n".join(
-        f'<tr data-kind="{escape(str(kind))}"><td>{escape(_kind(kind, 2))}</td><td class="n">{_n(distributions)}</td>'
-        f'<td class="n">{_n(quantity)}</td><td class="n">{_n(unknown)}</td></tr>'
+        f'<tr data-kind="{escape(str(kind))}"><td>{escape(words.text("kind_" + _kind(kind)))}</td>'
+        f'<td class="n">{escape(words.number(distributions))}</td><td class="n">{escape(words.number(quantity))}</td>'
+        f'<td class="n">{escape(words.number(unknown))}</td></tr>'
         for kind, distributions, quantity, unknown in country.materials
     )
-    return f"""<div class="scroll"><table id="materials-{escape(country.code)}">
-<thead><tr><th>kind</th><th class="n">distributions</th><th class="n">items distributed</th>\
-<th class="n">distributions of unknown quantity</th></tr></thead>
-<tbody>
-{rows}
-</tbody>
-</table></div>"""
-
-
-def _ticks(months: list[tuple[date, int]]) -> list[tuple[int, str]]:
-    """Which months carry an axis label, and the label, at a regular step: months over two years
-    or less, quarters over six years or less, else years; every 2nd, 3rd... of them where one each
-    would not fit, so that no two labels come closer than LABEL_GAP and none runs past the chart."""
-    span = len(months)
-    step = (CHART_WIDTH - TIMELINE_RIGHT) / span
-    first = 0 if span <= 24 else 1 if span <= 72 else 2
-    for unit, strides in TICK_UNITS[first:]:
-        aligned = [i for i, (month, _) in enumerate(months) if (month.month - 1) % unit == 0]
-        for stride in strides:
-            ticks = _labels(months, aligned[::stride], unit)
-            widest = max((len(label) for _, label in ticks), default=0) * TEXT_WIDTH
-            if stride * unit * step >= widest + LABEL_GAP or not ticks:
-                return [(i, label) for i, label in ticks if i * step + len(label) * TEXT_WIDTH <= CHART_WIDTH]
-    return []
-
-
-TICK_UNITS = ((1, (1, 2, 3, 6)), (3, (1, 2)), (12, (1, 2, 5, 10, 20, 50, 100)))  # months a unit, strides
-
-
-def _labels(months: list[tuple[date, int]], where: list[int], unit: int) -> list[tuple[int, str]]:
-    labels, year = [], None
-    for i in where:
-        month = months[i][0]
-        if unit == 12:
-            labels.append((i, str(month.year)))
-        elif unit == 3:
-            labels.append((i, f"{month.year} Q{(month.month - 1) // 3 + 1}"))
-        else:  # the year with the first month and wherever it changes
-            labels.append((i, month.strftime("%b") if month.year == year else month.strftime("%b %Y")))
-        year = month.year
-    return labels
-
-
-def _timeline(country: Country) -> str:
-    months = country.months
-    if not months:
-        return f'<p class="empty" id="chart-month-{escape(country.code)}">No sessions.</p>'
-    top = max(v for _, v in months) or 1
-    axis = TIMELINE_HEIGHT - 30  # below it: the labels
-    plot = axis - 20  # above the bars: their values
-    step = (CHART_WIDTH - TIMELINE_RIGHT) / len(months)
-    parts = [f'<line x1="0" y1="{axis}" x2="{CHART_WIDTH}" y2="{axis}" stroke="#999"/>']
-    for i, label in _ticks(months):
-        parts.append(f'<text class="tick" x="{round(i * step, 2)}" y="{TIMELINE_HEIGHT - 10}">{escape(label)}</text>')
-    for i, (month, value) in enumerate(months):
-        if not value:
-            continue
-        x = round(i * step, 2)
-        key = month.strftime("%Y-%m")
-        h = round(plot * value / top, 1)
-        width = min(max(round(step * 0.8, 2), 1), BAR_MAX)  # one month of a short span: not a slab
-        parts.append(
-            f'<rect class="bar" x="{x}" y="{axis - h}" width="{width}" height="{h}" '
-            f'data-month="{key}" data-value="{value}"><title>{key}: {_plural(value, "session")}</title></rect>'
-        )
-        if len(_n(value)) * TEXT_WIDTH <= step:  # a value only where it has room; else in its tooltip
-            parts.append(
-                f'<text x="{round(x + width / 2, 2)}" y="{axis - h - 5}" text-anchor="middle">{_n(value)}</text>'
-            )
-    body = "\n".join(parts)
+    head = f"<th>{escape(words.text('col_kind'))}</th>" + "".join(
+        f'<th class="n">{escape(words.text(key))}</th>' for key in ("col_distributions", "m_materials", "col_unknown")
+    )
     return (
-        f'<svg id="chart-month-{escape(country.code)}" class="chart" viewBox="0 0 {CHART_WIDTH} {TIMELINE_HEIGHT}" '
-        f'role="img" aria-label="Sessions by month, {escape(country.name)}">\n{body}\n</svg>'
+        f'<div class="scroll"><table id="materials-{escape(country.code)}">\n<thead><tr>{head}</tr></thead>\n'
+        f"<tbody>\n{rows}\n</tbody>\n</table></div>"
     )
 
 
-def _cell_marks(uncounted: int, estimated: int) -> str:
-    marks = _marks(uncounted, estimated)
-    return f'<span class="cell-note">{escape("; ".join(marks))}</span>' if marks else ""
+def _periods(months: dict[date, tuple[int, int]], which: int) -> tuple[str, list[tuple[date, int]]]:
+    """The time chart's periods, every one from the first with a value to the last: months over up
+    to 18 months, quarters over up to 4 years, else years."""
+    dated = {m: v[which] for m, v in months.items() if v[which]}
+    if not dated:
+        return "month", []
+    first, last = min(dated), max(dated)
+    span = (last.year - first.year) * 12 + last.month - first.month + 1
+    unit, step = ("month", 1) if span <= 18 else ("quarter", 3) if span <= 48 else ("year", 12)
+
+    def start(d: date) -> date:
+        return date(d.year, 1 if step == 12 else (d.month - 1) // step * step + 1, 1)
+
+    totals: dict[date, int] = {}
+    for month, value in dated.items():
+        totals[start(month)] = totals.get(start(month), 0) + value
+    periods, period = [], start(first)
+    while period <= start(last):
+        periods.append((period, totals.get(period, 0)))
+        month = period.month - 1 + step
+        period = date(period.year + month // 12, month % 12 + 1, 1)
+    return unit, periods
 
 
-def _plan_task_table(country: Country) -> str:
-    if not country.plan_tasks:
-        return f'<p class="empty" id="plan-tasks-{escape(country.code)}">No plan tasks defined or referred to.</p>'
-    rows = "\n".join(
-        f'<tr data-task-ref="{escape(str(ref))}"><td>{escape(str(ref))}</td><td>{escape(title or "")}</td>'
-        f'<td class="n">{_n(events)}</td><td class="n">{_n(sessions)}</td>'
-        f'<td class="n">{_n(participants) if sessions else NO_SESSIONS}{_cell_marks(uncounted, estimated)}</td>'
-        f'<td class="n">{_n(teams)}</td><td class="n">{_n(counties)}</td></tr>'
-        for ref, title, events, sessions, participants, teams, counties, uncounted, estimated in country.plan_tasks
+def _nice_top(top: int) -> int:
+    """The value axis' top: 1, 2 or 5 times a power of ten, at least ``top``."""
+    if top <= 5:
+        return max(top, 1)
+    power = 10 ** int(math.log10(top))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= top)
+
+
+def _timeline(country: Country, has: dict[str, bool], words: Words) -> list[str]:
+    what = "sessions" if has["sessions"] else "events"
+    unit, periods = _periods(country.months, 1 if what == "sessions" else 0)
+    if not periods:
+        return []
+    code = escape(country.code)
+    heading = words.text(f"h_time_{what}_{unit}")
+    top = _nice_top(max(v for _, v in periods))
+    plot_w = CHART_WIDTH - CHART_LEFT - 10
+    axis_y = CHART_HEIGHT - CHART_BOTTOM
+    plot_h = axis_y - 24  # above the tallest bar: its value
+    step = plot_w / len(periods)
+    width = min(max(step * 0.7, 2), BAR_MAX)
+    parts = []
+    for tick in sorted({0, top // 2 if top % 2 == 0 and top > 1 else top, top}):
+        y = axis_y - plot_h * tick / top
+        parts.append(f'<line x1="{CHART_LEFT}" y1="{y:.1f}" x2="{CHART_WIDTH - 10}" y2="{y:.1f}" stroke="#e3e7ee"/>')
+        parts.append(
+            f'<text class="axis value-tick" x="{CHART_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{escape(words.number(tick))}</text>"
+        )
+    parts.append(f'<line x1="{CHART_LEFT}" y1="{axis_y}" x2="{CHART_WIDTH - 10}" y2="{axis_y}" stroke="#8a94a6"/>')
+    labels = [
+        _period_label(p, unit, i == 0 or p.year != periods[i - 1][0].year, words) for i, (p, _) in enumerate(periods)
+    ]
+    widest = max(len(label) for label in labels) * TEXT_WIDTH + 6
+    every = max(1, math.ceil(widest / step))
+    for i, ((period, value), label) in enumerate(zip(periods, labels, strict=True)):
+        x = CHART_LEFT + i * step + (step - width) / 2
+        centre = x + width / 2
+        key = period.isoformat()[:7]
+        if value:
+            h = plot_h * value / top
+            parts.append(
+                f'<rect class="bar" x="{x:.1f}" y="{axis_y - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
+                f'data-period="{key}" data-value="{value}">'
+                f"<title>{escape(label)}: {escape(words.number(value))}</title></rect>"
+                f'<text class="bar-value" x="{centre:.1f}" y="{axis_y - h - 4:.1f}" text-anchor="middle" '
+                f'data-period="{key}">{escape(words.number(value))}</text>'
+            )
+        if i % every == 0 or value:
+            parts.append(
+                f'<text class="axis tick" x="{centre:.1f}" y="{axis_y + 16}" text-anchor="middle" '
+                f'data-period="{key}">{escape(label)}</text>'
+            )
+    svg = (
+        f'<svg id="chart-time-{code}" class="chart" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" '
+        f'aria-label="{escape(heading)}" data-unit="{unit}">\n' + "\n".join(parts) + "\n</svg>"
     )
-    return f"""<div class="scroll"><table id="plan-tasks-{escape(country.code)}">
-<thead><tr><th>task</th><th>title</th><th class="n">actions</th><th class="n">sessions</th>\
-<th class="n">participants known</th><th class="n">teams established</th><th class="n">counties</th></tr></thead>
-<tbody>
-{rows}
-</tbody>
-</table></div>"""
+    return [f'<h3 id="chart-time-heading-{code}">{escape(heading)}</h3>', svg]
+
+
+def _period_label(period: date, unit: str, first_of_year: bool, words: Words) -> str:
+    if unit == "year":
+        return str(period.year)
+    if unit == "quarter":
+        return words.quarter(period)
+    return words.month(period, with_year=first_of_year)
+
+
+def _plan_task_table(country: Country, words: Words) -> str:
+    area = _area(country.code)
+    counties = "col_counties_PL" if area == "PL" else "col_counties"
+    head = "".join(f"<th>{escape(words.text(key))}</th>" for key in ("col_task", "col_title")) + "".join(
+        f'<th class="n">{escape(words.text(key))}</th>'
+        for key in ("m_events", "m_sessions", "m_participants", "m_teams", counties)
+    )
+    rows = []
+    for ref, title, events, sessions, participants, teams, counties, uncounted, estimated in country.plan_tasks:
+        notes = _participant_notes(uncounted, estimated, words)
+        note = f'<span class="cell-note">{escape("; ".join(notes))}</span>' if notes else ""
+        people = words.number(participants) if sessions else words.text("no_sessions")
+        if ref is None:
+            first = f'<tr class="no-task" data-task-ref=""><td colspan="2">{escape(words.text("no_task"))}</td>'
+        else:
+            first = f'<tr data-task-ref="{escape(str(ref))}"><td>{escape(str(ref))}</td><td>{escape(title or "")}</td>'
+        rows.append(
+            first
+            + f'<td class="n">{escape(words.number(events))}</td><td class="n">{escape(words.number(sessions))}</td>'
+            f'<td class="n">{escape(people)}{note}</td><td class="n">{escape(words.number(teams))}</td>'
+            f'<td class="n">{escape(words.number(counties))}</td></tr>'
+        )
+    return (
+        f'<div class="scroll"><table class="tasks" id="plan-tasks-{escape(country.code)}">\n'
+        f"<thead><tr>{head}</tr></thead>\n"
+        f"<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table></div>"
+    )
+
+
+def _campaigns(data: _Data, words: Words) -> str:
+    if not data.campaigns:
+        return ""
+    has_by_country = {c.code: _has(c) for c in data.countries}
+    parts = ['<section class="campaigns" id="campaigns">', f"<h2>{escape(words.text('h_campaigns'))}</h2>"]
+    for campaign in data.campaigns:
+        has = has_by_country.get(campaign.country) or dict.fromkeys(MEASURES, True)
+        key = campaign.campaign_id or f"none-{campaign.country}"
+        country = _country_name(campaign.country, words)
+        if campaign.campaign_id is None:
+            title = f"{words.text('h_no_campaign')}: {country}"
+            details = ""
+        else:
+            title = campaign.name or campaign.campaign_id
+            if campaign.name_en and campaign.name_en != campaign.name and words.lang == "en":
+                title = campaign.name_en
+            not_given = words.text("not_given")
+            if campaign.starts or campaign.ends:
+                period = (
+                    f"{words.day(campaign.starts) if campaign.starts else '…'} – "
+                    f"{words.day(campaign.ends) if campaign.ends else '…'}"
+                )
+            else:
+                period = not_given
+            items = [
+                (words.text("lead"), campaign.lead or not_given),
+                (words.text("partners"), ", ".join(campaign.partners) or not_given),
+                (words.text("funder"), campaign.funder or not_given),
+                (words.text("period"), period),
+            ]
+            details = "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items) + "</dl>"
+        dated = ""
+        if campaign.first and campaign.last:
+            span = words.text("actions_dated", start=words.day(campaign.first), end=words.day(campaign.last))
+            dated = f'<p class="note">{escape(span)}</p>'
+        table = (
+            _county_table(f"campaign-counties-{key}", campaign.country, campaign.counties, has, words)
+            if campaign.counties
+            else f'<p class="empty">{escape(words.text("campaign_no_actions"))}</p>'
+        )
+        parts.append(
+            f'<div class="campaign" id="campaign-{escape(key)}" data-campaign="{escape(campaign.campaign_id or "")}" '
+            f'data-country="{escape(campaign.country)}">\n'
+            f'<h3>{escape(title)} <span class="name-en">({escape(country)})</span></h3>\n'
+            f"{details}\n{dated}\n{table}\n</div>"
+        )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _quality(data: _Data, words: Words) -> str:
+    q = data.quality
+    report = [
+        (key, words.count(phrase, q[key]))
+        for key, phrase in (
+            ("sessions_uncounted", "uncounted"),
+            ("sessions_estimated", "estimated"),
+            ("materials_unknown", "materials_unknown"),
+        )
+        if q[key]
+    ]
+    log = [(key, words.count(key, q[key])) for key in ("corrections", "retractions", "rejected")]
+    first = (
+        '<ul class="quality" id="quality">\n'
+        + "\n".join(f'<li id="quality-{k.replace("_", "-")}">{escape(t)}</li>' for k, t in report)
+        + "\n</ul>"
+        if report
+        else f'<p id="quality">{escape(words.text("quality_none"))}</p>'
+    )
+    return (
+        f"<p>{escape(words.text('quality_report'))}</p>\n{first}\n<p>{escape(words.text('quality_log'))}</p>\n"
+        '<ul class="quality" id="quality-log">\n'
+        + "\n".join(f'<li id="quality-{k}">{escape(t)}</li>' for k, t in log)
+        + "\n</ul>"
+    )

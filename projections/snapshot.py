@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from projections.query import LockedByProjector, open_read_only
+from projections.store import STORAGE_VERSION
 
 SNAPSHOT_VIEWS = (
     "totals_by_county",
@@ -27,6 +28,8 @@ SNAPSHOT_VIEWS = (
     "totals_by_audience",
     "totals_by_campaign_county",
     "campaign_coverage",
+    "campaigns",
+    "campaign_partners",
     "plan_tasks",
     "data_quality",
     "report_cells",
@@ -91,7 +94,7 @@ def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path, *, cells: bool =
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    out = duckdb.connect(str(partial))
+    out = duckdb.connect(str(partial), config={"storage_compatibility_version": STORAGE_VERSION})
     copied = False
     try:
         reader.execute("BEGIN TRANSACTION")  # every view from the same committed state

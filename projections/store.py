@@ -328,6 +328,13 @@ def _only_readers(path: Path) -> bool:
     return True
 
 
+# The on-disk format of the files made for analysts' own tools (the snapshot, the copy, a replay):
+# the one DuckDB 1.1 and every later version read, as BI tools bundle older versions. The live
+# projection keeps the newest format: in the older one a checkpoint of a full write-ahead log holds
+# a row group's strings in memory at once, more than the projector's buffer pool has left, and
+# fails. A replay is built in the newest format and copied into the older one when done.
+STORAGE_VERSION = "v1.1.0"
+
 # DuckDB's buffer pool when the caller gives none; the projector and replay give the setting
 # (``OUTREACH_MEMORY_LIMIT_MB``, the same by default; why this size: runtime/settings.py).
 MEMORY_LIMIT = "112MB"

@@ -110,6 +110,13 @@ ORDER BY county, audience;
 CREATE OR REPLACE VIEW facts AS SELECT * FROM facts_as_of(NULL);
 CREATE OR REPLACE VIEW actions AS SELECT * FROM actions_as_of(NULL);
 CREATE OR REPLACE VIEW campaigns AS SELECT * FROM campaigns_as_of(NULL);
+-- Each campaign's partner agencies, as its latest definition lists them (for the report).
+CREATE OR REPLACE VIEW campaign_partners AS
+SELECT payload ->> 'campaign_id' AS campaign_id,
+       CAST(coalesce(payload -> 'partners', '[]') AS VARCHAR[]) AS partners
+FROM facts_as_of(NULL)
+WHERE event_type = 'campaign_defined'
+QUALIFY row_number() OVER (PARTITION BY payload ->> 'campaign_id' ORDER BY version_seq DESC) = 1;
 CREATE OR REPLACE VIEW plan_tasks AS SELECT * FROM plan_tasks_as_of(NULL);
 CREATE OR REPLACE VIEW totals_by_county AS SELECT * FROM totals_by_county_as_of(NULL);
 CREATE OR REPLACE VIEW totals_by_campaign AS SELECT * FROM totals_by_campaign_as_of(NULL);

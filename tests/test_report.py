@@ -1,5 +1,6 @@
-"""The HTML report: its numbers in the markup, a section per country, its filters, self-contained,
-and as a browser renders it (the numbers, and no two labels on top of each other)."""
+"""The HTML report: its numbers in the markup, in each of its languages, with a map of each
+country's counties, a section per campaign, its filters, self-contained, and as a browser renders
+and prints it (the numbers, no two labels on top of each other, page numbers and running headers)."""
 
 from __future__ import annotations
 
@@ -20,50 +21,146 @@ import pytest
 from consumers.fold import StreamMessage
 from consumers.projector import Projector
 from outreach.synthetic import generate
-from projections.report import (
-    CHART_WIDTH,
-    LABEL_GAP,
-    TEXT_WIDTH,
-    TIMELINE_RIGHT,
-    Filters,
-    _plural,
-    _ticks,
-    write_report,
-)
+from projections.report import Filters, Heading, _periods, write_report
+from projections.report_words import COUNTS, TEXTS
+from projections.snapshot import snapshot_path, write_snapshot
 from projections.store import ProjectionStore
 from schemas.errors import SettingsInvalid
+from schemas.reference import regions
 from tests.conftest import build_demo
 from tests.test_events import campaign, materials, session
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
+NBSP = "\xa0"
 TASK = "pl-nap-2013-2015/III/4"
 TITLE = "Powołanie wojewódzkich zespołów ds. przeciwdziałania handlowi ludźmi"
-TASK_ROW = [TASK, TITLE, "6", "0", "no sessions", "6", "6"]  # teams only: nobody to count
-TASK_HEADER = ["task", "title", "actions", "sessions", "participants known", "teams established", "counties"]
-HEADLINES = {  # the seed reports: Albania and Poland each on its own
-    "headline-AL-events": "7",
-    "headline-AL-sessions": "6",
-    "headline-AL-participants": "97",
-    "headline-AL-materials-leaflet": "4,000",
-    "headline-AL-teams": "0",
-    "headline-AL-counties": "1",
-    "headline-PL-events": "7",
-    "headline-PL-sessions": "0",
-    "headline-PL-participants": "—",  # not 0: no session was held
-    "headline-PL-participants-note": "no sessions held",
-    "headline-PL-teams": "7",
-    "headline-PL-counties": "0",  # teams set up there: no county reached by sessions or materials
+AL_COUNTIES = [f"AL-{n:02d}" for n in range(1, 13)]
+PL_COUNTIES = [f"PL-{n:02d}" for n in range(2, 33, 2)]
+PL_TEAMS = ["PL-06", "PL-08", "PL-12", "PL-14", "PL-20", "PL-24", "PL-32"]  # the seed teams' voivodeships
+HEADLINES = {  # the seed reports, in English: Albania and Poland each on its own
+    "AL": {
+        "events": "7",
+        "sessions": "6",
+        "participants": "97",
+        "participants-note": "2 sessions without a participant count are not included",
+        "materials-leaflet": "4,000",
+        "counties": "1",
+        "counties-note": "by actions of any kind",
+    },
+    "PL": {  # no session held: no sessions or participants card; every team's voivodeship reached
+        "events": "7",
+        "teams": "7",
+        "counties": "7",
+        "counties-note": "by actions of any kind",
+    },
 }
-QUALITY = {
-    "quality-sessions-estimated": "0",
-    "quality-sessions-uncounted": "2",
-    "quality-materials-unknown": "0",
-    "quality-corrections": "0",
-    "quality-retractions": "0",
-    "quality-rejected": "0",
+# Every heading of the seed reports' report, by language: countries, maps, tables, charts, campaigns.
+HEADINGS = {
+    "en": [
+        "Albania",
+        "Participants counted by county",
+        "Counties",
+        "Materials distributed by kind",
+        "Sessions by month",
+        "Poland",
+        "Actions by voivodeship",
+        "Voivodeships",
+        "Actions by year",
+        "National action plan tasks",
+        "Campaigns",
+        "On the prevention of irregular migration (Albania)",
+        "Improved cooperation structures to prevent trafficking in human beings (Poland)",
+        "Actions under no campaign: Poland (Poland)",
+        "Data quality",
+    ],
+    "sq": [
+        "Shqipëria",
+        "Pjesëmarrës të numëruar sipas qarqeve",
+        "Qarqet",
+        "Materialet e shpërndara sipas llojit",
+        "Takimet sipas muajve",
+        "Polonia",
+        "Veprimtari sipas krahinave",
+        "Krahinat",
+        "Veprimtaritë sipas viteve",
+        "Detyrat e planit kombëtar të veprimit",
+        "Fushatat",
+        "Mbi parandalimin e migracionit të parregullt (Shqipëria)",
+        "Poprawa współpracy w zakresie krajowych struktur, powołanych do walki z handlem ludźmi (Polonia)",
+        "Veprimtari jashtë fushatave: Polonia (Polonia)",
+        "Cilësia e të dhënave",
+    ],
+    "pl": [
+        "Albania",
+        "Policzeni uczestnicy według obwodów",
+        "Obwody",
+        "Rozdane materiały według rodzaju",
+        "Spotkania według miesięcy",
+        "Polska",
+        "Działania według województw",
+        "Województwa",
+        "Działania według lat",
+        "Zadania krajowego planu działania",
+        "Kampanie",
+        "Mbi parandalimin e migracionit të parregullt (Albania)",
+        "Poprawa współpracy w zakresie krajowych struktur, powołanych do walki z handlem ludźmi (Polska)",
+        "Działania poza kampaniami: Polska (Polska)",
+        "Jakość danych",
+    ],
 }
+AS_OF = {
+    "en": "Figures as received by {day} {month} {year}, {time} UTC",
+    "sq": "Shifrat e marra deri më {day} {month} {year}, ora {time} UTC",
+    "pl": "Dane według stanu na {day} {month} {year}, godz. {time} UTC",
+}
+MONTHS = {  # each month as each language writes it in a date (Polish: in the genitive)
+    "en": [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ],
+    "sq": [
+        "janar",
+        "shkurt",
+        "mars",
+        "prill",
+        "maj",
+        "qershor",
+        "korrik",
+        "gusht",
+        "shtator",
+        "tetor",
+        "nëntor",
+        "dhjetor",
+    ],
+    "pl": [
+        "stycznia",
+        "lutego",
+        "marca",
+        "kwietnia",
+        "maja",
+        "czerwca",
+        "lipca",
+        "sierpnia",
+        "września",
+        "października",
+        "listopada",
+        "grudnia",
+    ],
+}
+DECEMBER_2017 = {"en": "Dec 2017", "sq": "dhj 2017", "pl": "gru 2017"}  # the time axis' one month
+PAGE = {"en": "Page 1 of", "sq": "Faqja 1 nga", "pl": "Strona 1 z"}
 BROWSER_FLAGS = [
     "--headless",
     "--no-sandbox",  # the tests may run as root, in a container
@@ -138,91 +235,254 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("report") / "report.html"
-    write_report(db, out)
-    return out
+def reports(db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("report")
+    made = {}
+    for lang in ("en", "sq", "pl"):
+        made[lang] = folder / f"report-{lang}.html"
+        assert write_report(db, made[lang], lang=lang) == lang
+    return made
 
 
-def stored_at(db: Path) -> str:
+@pytest.fixture(scope="module")
+def report(reports: dict[str, Path]) -> Path:
+    return reports["en"]
+
+
+def stored_at(db: Path) -> datetime:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        row = con.execute(
-            "SELECT strftime(last_stored_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') FROM checkpoint"
-        ).fetchone()
+        row = con.execute("SELECT last_stored_at FROM checkpoint").fetchone()
     finally:
         con.close()
     assert row is not None
-    return f"{row[0]}+00:00"
+    return row[0].astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def as_of(lang: str, db: Path) -> str:
+    when = stored_at(db)
+    month = MONTHS[lang][when.month - 1]
+    return AS_OF[lang].format(day=when.day, month=month, year=when.year, time=f"{when:%H:%M}")
+
+
+def headline(page: Page, country: str) -> dict[str, str]:
+    prefix = f"headline-{country}-"
+    return {k.removeprefix(prefix): " ".join(v.split()) for k, v in page.text_by_id.items() if k.startswith(prefix)}
+
+
+def headings(html: str) -> list[str]:
+    return [" ".join(re.sub(r"<[^>]+>", "", h).split()) for h in re.findall(r"<h[23][^>]*>(.*?)</h[23]>", html, re.S)]
+
+
+def visible_text(html: str) -> str:
+    """What a reader sees: the markup without its style, tags and tooltips' markup."""
+    html = re.sub(r"<style>.*?</style>", " ", html, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def map_of(page: Page, country: str) -> dict[str, str]:
+    return {
+        a["data-county"]: a["data-value"]
+        for a in page.find("path", **{"class": "county"})
+        if a["data-county"][:2] == country
+    }
 
 
 def check_numbers(page: Page) -> None:
-    """The figures of the seed reports, wherever the report shows them."""
-    for element_id, value in HEADLINES.items():
-        assert page.text_by_id[element_id].strip() == value, element_id
-    for element_id, value in QUALITY.items():
-        assert page.text_by_id[element_id].strip() == value, element_id
-    bars = page.find("rect", **{"class": "bar", "data-county": "AL-06"})
-    assert [b["data-value"] for b in bars] == ["97"]
-    assert page.find("rect", **{"class": "bar"}, data_value="0") == []  # no bar of 0 people reached
-    none = [a["data-county"] for a in page.find("text", **{"class": "none"})]
-    assert none == ["PL-06", "PL-08", "PL-12", "PL-14", "PL-20", "PL-24", "PL-32"]  # the teams: "no sessions"
-    months = [(r["data-month"], r["data-value"]) for r in page.find("rect", **{"class": "bar"}) if "data-month" in r]
-    assert months == [("2017-12", "6")]  # sessions by month: all six in December 2017
-    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, TASK_ROW]
-    assert page.rows["materials-AL"] == [
-        ["kind", "distributions", "items distributed", "distributions of unknown quantity"],
-        ["leaflets", "1", "4,000", "0"],
+    """The figures of the seed reports, wherever the English report shows them."""
+    for country, figures in HEADLINES.items():
+        assert headline(page, country) == figures, country
+    # The maps: every county one shape, its value on it (0: no action there); the measure is
+    # participants where a country held sessions, else actions.
+    assert map_of(page, "AL") == {c: "97" if c == "AL-06" else "0" for c in AL_COUNTIES}
+    assert map_of(page, "PL") == {c: "1" if c in PL_TEAMS else "0" for c in PL_COUNTIES}
+    labels = {a["data-county"] for a in page.find("text", **{"class": "map-label dark"})}
+    assert labels == {"AL-06", *PL_TEAMS}  # the shaded counties take white names
+    # The time charts: Albania's six sessions in December 2017; Poland's teams by year, 2010 to 2015.
+    bars = [(r["data-period"], r["data-value"]) for r in page.find("rect", **{"class": "bar"})]
+    assert bars == [("2017-12", "6"), ("2010-01", "1"), ("2014-01", "5"), ("2015-01", "1")]
+    ticks = [a["data-period"] for a in page.find("text", **{"class": "axis tick"})]
+    assert ticks == ["2017-12", "2010-01", "2011-01", "2012-01", "2013-01", "2014-01", "2015-01"]
+    assert [page.text_by_id[k] for k in ("chart-time-heading-AL", "chart-time-heading-PL")] == [
+        "Sessions by month",
+        "Actions by year",
     ]
-    assert page.text_by_id["chart-month-PL"] == "No sessions."
-    assert page.text_by_id["materials-PL"] == "No materials distributed."
+    assert page.rows["counties-AL"] == [
+        ["County", "Actions", "Sessions", "Participants counted", "Items distributed"],
+        ["AL-06 Korçë", "7", "6", "972 sessions without a participant count are not included", "4,000"],
+    ]
+    assert page.rows["counties-PL"] == [["Voivodeship", "Actions", "Teams established"]] + [
+        [f"{c} {regions().counties[c].name}", "1", "1"] for c in PL_TEAMS
+    ]
+    assert page.rows["materials-AL"] == [
+        ["Kind", "Distributions", "Items distributed", "Distributions of unknown quantity"],
+        ["Leaflets", "1", "4,000", "0"],
+    ]
+    assert "materials-PL" not in page.rows  # Poland distributed nothing: no table of nothing
+    # The plan task's six teams, and Mazowieckie's of 2010 under no task: seven, as the headline.
+    assert page.rows["plan-tasks-PL"] == [
+        ["Task", "Title", "Actions", "Sessions", "Participants counted", "Teams established", "Voivodeships"],
+        [TASK, TITLE, "6", "0", "no sessions", "6", "6"],
+        ["Under no task", "1", "0", "no sessions", "1", "1"],
+    ]
+    assert "plan-tasks-AL" not in page.rows  # no task defined for Albania, none named
+    assert " ".join(page.text_by_id["quality"].split()) == "2 sessions without a participant count are not included"
+    assert [page.text_by_id[f"quality-{k}"] for k in ("corrections", "retractions", "rejected")] == [
+        "0 corrections applied",
+        "0 actions withdrawn by their agencies",
+        "0 reports refused as invalid (in no total)",
+    ]
 
 
 def test_the_markup_holds_the_seed_numbers(report: Path, db: Path) -> None:
     html = report.read_text(encoding="utf-8")
     page = Page(html)
     check_numbers(page)
-    assert page.text_by_id["as-of"] == f"as of stream sequence 17, stored at {stored_at(db)}"
-    assert page.text_by_id["filters"] == "Every action in the projection; an action counts in the month it started."
-    assert [a["data-country"] for a in page.find("section")] == ["AL", "PL"]
-    # Each county bar has a tooltip and a printed value, and what it leaves out under it.
-    assert "<title>AL-06 Korçë: 97 participants (+ 2 sessions uncounted)</title>" in html
-    assert len(page.find("rect", **{"class": "bar"})) == 1 + 1  # 1 county with sessions, 1 month with sessions
-    assert [a["data-county"] for a in page.find("text", **{"class": "value"})] == ["AL-06"]
-    assert [a["data-county"] for a in page.find("text", **{"class": "mark"})] == ["AL-06"]
-    assert page.text_by_id["headline-AL-participants-note"] == "+ 2 sessions uncounted"
-    assert "@page { size: A4;" in html
+    assert page.text_by_id["as-of"] == as_of("en", db)
+    assert page.text_by_id["title"] == "Outreach actions against trafficking in human beings"
+    assert page.text_by_id["filters"] == "Every action received; an action counts in the month it started."
+    assert [a["data-country"] for a in page.find("section", **{"class": "country"})] == ["AL", "PL"]
+    # Each county's shape has a tooltip; each campaign a section with what defines it.
+    assert "<title>Korçë: 97</title>" in html
+    assert "<title>Tiranë: no actions</title>" in html
+    assert [(a["data-campaign"], a["data-country"]) for a in page.find("div", **{"class": "campaign"})] == [
+        ("al-irregular-migration-prevention", "AL"),
+        ("pl-improved-cooperation-structures", "PL"),
+        ("", "PL"),  # Poland's teams, under no campaign: never added to Albania's actions
+    ]
+    albania = html.split('id="campaign-al-irregular-migration-prevention"', 1)[1].split("</div>", 1)[0]
+    assert re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", albania) == [
+        ("Lead agency", "al-national-coordinator"),
+        (
+            "Partners",
+            "al-korce-regional-committee, al-ministry-education, al-state-police-border-migration, iom-albania",
+        ),
+        ("Funded by", "not given"),
+        ("Period", "not given"),
+    ]
+    assert "Its actions, from 20 December 2017 to 21 December 2017" in albania
+    poland = html.split('id="campaign-pl-improved-cooperation-structures"', 1)[1].split("</div>", 1)[0]
+    assert "<dt>Funded by</dt><dd>Norweski Mechanizm Finansowy 2009-2014, Program PL-15</dd>" in poland
+    assert "No action of this campaign in this report." in poland
+    assert page.rows["campaign-counties-none-PL"] == page.rows["counties-PL"]
+    assert "@page { size: A4;" in html and "@bottom-right { content: " in html
 
 
-def test_plurals_and_the_time_axis() -> None:
-    assert (_plural(1, "session"), _plural(2, "session"), _plural(1, "county reached")) == (
-        "1 session",
-        "2 sessions",
-        "1 county reached",
+# English labels: none may stay in an Albanian or Polish report. A fragment that is the same in the
+# other languages (a proper name) is not one.
+def _fragments(text: str) -> list[str]:
+    return [f.strip(" .,:;()“”„") for f in re.split(r"\{[a-z_]+\}", text) if len(f.strip(" .,:;()“”„")) > 3]
+
+
+def _english() -> list[str]:
+    """Every English phrase of the report's texts, and every English word of four letters or more
+    that no Albanian or Polish text has (Natural Earth, UTC and the like are everyone's)."""
+    texts = [by_lang["en"] for by_lang in TEXTS.values()]
+    texts += [form for by_lang in COUNTS.values() for form in by_lang["en"].values()]
+    theirs = " ".join(
+        [by_lang[lang] for by_lang in TEXTS.values() for lang in ("sq", "pl")]
+        + [form for by_lang in COUNTS.values() for lang in ("sq", "pl") for form in by_lang[lang].values()]
     )
-    assert _plural(12, "county reached") == "12 counties reached"
+    phrases = {fragment for text in texts for fragment in _fragments(text) if fragment not in theirs}
+    words = {word for text in texts for word in re.findall(r"[A-Za-z]{4,}", text) if word not in theirs}
+    return sorted(phrases | words)
 
-    def months(first: date, count: int) -> list[tuple[date, int]]:
-        return [
-            (date(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 1), 1) for i in range(count)
-        ]
 
-    # Sixteen years (a team in 2010, sessions in 2025 would have been this): years, none overlapping.
-    long = _ticks(months(date(2010, 1, 1), 16 * 12))
-    assert [label for _, label in long] == [str(y) for y in range(2010, 2026, 2)]  # every other one has room
-    # Two months: each labelled, the first with its year.
-    assert [label for _, label in _ticks(months(date(2025, 3, 1), 2))] == ["Mar 2025", "Apr"]
-    # A year and a month: every quarter's first month, the year where it changes.
-    assert [label for _, label in _ticks(months(date(2000, 1, 1), 13))] == ["Jan 2000", "Apr", "Jul", "Oct", "Jan 2001"]
-    # Three years: quarters would not fit, so years; four centuries: every fifth year.
-    assert [label for _, label in _ticks(months(date(2023, 1, 1), 36))] == ["2023", "2024", "2025"]
-    assert [label for _, label in _ticks(months(date(2000, 1, 1), 400))][:3] == ["2000", "2005", "2010"]
-    for span in (2, 7, 13, 24, 36, 72, 100, 192, 400):
-        ticks = _ticks(months(date(2000, 1, 1), span))
-        step = (CHART_WIDTH - TIMELINE_RIGHT) / span
-        edges = [(i * step, i * step + len(label) * TEXT_WIDTH) for i, label in ticks]
-        assert all(b[0] >= a[1] + LABEL_GAP for a, b in itertools.pairwise(edges)), span
-        assert all(end <= CHART_WIDTH for _, end in edges), span
+ENGLISH = _english()
+
+
+@pytest.mark.parametrize("lang", ["en", "sq", "pl"])
+def test_each_language_has_every_heading_and_no_english_left(reports: dict[str, Path], db: Path, lang: str) -> None:
+    html = reports[lang].read_text("utf-8")
+    page = Page(html)
+    assert f'<html lang="{lang}">' in html
+    assert headings(html) == HEADINGS[lang]
+    assert page.text_by_id["as-of"] == as_of(lang, db)
+    # The maps: every county one shape with its value, and its name and value printed on it.
+    assert map_of(page, "AL") == {c: "97" if c == "AL-06" else "0" for c in AL_COUNTIES}
+    assert map_of(page, "PL") == {c: "1" if c in PL_TEAMS else "0" for c in PL_COUNTIES}
+    names = regions().counties
+    labels = re.findall(
+        r'data-county="([A-Z]{2}-[0-9]{2})"><tspan[^>]*>([^<]+)</tspan><tspan class="map-value"[^>]*>([^<]+)<', html
+    )
+    assert [code for code, _, _ in labels] == AL_COUNTIES + PL_COUNTIES
+    assert all(name == names[code].name for code, name, _ in labels)
+    assert {code: value for code, _, value in labels if value != "–"} == {"AL-06": "97", **dict.fromkeys(PL_TEAMS, "1")}
+    # The time axes: every period labelled, the value axis from 0, every bar's value printed.
+    ticks = re.findall(r'<text class="axis tick"[^>]*data-period="([0-9-]+)">([^<]+)<', html)
+    assert ticks == [("2017-12", DECEMBER_2017[lang]), *((f"{y}-01", str(y)) for y in range(2010, 2016))]
+    values = re.findall(r'<text class="axis value-tick"[^>]*>([^<]+)<', html)
+    assert values == ["0", "5", "10", "0", "5"]  # Albania's 6 sessions on an axis to 10; Poland's 5 teams to 5
+    printed = re.findall(r'<text class="bar-value"[^>]*data-period="([0-9-]+)">([^<]+)<', html)
+    assert printed == [("2017-12", "6"), ("2010-01", "1"), ("2014-01", "5"), ("2015-01", "1")]
+    # Numbers as the language writes them.
+    leaflets = page.text_by_id["headline-AL-materials-leaflet"]
+    assert leaflets == {"en": "4,000", "sq": f"4{NBSP}000", "pl": f"4{NBSP}000"}[lang]
+    # Printed, every page carries its number in the language.
+    numbered = {
+        "en": '"Page " counter(page) " of " counter(pages)',
+        "sq": '"Faqja " counter(page) " nga " counter(pages)',
+        "pl": '"Strona " counter(page) " z " counter(pages)',
+    }
+    assert numbered[lang] in html
+    if lang == "en":
+        return
+    text = visible_text(html)
+    left = [word for word in ENGLISH if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text)]
+    assert left == []
+    assert len(ENGLISH) > 150  # the check covers every label and word, not a handful of them
+
+
+def test_the_language_follows_the_country_unless_given(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    assert write_report(db, out, Filters(country="AL")) == "sq"
+    assert write_report(db, out, Filters(country="PL")) == "pl"
+    assert write_report(db, out) == "en"  # two countries
+    assert write_report(db, out, Filters(country="PL"), lang="en") == "en"
+    with pytest.raises(SettingsInvalid, match=r"--lang de: no such language; the report is written in en, sq, pl"):
+        write_report(db, out, lang="de")
+    with pytest.raises(SettingsInvalid, match=r"--measure people: no such measure; choose one of events, sessions"):
+        write_report(db, out, measure="people")
+
+
+def test_the_title_and_organisation_are_the_users_and_inert(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    hostile = 'Ministria e Brendshme </style><script>alert(1)</script> "\\" }'
+    write_report(db, out, lang="sq", heading=Heading(title="Raporti vjetor 2026", organisation=hostile))
+    html = out.read_text("utf-8")
+    page = Page(html)
+    assert page.text_by_id["title"] == "Raporti vjetor 2026"
+    assert page.text_by_id["organisation"] == hostile
+    assert "<script" not in html and html.count("</style>") == 1
+    assert '@top-left { content: "Raporti vjetor 2026";' in html
+    css = html.split("<style>", 1)[1].split("</style>", 1)[0]
+    right = css.split("@top-right { content: ", 1)[1].split("; font:", 1)[0]
+    assert right == r'"Ministria e Brendshme \3c /style\3e \3c script\3e alert(1)\3c /script\3e  \22 \5c \22  }"'
+
+
+def test_the_map_measure_is_the_users(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    write_report(db, out, Filters(country="AL"), lang="en", measure="events")
+    page = Page(out.read_text("utf-8"))
+    assert map_of(page, "AL") == {c: "7" if c == "AL-06" else "0" for c in AL_COUNTIES}
+    assert page.text_by_id["map-heading-AL"] == "Actions by county"
+
+
+def test_time_periods_follow_the_span() -> None:
+    unit, periods = _periods({date(2025, 3, 1): (1, 2), date(2025, 4, 1): (1, 1)}, 1)
+    assert (unit, periods) == ("month", [(date(2025, 3, 1), 2), (date(2025, 4, 1), 1)])
+    unit, periods = _periods({date(2017, 12, 1): (1, 6), date(2019, 2, 1): (1, 1)}, 1)  # 15 months
+    assert unit == "month" and len(periods) == 15 and periods[0] == (date(2017, 12, 1), 6)
+    unit, periods = _periods({date(2023, 2, 1): (3, 0), date(2025, 11, 1): (4, 0)}, 0)  # 34 months: quarters
+    assert (unit, len(periods), periods[0], periods[-1]) == (
+        "quarter",
+        12,
+        (date(2023, 1, 1), 3),
+        (date(2025, 10, 1), 4),
+    )
+    unit, periods = _periods({date(2010, 1, 1): (1, 0), date(2014, 6, 1): (5, 0), date(2015, 2, 1): (1, 0)}, 0)
+    assert (unit, [v for _, v in periods]) == ("year", [1, 0, 0, 0, 5, 1])
+    assert _periods({date(2010, 1, 1): (1, 0)}, 1) == ("month", [])  # no sessions: no chart
 
 
 def test_the_report_loads_nothing_from_elsewhere(report: Path) -> None:
@@ -253,30 +513,34 @@ def test_text_from_the_database_is_escaped(db: Path, tmp_path: Path) -> None:
             'UPDATE fact_versions SET payload = json_merge_patch(payload, \'{"title": "</td><img src=x onerror=1>"}\') '
             "WHERE event_type = 'plan_task_defined'"
         )
+        con.execute(
+            'UPDATE fact_versions SET payload = json_merge_patch(payload, \'{"funder": "<b>x</b>"}\') '
+            "WHERE event_type = 'campaign_defined'"
+        )
     finally:
         con.close()
     out = tmp_path / "report.html"
-    write_report(copy, out)
+    write_report(copy, out, lang="en")
     html = out.read_text(encoding="utf-8")
     assert "<script" not in html
     assert "<img" not in html
-    assert "AL-06 &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Co&quot;: 97 participants" in html
+    assert "<b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
     page = Page(html)
     assert page.rows["plan-tasks-PL"][1] == [TASK, "</td><img src=x onerror=1>", "6", "0", "no sessions", "6", "6"]
-    assert page.find("rect", **{"class": "bar", "data-county": "AL-06"})[0]["data-value"] == "97"
+    assert map_of(page, "AL")["AL-06"] == "97"
 
 
 def test_an_empty_projection_gives_a_report_of_nothing_yet(tmp_path: Path) -> None:
     db = tmp_path / "empty.duckdb"
     ProjectionStore(db).close()
     out = tmp_path / "report.html"
-    write_report(db, out)
+    assert write_report(db, out) == "en"
     page = Page(out.read_text(encoding="utf-8"))
-    assert page.text_by_id["as-of"] == "as of nothing yet: no event has been projected"
+    assert page.text_by_id["as-of"] == "No action has been received yet."
     assert page.text_by_id["no-actions"] == "No actions yet."
-    assert page.find("section") == []
-    assert {k: page.text_by_id[k] for k in QUALITY} == dict.fromkeys(QUALITY, "0")
-    assert page.find("rect") == []
+    assert page.find("section", **{"class": "country"}) == []
+    assert page.text_by_id["quality"] == "Every session has a participant count and every distribution a quantity."
+    assert page.find("rect") == [] and page.find("path") == []
     assert page.rows == {}
 
 
@@ -289,9 +553,8 @@ def find_chromium() -> str:
 
 def test_a_browser_renders_the_same_numbers(report: Path, tmp_path: Path) -> None:
     chromium = find_chromium()
-    url = report.as_uri()
     dumped = subprocess.run(
-        [chromium, *BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", url],
+        [chromium, *BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", report.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
@@ -299,26 +562,45 @@ def test_a_browser_renders_the_same_numbers(report: Path, tmp_path: Path) -> Non
     assert dumped.returncode == 0, dumped.stderr
     check_numbers(Page(dumped.stdout))
 
-    artifacts = REPO / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    png = artifacts / "report.png"
-    png.unlink(missing_ok=True)
-    shot = subprocess.run(
+
+def print_to_pdf(html: Path, pdf: Path, profile: Path) -> None:
+    """As a user prints it from Chromium, without the browser's own header and footer."""
+    printed = subprocess.run(
         [
-            chromium,
+            find_chromium(),
             *BROWSER_FLAGS,
-            f"--user-data-dir={tmp_path / 'profile-shot'}",
-            f"--screenshot={png}",
-            "--window-size=1200,1600",
-            url,
+            f"--user-data-dir={profile}",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf}",
+            html.as_uri(),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert shot.returncode == 0, shot.stderr
-    assert png.stat().st_size > 0
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert printed.returncode == 0, printed.stderr
+
+
+@pytest.mark.parametrize("lang", ["sq", "pl"])
+def test_printed_every_page_has_its_header_and_number_and_none_is_near_empty(
+    reports: dict[str, Path], tmp_path: Path, lang: str
+) -> None:
+    find_chromium()
+    if shutil.which("pdftotext") is None:
+        pytest.skip("no pdftotext: install Debian's poppler-utils to read the printed report")
+    pdf = tmp_path / "report.pdf"
+    print_to_pdf(reports[lang], pdf, tmp_path / "profile-pdf")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    pages = text.split("\f")[:-1]
+    title = TEXTS["title"][lang]
+    label = {"sq": "Faqja {n} nga {m}", "pl": "Strona {n} z {m}"}[lang]
+    assert 3 <= len(pages) <= 6
+    for n, content in enumerate(pages, 1):
+        lines = [line.strip() for line in content.splitlines() if line.strip()]
+        assert lines[0].startswith(title[:40]), (n, lines[0])  # the running header
+        assert lines[-1].endswith(label.format(n=n, m=len(pages))), (n, lines[-1])  # the page number
+        assert "file://" not in content  # not the browser's own header and footer
+        assert len(lines) >= 8, (n, lines)  # no page with a line or two on it
 
 
 # ---- a mixed Albanian and Polish set, as the ministry's analyst had it -----------------------------
@@ -383,109 +665,109 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def render(db: Path, out: Path, **filters: object) -> Page:
-    write_report(db, out, Filters(**filters))  # type: ignore[arg-type]
+def render(db: Path, out: Path, lang: str = "en", **filters: object) -> Page:
+    write_report(db, out, Filters(**filters), lang=lang)  # type: ignore[arg-type]
     return Page(out.read_text("utf-8"))
 
 
-def headline(page: Page, country: str) -> dict[str, str]:
-    prefix = f"headline-{country}-"
-    return {k.removeprefix(prefix): v for k, v in page.text_by_id.items() if k.startswith(prefix)}
-
-
+COUNTIES_NOTE = "by actions of any kind"
 MIXED_AL = {
     "events": "11",  # 7 seed actions and 4 of 2025
     "sessions": "9",  # 6 in 2017, Dibër's 2, Korçë's 1
     "participants": "299",  # 97 + about 165 + 37
-    "participants-note": "+ 2 sessions uncounted; 2 sessions estimated",
+    "participants-note": "2 sessions without a participant count are not included; "
+    "2 sessions with estimated counts are included",
     "materials-leaflet": "8,500",  # leaflets and posters are never added together
     "materials-poster": "60",
-    "teams": "0",
     "counties": "2",
+    "counties-note": COUNTIES_NOTE,
 }
 MIXED_PL = {
     "events": "8",
     "sessions": "1",
     "participants": "25",
-    "participants-note": "+ 1 session uncounted",
+    "participants-note": "1 session without a participant count is not included",
     "teams": "7",
-    "counties": "1",
+    "counties": "8",  # the seven teams' voivodeships, and Dolnośląskie's session
+    "counties-note": COUNTIES_NOTE,
 }
-TASK_NOTE = "25+ 1 session uncounted"  # the figure, and under it what it leaves out
+TASK_HEADER = ["Task", "Title", "Actions", "Sessions", "Participants counted", "Teams established", "Voivodeships"]
+TASK_NOTE = "251 session without a participant count is not included"  # the figure, and what it leaves out
+NO_TASK = ["Under no task", "1", "0", "no sessions", "1", "1"]  # Mazowieckie's team of 2010
 
 
 def check_mixed(page: Page) -> None:
-    assert [a["data-country"] for a in page.find("section")] == ["AL", "PL"]
+    assert [a["data-country"] for a in page.find("section", **{"class": "country"})] == ["AL", "PL"]
     assert headline(page, "AL") == MIXED_AL
     assert headline(page, "PL") == MIXED_PL
-    assert page.rows["materials-AL"][1:] == [["leaflets", "2", "8,500", "0"], ["posters", "1", "60", "0"]]
-    bars = {(r["data-county"], r["data-value"]) for r in page.find("rect", **{"class": "bar"}) if "data-county" in r}
-    assert bars == {("AL-09", "165"), ("AL-06", "134"), ("PL-02", "25")}
-    marks = [(a["data-county"]) for a in page.find("text", **{"class": "mark"})]
-    assert marks == ["AL-09", "AL-06", "PL-02"]  # Dibër: estimated; Korçë: 2 sessions uncounted in 2017; PL-02
-    months = [(r["data-month"], r["data-value"]) for r in page.find("rect", **{"class": "bar"}) if "data-month" in r]
-    assert months == [("2017-12", "6"), ("2025-03", "2"), ("2025-04", "1"), ("2025-04", "1")]
-    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "7", "1", TASK_NOTE, "6", "7"]]
+    assert page.rows["materials-AL"][1:] == [["Leaflets", "2", "8,500", "0"], ["Posters", "1", "60", "0"]]
+    assert map_of(page, "AL") == {c: {"AL-09": "165", "AL-06": "134"}.get(c, "0") for c in AL_COUNTIES}
+    assert map_of(page, "PL") == {c: "25" if c == "PL-02" else "0" for c in PL_COUNTIES}
+    bars = [(r["data-period"], r["data-value"]) for r in page.find("rect", **{"class": "bar"})]
+    # Albania's sessions from 2017 to 2025, by year; Poland's one session, in April 2025.
+    assert bars == [("2017-01", "6"), ("2025-01", "3"), ("2025-04", "1")]
+    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "7", "1", TASK_NOTE, "6", "7"], NO_TASK]
 
 
 def test_countries_and_kinds_of_material_are_never_added_together(mixed: Path, tmp_path: Path) -> None:
     page = render(mixed, tmp_path / "all.html")
     check_mixed(page)
     html = (tmp_path / "all.html").read_text("utf-8")
-    assert "8,560" not in html and "324" not in html  # leaflets + posters; Albania + Poland
-    # Poland's sessions by month run over its one month of sessions, not from its 2010 team.
-    assert page.find("rect", data_month="2025-04", data_value="1") != []
-    tick = [t for t in page.tags if t[0] == "text" and t[1].get("class") == "tick"]
-    assert len(tick) >= 2
-    # Albania's axis runs from January 2017, so December 2017's bar stands under 2017, not before 2018.
-    chart = html.split('<svg id="chart-month-AL"', 1)[1].split("</svg>", 1)[0]
-    ticks = [(float(x), label) for x, label in re.findall(r'<text class="tick" x="([0-9.]+)"[^>]*>([^<]+)<', chart)]
-    bar = float(re.search(r'<rect class="bar" x="([0-9.]+)"[^>]*data-month="2017-12"', chart).group(1))  # type: ignore[union-attr]
-    assert ticks[0] == (0.0, "2017")
-    assert [label for x, label in ticks if x <= bar][-1] == "2017"
+    text = visible_text(html)
+    assert "8,560" not in text and "324" not in text  # leaflets + posters; Albania + Poland
+    campaigns = [(a["data-campaign"], a["data-country"]) for a in page.find("div", **{"class": "campaign"})]
+    assert campaigns == [
+        ("al-irregular-migration-prevention", "AL"),
+        (CAMPAIGN, "AL"),
+        ("pl-improved-cooperation-structures", "PL"),
+        ("", "PL"),  # Poland's teams and its session; Albania has no action outside a campaign
+    ]
+    assert page.rows[f"campaign-counties-{CAMPAIGN}"] == [
+        ["County", "Actions", "Sessions", "Participants counted", "Items distributed"],
+        ["AL-09 Dibër", "2", "2", "1652 sessions with estimated counts are included", "60"],
+        ["AL-06 Korçë", "2", "1", "37", "4,500"],
+    ]
 
 
 def test_filters_cover_a_country_a_campaign_and_a_period(mixed: Path, tmp_path: Path) -> None:
     page = render(mixed, tmp_path / "pl.html", country="PL")
-    assert [a["data-country"] for a in page.find("section")] == ["PL"]
+    assert [a["data-country"] for a in page.find("section", **{"class": "country"})] == ["PL"]
     assert headline(page, "PL") == MIXED_PL
     assert page.text_by_id["filters"] == "The actions in Poland (PL); an action counts in the month it started."
-    assert " ".join(page.text_by_id["quality"].split()) == (  # one of them: "1 session", not "1 sessions"
-        "0 sessions with estimated participant counts "
-        "1 session with uncounted participants (not in the participants totals) "
-        "0 distributions of materials with unknown quantity"
-    )
+    assert " ".join(page.text_by_id["quality"].split()) == "1 session without a participant count is not included"
 
     spring = {
         "events": "4",
         "sessions": "3",
         "participants": "202",
-        "participants-note": "2 sessions estimated",
+        "participants-note": "2 sessions with estimated counts are included",
         "materials-leaflet": "4,500",
         "materials-poster": "60",
-        "teams": "0",
         "counties": "2",
+        "counties-note": COUNTIES_NOTE,
     }
     page = render(mixed, tmp_path / "2025.html", start=date(2025, 1, 1), end=date(2025, 12, 31))
     assert headline(page, "AL") == spring
-    assert headline(page, "PL") == {**MIXED_PL, "events": "1", "teams": "0"}
+    assert headline(page, "PL") == {  # no team in 2025: no teams card
+        "events": "1",
+        "sessions": "1",
+        "participants": "25",
+        "participants-note": "1 session without a participant count is not included",
+        "counties": "1",
+        "counties-note": COUNTIES_NOTE,
+    }
     assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "1", "1", TASK_NOTE, "0", "1"]]
     assert page.text_by_id["filters"] == (
-        "The actions that started from 2025-01-01 to 2025-12-31; an action counts in the month it started."
+        "The actions that started from 1 January 2025 to 31 December 2025; an action counts in the month it started."
     )
-    ticks = [label for _, label in _ticks([(date(2025, 3, 1), 2), (date(2025, 4, 1), 1)])]
-    assert ticks == ["Mar 2025", "Apr"]
-
-    page = render(mixed, tmp_path / "2016.html", end=date(2016, 12, 31))
-    assert [a["data-country"] for a in page.find("section")] == ["PL"]
-    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, TASK_ROW]
     page = render(mixed, tmp_path / "2013.html", country="PL", end=date(2013, 12, 31))
     assert headline(page, "PL")["teams"] == "1"  # Mazowieckie's, of 2010, under no plan task
-    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "0", "0", "no sessions", "0", "0"]]  # defined
+    assert page.rows["plan-tasks-PL"] == [TASK_HEADER, [TASK, TITLE, "0", "0", "no sessions", "0", "0"], NO_TASK]
 
     page = render(mixed, tmp_path / "campaign.html", campaign=CAMPAIGN)
-    assert [a["data-country"] for a in page.find("section")] == ["AL"]
+    assert [a["data-country"] for a in page.find("section", **{"class": "country"})] == ["AL"]
     assert headline(page, "AL") == spring
+    assert [a["data-campaign"] for a in page.find("div", **{"class": "campaign"})] == [CAMPAIGN]
 
     page = render(mixed, tmp_path / "april.html", country="AL", start=date(2025, 4, 1))
     assert headline(page, "AL") == {
@@ -493,8 +775,8 @@ def test_filters_cover_a_country_a_campaign_and_a_period(mixed: Path, tmp_path: 
         "sessions": "1",
         "participants": "37",
         "materials-poster": "60",
-        "teams": "0",
         "counties": "2",
+        "counties-note": COUNTIES_NOTE,
     }
 
     page = render(mixed, tmp_path / "none.html", country="PL", campaign=CAMPAIGN)
@@ -513,7 +795,7 @@ def test_a_filter_naming_nothing_is_refused(mixed: Path, tmp_path: Path) -> None
 
 
 # Run in the page by the test only: the report itself carries no script. It measures every text of
-# every chart, and every headline card, as laid out.
+# every chart and map, and every headline card, as laid out.
 MEASURE = """<script>
 const charts = [...document.querySelectorAll("svg")].map((svg) => {
   const box = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
@@ -538,7 +820,7 @@ def overlap(a: list[float], b: list[float]) -> float:
 def test_in_a_browser_no_label_overlaps_another(mixed: Path, tmp_path: Path, width: int) -> None:
     chromium = find_chromium()
     out = tmp_path / "report.html"
-    write_report(mixed, out)
+    write_report(mixed, out, lang="en")
     measured = tmp_path / "measured.html"
     measured.write_text(out.read_text("utf-8").replace("</body>", MEASURE + "</body>"), "utf-8")
     dumped = subprocess.run(
@@ -558,12 +840,7 @@ def test_in_a_browser_no_label_overlaps_another(mixed: Path, tmp_path: Path, wid
     page = Page(dumped.stdout)
     check_mixed(page)  # the numbers, as rendered
     found = json.loads(page.text_by_id["measured"])
-    assert [c["id"] for c in found["charts"]] == [
-        "chart-county-AL",
-        "chart-month-AL",
-        "chart-county-PL",
-        "chart-month-PL",
-    ]
+    assert [c["id"] for c in found["charts"]] == ["map-AL", "chart-time-AL", "map-PL", "chart-time-PL"]
     texts = 0
     for chart in found["charts"]:
         frame = chart["frame"]
@@ -574,11 +851,11 @@ def test_in_a_browser_no_label_overlaps_another(mixed: Path, tmp_path: Path, wid
             assert inside and frame[1] - 0.5 <= box[1] and box[3] <= frame[3] + 0.5, (chart["id"], label, box, frame)
         for (a, box_a), (b, box_b) in itertools.combinations(chart["texts"], 2):
             assert overlap(box_a, box_b) < 1.0, (chart["id"], a, b, box_a, box_b)
-    assert texts >= 20
+    assert texts >= 50
     assert [card for card, fits in found["cards"] if not fits] == []  # no figure runs out of its card
 
 
-def test_the_command_takes_the_filters_as_agencies_write_dates(db: Path, tmp_path: Path) -> None:
+def test_the_command_takes_the_options_and_the_filters_as_agencies_write_dates(db: Path, tmp_path: Path) -> None:
     def report(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "outreach", "report", "--db", str(db), "--out", str(tmp_path / "r.html")]
         return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
@@ -586,22 +863,37 @@ def test_the_command_takes_the_filters_as_agencies_write_dates(db: Path, tmp_pat
     done = report("--country", "pl", "--from", "2014", "--to", "10.2014")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: --to 10.2014: is not a date in a form we read: '10.2014' (accepted: ")
-    done = report("--country", "pl", "--from", "2014", "--to", "2014-10")
+    done = report(
+        *(
+            "--country",
+            "pl",
+            "--from",
+            "2014",
+            "--to",
+            "2014-10",
+            "--organisation",
+            "Ministerstwo",
+            "--title",
+            "Zespoły",
+        )
+    )
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {tmp_path / 'r.html'} (in Polish)")
     page = Page((tmp_path / "r.html").read_text("utf-8"))
+    assert (page.text_by_id["title"], page.text_by_id["organisation"]) == ("Zespoły", "Ministerstwo")
     assert page.text_by_id["filters"] == (
-        "The actions in Poland (PL), that started from 2014-01-01 to 2014-10-31; an action counts in the month "
-        "it started."
+        "Działania w kraju: Polska (PL), rozpoczęte od 1 stycznia 2014 do 31 października 2014; działanie liczy się "
+        "w miesiącu, w którym się rozpoczęło."
     )
     # Teams set up in January, May and October 2014 (two); November's is outside.
     assert headline(page, "PL") == {
         "events": "4",
-        "sessions": "0",
-        "participants": "—",
-        "participants-note": "no sessions held",
         "teams": "4",
-        "counties": "0",
+        "counties": "4",
+        "counties-note": "działania dowolnego rodzaju",
     }
+    done = report("--lang", "de")
+    assert done.returncode == 2 and "invalid choice: 'de'" in done.stderr
     done = report("--from", "05/03/2025")
     assert (done.returncode, done.stderr.splitlines()[0][:56]) == (
         1,
@@ -622,3 +914,19 @@ def test_the_log_quality_counts_every_correction_and_retraction_once(tmp_path: P
     listed = store.con.execute("SELECT kind, count(*) FROM corrections GROUP BY kind ORDER BY kind").fetchall()
     assert listed == [("event_corrected", 133), ("event_retracted", 47)]
     store.close()
+
+
+def test_a_report_from_the_snapshot_is_the_report_from_the_projection(db: Path, tmp_path: Path) -> None:
+    """Beside a running projector the report reads its snapshot: campaigns, partners and all."""
+    live = tmp_path / "live.duckdb"
+    shutil.copyfile(db, live)
+    store = ProjectionStore(live)
+    try:
+        assert write_snapshot(store.reader(), live) is True
+    finally:
+        store.close()
+    from_projection, from_snapshot = tmp_path / "projection.html", tmp_path / "snapshot.html"
+    write_report(live, from_projection, lang="pl")
+    write_report(snapshot_path(live), from_snapshot, lang="pl")
+    assert from_snapshot.read_text("utf-8") == from_projection.read_text("utf-8")
+    assert "al-korce-regional-committee, al-ministry-education" in from_snapshot.read_text("utf-8")
