@@ -24,6 +24,7 @@ import duckdb
 
 from projections.query import open_read_only
 from projections.snapshot import SNAPSHOT_CELLS_MAX, is_snapshot
+from projections.submission import coordination_section
 from schemas.errors import ProjectionError, SettingsInvalid
 from schemas.reference import regions
 
@@ -231,11 +232,12 @@ def write_report(db: Path, out: Path, filters: Filters | None = None) -> None:
     try:
         _check(con, filters, db)
         data = _read(con, filters)
+        coordination = coordination_section(con)  # submissions and possible double reports
     finally:
         con.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_render(data), encoding="utf-8")
+    out.write_text(_render(data).replace("</main>", coordination + "\n</main>", 1), encoding="utf-8")
 
 
 def has_figures(db: Path) -> bool:
