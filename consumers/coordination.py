@@ -100,7 +100,8 @@ def _check_link(
                 f"to link it otherwise"
             )
     if len(countries) != 1 or None in countries:
-        return f"the actions are in more than one country ({', '.join(sorted(str(c) for c in countries))}); link actions of one country"
+        named = ", ".join(sorted(str(c) for c in countries))
+        return f"the actions are in more than one country ({named}); link actions of one country"
     (country,) = countries
     if coordination.coordinates(event.agency, country):
         return None

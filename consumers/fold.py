@@ -30,12 +30,12 @@ from schemas.errors import EventInvalid
 from schemas.events import (
     CampaignDefined,
     CoordinatorAppointed,
-    ReportSubmitted,
     EventBase,
     EventCorrected,
     EventRetracted,
     MaterialsDistributed,
     PlanTaskDefined,
+    ReportSubmitted,
     SessionHeld,
     TeamEstablished,
 )
@@ -261,10 +261,11 @@ def fold_batch(
     coordination: coord.Coordination | None = None,
 ) -> BatchUpdate:
     """Fold a parsed batch into the rows it adds, given what the projection knew before it: the
-    events it mentions (``known``) and who first defined the campaigns and plan tasks it defines
+    events it mentions (``known``), who first defined the campaigns and plan tasks it defines
     (``owners``), and the appointments and links in force (``coordination``, needed only by a batch
-with a coordination event or a retraction). Each message ends accepted, ignored as a duplicate, or rejected with a reason;
-    an unexpected failure while folding one message is that message's rejection."""
+    with a coordination event or a retraction). Each message ends accepted, ignored as a duplicate,
+    or rejected with a reason; an unexpected failure while folding one message is that message's
+    rejection."""
     if not parsed:
         raise ValueError("an empty batch has nothing to fold")
     last = parsed[-1].msg

@@ -243,7 +243,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--campaign", help="only the actions of this campaign (its campaign_id)")
     p.add_argument("--from", dest="start", metavar="DATE", help="only actions that started on this day or later")
     p.add_argument("--to", dest="end", metavar="DATE", help="only actions that started on this day or earlier")
-    p.add_argument("--submission", metavar="ID", help="instead: one submission's figures as submitted, and changes since")
+    p.add_argument(
+        "--submission", metavar="ID", help="instead: one submission's figures as submitted, and changes since"
+    )
     _db_option(p)
     _nats_options(p)  # beside a running projector, figures its snapshot lacks come from a copy it writes
     p.set_defaults(func=cmd_report)
@@ -679,9 +681,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{fates['rejected']} rejected (projector as of stream sequence {found[1]})",
         file=sys.stderr,
     )
-    for pair in found[4]:
+    pairs, refused = found[4]
+    for pair in pairs:
         line = f"possible double report: {pair.action_a} and {pair.action_b} (score {pair.score}): {pair.reason}"
         print(_clean_text(line, 600), file=sys.stderr)
+    if refused:
+        print(f"warning: {_clean_text(refused, 300)}", file=sys.stderr)
     return 0
 
 
@@ -852,7 +857,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return 0
         print(
             f"DIFFERENT: submission {s.submission_id} ({s.label}) states the digest {s.figures_sha256}, but the "
-            f"figures recomputed from stream {settings.stream} up to sequence {s.as_of_seq} have {check.recomputed_sha256}"
+            f"figures recomputed from stream {settings.stream} up to sequence {s.as_of_seq} have "
+            f"{check.recomputed_sha256}"
         )
         return 1
     source = _readable(settings)  # beside a running projector: a whole copy, so that every table is compared
@@ -1145,9 +1151,7 @@ async def _publish_events(settings: Settings, events: list[dict[str, Any]]) -> A
     parsed = [parse_event(e) for e in events]
     nc = await connect(settings, "outreach-cli")
     try:
-        publisher = Publisher(
-            nc.jetstream(), stream=settings.stream, ack_timeout=settings.publish_timeout_s, retries=1
-        )
+        publisher = Publisher(nc.jetstream(), stream=settings.stream, ack_timeout=settings.publish_timeout_s, retries=1)
         return await publisher.publish(parsed)
     finally:
         await nc.close()

@@ -99,7 +99,8 @@ async def wait_for_receipts(
         await asyncio.sleep(0.2)  # polling a service that answers from the projection: no message to wait on
 
 
-async def possible_duplicates(nc: Client, agency: str) -> list[PossibleDuplicate]:
-    """The possible double reports the agency's actions are in, from a running projector."""
+async def possible_duplicates(nc: Client, agency: str) -> tuple[list[PossibleDuplicate], str | None]:
+    """The possible double reports the agency's actions are in, from a running projector, or why
+    it could not list them."""
     reply = await ask(nc, agency, StatusRequest(after_seq=2**62, duplicates=True, limit=1))
-    return list(reply.possible_duplicates)
+    return list(reply.possible_duplicates), reply.possible_duplicates_refused

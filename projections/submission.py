@@ -107,7 +107,9 @@ def coordination_section(con: duckdb.DuckDBPyConnection) -> str:
     """The report's section on submissions (each with its changes since) and likely double
     reports; empty for a projection without these views (a snapshot)."""
     try:
-        subs = [Submission(*r) for r in con.execute(SELECT_SUBMISSION.replace("WHERE submission_id = ?", "")).fetchall()]
+        subs = [
+            Submission(*r) for r in con.execute(SELECT_SUBMISSION.replace("WHERE submission_id = ?", "")).fetchall()
+        ]
         pairs = con.execute(SELECT_DUPLICATES, [MAX_DUPLICATES_SHOWN + 1]).fetchall()
     except duckdb.CatalogException:
         return ""
@@ -131,7 +133,7 @@ def _duplicates(pairs: list[tuple[Any, ...]]) -> str:
     if not pairs:
         return '<h2>Possible double reports</h2>\n<p id="possible-duplicates">None found.</p>'
     shown = pairs[:MAX_DUPLICATES_SHOWN]
-    more = f"<p>and more: query possible_duplicates for all of them.</p>" if len(pairs) > len(shown) else ""
+    more = "<p>and more: query possible_duplicates for all of them.</p>" if len(pairs) > len(shown) else ""
     body = "\n".join(
         "<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in (r[0], r[1], r[6], r[7])) + "</tr>" for r in shown
     )
@@ -148,7 +150,16 @@ def _changes_table(changes: list[tuple[Any, ...]]) -> str:
         "<tr>"
         + "".join(
             f"<td>{escape(str(v))}</td>"
-            for v in (c[0], c[1], c[2], c[3], c[4], f"{c[5]:+d}", ", ".join(c[6] or []), ", ".join(map(str, c[8] or [])))
+            for v in (
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                c[4],
+                f"{c[5]:+d}",
+                ", ".join(c[6] or []),
+                ", ".join(map(str, c[8] or [])),
+            )
         )
         + "</tr>"
         for c in changes

@@ -521,7 +521,9 @@ class ReportSubmitted(EventBase):
     plan_id: Slug | None = Field(None, description="Only the actions under a task of this plan, when given.")
     title: ShortText
     submitted_to: ShortText | None = Field(None, description="Parliament, a monitoring body, a donor.")
-    as_of_seq: Annotated[WholeNumber, Field(ge=0)] = Field(description="The figures as of this stream sequence.")
+    as_of_seq: Annotated[WholeNumber, Field(ge=0, le=2**63 - 1)] = Field(
+        description="The figures as of this stream sequence."
+    )
     figures_sha256: Sha256 = Field(description="sha256 of the figures' canonical JSON (schemas/submission.py).")
 
     @model_validator(mode="after")

@@ -81,5 +81,6 @@ class StatusReply(BaseModel):
     receipts: tuple[Receipt, ...] = ()
     in_force: tuple[InForce, ...] = ()
     possible_duplicates: tuple[PossibleDuplicate, ...] = ()  # asked with ``duplicates``; at most MAX_RECEIPTS
+    possible_duplicates_refused: str | None = None  # why they are not listed, when they were asked for
     more: bool = False
     error: str | None = None
