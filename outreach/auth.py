@@ -22,7 +22,11 @@ subject of the stream's account, whatever reply subject the asker sets. Within i
 - the analyst may only ask a running projector for read-only query results, and for a copy of its
   projection (written beside it, for reading commands that need more than its snapshot); the
   auditor may ask for that copy too, and the projector answers its inbox;
-- the admin can do anything, and alone creates or changes the stream.
+- the admin can do anything, and alone creates or changes the stream;
+- no agency may publish ``coordinator_appointed`` (the admin publishes it, as agency ``admin``), and
+  only an agency made a coordinator (``add-agency NAME --coordinates PL``) may publish
+  ``report_submitted``: denied by subject. Which country a submission is of, and whose actions a
+  link names, the projector checks (consumers/coordination.py): the broker sees no payload.
 
 Passwords are generated, never typed; the server configuration holds only their bcrypt hashes.
 Each user's credentials are written to ``credentials/<user>.env`` (mode 0600) as ``OUTREACH_*``
