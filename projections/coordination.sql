@@ -149,22 +149,35 @@ ORDER BY s.submitted_at, c.submission_id, c.dimension, c.key, c.measure;
 -- leaflets is no session), which bounds the pairs. A linked action out of the totals is in no pair.
 CREATE OR REPLACE VIEW possible_duplicates AS
 WITH a AS (
-    SELECT * FROM actions WHERE coalesce(occurred_end, occurred_start) - occurred_start <= 31),
+    SELECT *, coalesce(session_format, material_kind, '') AS kind_key FROM actions
+    WHERE coalesce(occurred_end, occurred_start) - occurred_start <= 31),
+-- Two spans overlap when one starts on a day of the other: an equality join on that day, not a
+-- comparison of every two actions of a county.
+days AS (
+    SELECT agency, fact_id, county, event_type, kind_key,
+           CAST(unnest(generate_series(occurred_start, coalesce(occurred_end, occurred_start), INTERVAL 1 DAY))
+                AS DATE) AS day
+    FROM a),
+hits AS (
+    SELECT DISTINCT least(x.agency, d.agency) AS agency_a,
+           CASE WHEN x.agency < d.agency THEN x.fact_id ELSE d.fact_id END AS fact_a,
+           greatest(x.agency, d.agency) AS agency_b,
+           CASE WHEN x.agency < d.agency THEN d.fact_id ELSE x.fact_id END AS fact_b
+    FROM a x
+    JOIN days d
+      ON d.county = x.county AND d.event_type = x.event_type AND d.kind_key = x.kind_key
+     AND d.day = x.occurred_start AND d.agency <> x.agency),
 pairs AS (
-    SELECT x.agency AS agency_a, x.fact_id AS fact_a, y.agency AS agency_b, y.fact_id AS fact_b,
-           x.county, x.event_type, coalesce(x.session_format, x.material_kind) AS kind,
+    SELECT h.agency_a, h.fact_a, h.agency_b, h.fact_b,
+           x.county, x.event_type, nullif(x.kind_key, '') AS kind,
            x.occurred_start AS start_a, y.occurred_start AS start_b,
            x.municipality AS municipality_a, y.municipality AS municipality_b,
            x.participants AS participants_a, y.participants AS participants_b,
            x.version_seq AS seq_a, y.version_seq AS seq_b
-    FROM a x
-    JOIN a y
-      ON x.county = y.county AND x.event_type = y.event_type AND x.agency < y.agency
-     AND x.session_format IS NOT DISTINCT FROM y.session_format
-     AND x.material_kind IS NOT DISTINCT FROM y.material_kind
-     AND x.occurred_start <= coalesce(y.occurred_end, y.occurred_start)
-     AND y.occurred_start <= coalesce(x.occurred_end, x.occurred_start)
-     AND (x.municipality IS NULL OR y.municipality IS NULL OR x.municipality = y.municipality)),
+    FROM hits h
+    JOIN a x ON x.agency = h.agency_a AND x.fact_id = h.fact_a
+    JOIN a y ON y.agency = h.agency_b AND y.fact_id = h.fact_b
+    WHERE x.municipality IS NULL OR y.municipality IS NULL OR x.municipality = y.municipality),
 venues AS (
     SELECT stream_seq, lower(trim(coalesce(payload -> 'replacement' ->> 'venue', payload ->> 'venue'))) AS venue
     FROM event_log
