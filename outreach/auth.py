@@ -127,19 +127,28 @@ def denied_types(user: User) -> list[str]:
     return [f"{PREFIX}.{user.name}.{kind}{tail}" for kind in types for tail in ("", ".>")]
 
 
-def appointment(agency: str, country: str) -> dict[str, Any]:
+def appointment(agency: str, country: str, recorded_at: str | None = None) -> dict[str, Any]:
     """The ``coordinator_appointed`` event the admin publishes for ``agency`` and ``country``: its
-    event_id is made from both, so publishing it again stores nothing new."""
+    event_id is made from both, and ``recorded_at`` is the time ``add_agency`` recorded (now when
+    not given), so publishing it again is the same event and stores nothing new."""
     event_id = uuid.uuid5(APPOINTMENTS, f"{country}/{agency}")
     return {
         "event_id": str(event_id),
         "event_type": "coordinator_appointed",
         "agency": ADMIN_AGENCY,
-        "recorded_at": datetime.now(UTC).isoformat(),
+        "recorded_at": recorded_at or datetime.now(UTC).isoformat(timespec="seconds"),
         "coordinator": agency,
         "country": country,
         "reason": f"outreach auth add-agency {agency} --coordinates {country}",
     }
+
+
+def appointments(directory: Path, agency: str) -> list[dict[str, Any]]:
+    """The appointments of ``agency`` that ``add_agency`` recorded, as events to publish."""
+    state, users = _load(directory)
+    user = next((u for u in users if u.name == agency), None)
+    when = state.get("appointed_at", {})
+    return [appointment(agency, c, when.get(f"{c}/{agency}")) for c in (user.coordinates if user else ())]
 
 
 def _hash(password: str) -> str:
@@ -263,6 +272,9 @@ def add_agency(directory: Path, name: str, coordinates: tuple[str, ...] = ()) ->
         if not re.fullmatch(r"[A-Z]{2}", country):
             raise SettingsInvalid(f"--coordinates {country!r}: give a country code such as PL or AL")
     state, users = _load(directory)
+    recorded = state.setdefault("appointed_at", {})
+    for country in coordinates:
+        recorded.setdefault(f"{country}/{name}", datetime.now(UTC).isoformat(timespec="seconds"))
     existing = next((u for u in users if u.name == name), None)
     if existing is not None:
         if not coordinates or existing.role != "agency":

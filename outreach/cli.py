@@ -1130,8 +1130,9 @@ def cmd_auth_change(args: argparse.Namespace) -> int:
         state = json.loads((args.dir / auth.STATE).read_text())
         url = args.nats_url or state["nats_url"]
         admin = _credentials_settings(args.dir / "credentials" / "admin.env", url, settings_from(args))
-        for country in coordinates:
-            report = _run(_publish_events(admin, [auth.appointment(args.name, country)]))
+        for event in auth.appointments(args.dir, args.name):
+            country = event["country"]
+            report = _run(_publish_events(admin, [event]))
             if report.failed:
                 raise SettingsInvalid(
                     f"{args.name} may now submit {country}'s figures at the broker, but the appointment was not "

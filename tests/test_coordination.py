@@ -128,6 +128,12 @@ async def test_a_session_reported_twice_is_counted_once_and_a_submission_stays_r
     )
     assert done.returncode == 0, done.stderr
     assert "appointment of al-national-coordinator as a coordinator of AL: published" in done.stdout
+    done = outreach(
+        "auth", "add-agency", COORDINATOR, "--dir", str(directory), "--coordinates", "AL", "--nats", server.url,
+        env=env_of(directory, "admin", server),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "appointment of al-national-coordinator as a coordinator of AL: already in the log" in done.stdout
 
     committee = korce_session(COMMITTEE, 30)
     iom = korce_session(IOM, 28, municipality="Korçë")
@@ -276,7 +282,7 @@ async def test_submissions_and_links_of_others_are_refused_by_the_broker_and_the
     coordinated: tuple[EmbeddedServer, Path], tmp_path: Path
 ) -> None:
     server, directory = coordinated
-    appoint = auth.appointment(COORDINATOR, "AL")
+    (appoint,) = auth.appointments(directory, COORDINATOR)
     assert (await publish(directory, server, "admin", appoint)).stored == 1
     committee, iom = korce_session(COMMITTEE, 30), korce_session(IOM, 28)
     await publish(directory, server, COMMITTEE, committee)
