@@ -913,7 +913,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         start=_report_day("--from", args.start, 0),
         end=_report_day("--to", args.end, 1),
     )
-    write_report(_readable(settings, carries=has_figures), args.out, filters)
+    from projections.submission import has_coordination
+
+    write_report(_readable(settings, carries=lambda db: has_figures(db) and has_coordination(db)), args.out, filters)
     print(f"wrote {args.out}; open it in any browser (it needs no network)")
     return 0
 

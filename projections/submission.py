@@ -103,6 +103,21 @@ def write_submission_report(db: Path, out: Path, submission_id: str) -> Submissi
     return s
 
 
+def has_coordination(db: Path) -> bool:
+    """Whether ``db`` (a projection, or a snapshot) holds what the report's section on submissions
+    and possible double reports reads (a snapshot holds them while they are few)."""
+    con = open_read_only(db)
+    try:
+        found = con.execute(
+            "SELECT count(DISTINCT name) FROM (SELECT table_name AS name FROM duckdb_tables() "
+            "UNION ALL SELECT view_name FROM duckdb_views()) "
+            "WHERE name IN ('submissions', 'changes_since_submission', 'possible_duplicates')"
+        ).fetchone()
+    finally:
+        con.close()
+    return bool(found and found[0] == 3)
+
+
 def coordination_section(con: duckdb.DuckDBPyConnection) -> str:
     """The report's section on submissions (each with its changes since) and likely double
     reports; empty for a projection without these views (a snapshot)."""
