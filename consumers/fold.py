@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from consumers import coordination as coord
 from projections.rows import (
     BatchUpdate,
     DuplicateRow,
@@ -28,11 +29,13 @@ from projections.rows import (
 from schemas.errors import EventInvalid
 from schemas.events import (
     CampaignDefined,
+    CoordinatorAppointed,
     EventBase,
     EventCorrected,
     EventRetracted,
     MaterialsDistributed,
     PlanTaskDefined,
+    ReportSubmitted,
     SessionHeld,
     TeamEstablished,
 )
@@ -126,6 +129,7 @@ class Parsed(NamedTuple):
     defines: DefinitionKey | None = None  # the campaign or plan task it defines
     log: LogRow | None = None  # the event log's row, should it be accepted
     version: FactVersion | None = None  # the version of a fact it states (None: a retraction)
+    coordination: EventBase | None = None  # an appointment, submission or link: the event, for its rules
 
 
 def parse_batch(msgs: list[StreamMessage]) -> list[Parsed]:
@@ -191,6 +195,7 @@ def _prepare(msg: StreamMessage, link: bytes, event: EventBase, published_versio
         definition_key(event),
         log,
         version,
+        event if event.event_type in coord.COORDINATION_TYPES else None,
     )
 
 
@@ -211,6 +216,8 @@ def referenced_ids(parsed: list[Parsed]) -> list[EventKey]:
         keys.add((p.agency, p.event_id))
         if p.refers_to is not None:
             keys.add((p.agency, p.refers_to))
+        if p.coordination is not None and p.problem is None and p.event_type == "actions_linked":
+            keys.update(coord.members(p.coordination))  # type: ignore[arg-type]
     return list(keys)
 
 
@@ -250,17 +257,22 @@ def same_event(data: bytes, published: str | None, stored_at: datetime) -> bool:
 
 
 def fold_batch(
-    parsed: list[Parsed], known: dict[EventKey, KnownEvent], owners: dict[DefinitionKey, str] | None = None
+    parsed: list[Parsed],
+    known: dict[EventKey, KnownEvent],
+    owners: dict[DefinitionKey, str] | None = None,
+    coordination: coord.Coordination | None = None,
 ) -> BatchUpdate:
     """Fold a parsed batch into the rows it adds, given what the projection knew before it: the
-    events it mentions (``known``) and who first defined the campaigns and plan tasks it defines
-    (``owners``). Each message ends accepted, ignored as a duplicate, or rejected with a reason;
-    an unexpected failure while folding one message is that message's rejection."""
+    events it mentions (``known``), who first defined the campaigns and plan tasks it defines
+    (``owners``), and the appointments and links in force (``coordination``, needed only by a batch
+    with a coordination event or a retraction). Each message ends accepted, ignored as a duplicate,
+    or rejected with a reason; an unexpected failure while folding one message is that message's
+    rejection."""
     if not parsed:
         raise ValueError("an empty batch has nothing to fold")
     last = parsed[-1].msg
     update = BatchUpdate(last_seq=last.seq, last_stored_at=last.stored_at)
-    state = _FoldState(dict(known), dict(owners or {}), {}, update)  # the caller's copies are left alone
+    state = _FoldState(dict(known), dict(owners or {}), {}, update, coordination or coord.Coordination())
     for p in parsed:
         try:
             reason = _apply(p, state)
@@ -277,6 +289,7 @@ class _FoldState:
     owners: dict[DefinitionKey, str]  # grows with the batch
     current: dict[EventKey, FactVersion]  # versions this batch made, by fact
     update: BatchUpdate
+    coordination: coord.Coordination  # appointments and links in force; grows with the batch
 
 
 def _apply(p: Parsed, state: _FoldState) -> str | None:
@@ -309,6 +322,10 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
                 f"(any agency may report actions under it)"
             )
 
+    if p.coordination is not None:
+        reason = _check_coordination(p, state)
+        if reason is not None:
+            return reason
     refers_to = p.refers_to
     if refers_to is not None:
         target = state.known.get((agency, refers_to))
@@ -334,9 +351,21 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
         state.update.versions.append(version)
     if defines is not None:
         state.owners.setdefault(defines, agency)
+    if p.coordination is not None:
+        coord.accept(p.coordination, key, state.coordination)
+    elif refers_to is not None and p.replacement_type is None:
+        coord.retracted((agency, refers_to), state.coordination)
     state.known[key] = KnownEvent(event_id, msg.seq, digest, agency, p.event_type, fact_state, log.payload)
     state.update.log.append(log)
     return None
+
+
+def _check_coordination(p: Parsed, state: _FoldState) -> str | None:
+    """The rules of appointments, submissions and links (consumers/coordination.py), given the
+    countries of the actions this batch stated so far."""
+    assert p.coordination is not None
+    batch_countries = {k: v.country for k, v in state.current.items()}
+    return coord.check(p.coordination, p.msg.seq, state.known, batch_countries, state.coordination)
 
 
 def _check_subject(subject: str, event: EventBase) -> str | None:
@@ -403,7 +432,7 @@ def _version(event: EventBase, msg: StreamMessage) -> FactVersion:
     version = FactVersion(event.event_id, msg.seq, msg.stored_at, None, None, False, event.event_type, event.agency)
     version.county = event.county
     kind = type(event)
-    if kind in DEFINITIONS:
+    if kind in DEFINITIONS or kind is CoordinatorAppointed or kind is ReportSubmitted:
         version.country = event.country
     elif event.county:
         version.country = event.county[:2]  # a missing attribute costs a pydantic model ~5 us: not getattr
@@ -420,8 +449,8 @@ def _version(event: EventBase, msg: StreamMessage) -> FactVersion:
         version.materials_unknown = event.quantity is None
     elif kind is TeamEstablished:
         version.teams = 1
-    elif kind in DEFINITIONS:
-        version.payload = event.model_dump_json()  # the views read definitions from it
+    elif kind in DEFINITIONS or event.event_type in coord.COORDINATION_TYPES:
+        version.payload = event.model_dump_json()  # the views read definitions, links and submissions from it
     return version
 
 

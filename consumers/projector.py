@@ -8,9 +8,11 @@ its consumers, every stream sequence is applied once.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from consumers.coordination import Coordination
 from consumers.fold import (
     GENESIS,
     Parsed,
@@ -23,6 +25,7 @@ from consumers.fold import (
     referenced_definitions,
     referenced_ids,
 )
+from projections.coordination import load_coordination
 from projections.store import ProjectionStore
 from schemas.errors import ProjectionError
 
@@ -90,8 +93,11 @@ class Projector:
         fresh = [p.msg for p in parsed]
         if not fresh:
             return 0
-        known = self.store.lookup(referenced_ids(parsed), compare=published_ids(parsed))
-        update = fold_batch(parsed, known, self.store.owners(referenced_definitions(parsed)))
+        referenced = referenced_ids(parsed)
+        known = self.store.lookup(referenced, compare=published_ids(parsed))
+        update = fold_batch(
+            parsed, known, self.store.owners(referenced_definitions(parsed)), self._coordination(parsed, referenced)
+        )
         update.digest = chain_digest(self.digest, [p.link for p in parsed])
         update.gaps = gaps(self.last_seq, fresh)
         self.store.apply(update, self.stream, self.stream_created, self.last_seq)
@@ -103,3 +109,11 @@ class Projector:
         self.stats.rejected += len(update.rejected)
         self.stats.duplicates += len(update.duplicates)
         return len(fresh)
+
+    def _coordination(self, parsed: list[Parsed], referenced: list[tuple[str, uuid.UUID]]) -> Coordination | None:
+        """The appointments and links in force, for a batch with a coordination event or a
+        retraction (which may undo one); None for the others."""
+        if not any(p.coordination is not None or p.event_type == "event_retracted" for p in parsed):
+            return None
+        appointments, links, countries = load_coordination(self.store.con, referenced)
+        return Coordination(appointments, links, countries)

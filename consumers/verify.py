@@ -31,9 +31,11 @@ from consumers.replay import replay
 from projections.compare import compare, compare_totals
 from projections.query import open_read_only
 from projections.snapshot import is_snapshot
+from projections.submission import Submission, figures, submission
 from runtime.connection import connect
 from runtime.settings import Settings
 from runtime.stream import read_stream_info
+from schemas.submission import figures_sha256
 
 
 @dataclass
@@ -98,3 +100,35 @@ async def verify(settings: Settings, live: Path) -> VerifyReport:
             )
         report.problems.extend(compare_totals(live, rebuilt) if report.snapshot else compare(live, rebuilt))
     return report
+
+
+@dataclass(frozen=True)
+class SubmissionCheck:
+    submission: Submission
+    recomputed_sha256: str
+
+    @property
+    def matches(self) -> bool:
+        return self.recomputed_sha256 == self.submission.figures_sha256
+
+
+async def verify_submission(settings: Settings, submission_id: str) -> SubmissionCheck:
+    """Recompute a submission's digest from the log alone: replay the stream to find the
+    submission, replay it again up to the sequence the submission is as of, and hash the figures
+    of its scope there (schemas/submission.py)."""
+    with tempfile.TemporaryDirectory(prefix="outreach-verify-") as tmp:
+        whole = Path(tmp) / "whole.duckdb"
+        await replay(settings, whole)
+        con = open_read_only(whole)
+        try:
+            s = submission(con, submission_id)
+        finally:
+            con.close()
+        then = Path(tmp) / "then.duckdb"
+        await replay(settings, then, until_seq=s.as_of_seq)
+        con = open_read_only(then)
+        try:
+            rows = figures(con, s.country, s.period_start, s.period_end, s.plan_id, None)
+        finally:
+            con.close()
+    return SubmissionCheck(s, figures_sha256(s.country, s.period_start, s.period_end, s.plan_id, s.as_of_seq, rows))

@@ -22,7 +22,11 @@ subject of the stream's account, whatever reply subject the asker sets. Within i
 - the analyst may only ask a running projector for read-only query results, and for a copy of its
   projection (written beside it, for reading commands that need more than its snapshot); the
   auditor may ask for that copy too, and the projector answers its inbox;
-- the admin can do anything, and alone creates or changes the stream.
+- the admin can do anything, and alone creates or changes the stream;
+- no agency may publish ``coordinator_appointed`` (the admin publishes it, as agency ``admin``), and
+  only an agency made a coordinator (``add-agency NAME --coordinates PL``) may publish
+  ``report_submitted``: denied by subject. Which country a submission is of, and whose actions a
+  link names, the projector checks (consumers/coordination.py): the broker sees no payload.
 
 Passwords are generated, never typed; the server configuration holds only their bcrypt hashes.
 Each user's credentials are written to ``credentials/<user>.env`` (mode 0600) as ``OUTREACH_*``
@@ -36,14 +40,17 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 
 from schemas.errors import SettingsInvalid
-from schemas.subjects import agency_subjects, copy_subject, query_subject, status_subject
+from schemas.events import ADMIN_AGENCY
+from schemas.subjects import PREFIX, agency_subjects, copy_subject, query_subject, status_subject
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 ROLES = ("admin", "projector", "auditor", "analyst")
@@ -51,6 +58,7 @@ LEDGER = "LEDGER"  # the stream's account: admin, projector, auditor
 ANALYSTS = "ANALYSTS"
 CONFIG = "nats-server.conf"
 STATE = "users.json"
+APPOINTMENTS = uuid.UUID("6f1d9a52-3c1e-4d7b-9e0a-2f4b8c6d1e01")  # the namespace of appointments' event_ids
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class User:
     name: str
     role: str  # admin, projector, auditor or agency
     password_hash: str
+    coordinates: tuple[str, ...] = ()  # an agency's: the countries it coordinates (`add-agency --coordinates`)
 
     @property
     def inbox_prefix(self) -> str:
@@ -83,7 +92,7 @@ def permissions(user: User, stream: str, auditors: tuple[str, ...] = ()) -> dict
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     if user.role == "agency":
         own = [agency_subjects(user.name), direct_get_subjects(user.name, stream), status_subject(user.name)]
-        return {"publish": {"allow": own}, "subscribe": {"allow": [inbox]}}
+        return {"publish": {"allow": own, "deny": denied_types(user)}, "subscribe": {"allow": [inbox]}}
     if user.role == "analyst":
         return {"publish": {"allow": [query_subject(stream), copy_subject(stream)]}, "subscribe": {"allow": [inbox]}}
     readers = [
@@ -108,6 +117,38 @@ def permissions(user: User, stream: str, auditors: tuple[str, ...] = ()) -> dict
         }
     # An auditor: its verify beside a running projector reads the copy the projector writes.
     return {"publish": {"allow": [*readers, copy_subject(stream)]}, "subscribe": {"allow": [inbox]}}
+
+
+def denied_types(user: User) -> list[str]:
+    """The event types an agency may not publish, by subject: appointments (the admin's alone) and,
+    unless it coordinates a country, submissions. The broker sees subjects, not payloads: which
+    country a submission is of, and whose actions a link names, the projector checks."""
+    types = ["coordinator_appointed"] + ([] if user.coordinates else ["report_submitted"])
+    return [f"{PREFIX}.{user.name}.{kind}{tail}" for kind in types for tail in ("", ".>")]
+
+
+def appointment(agency: str, country: str, recorded_at: str | None = None) -> dict[str, Any]:
+    """The ``coordinator_appointed`` event the admin publishes for ``agency`` and ``country``: its
+    event_id is made from both, and ``recorded_at`` is the time ``add_agency`` recorded (now when
+    not given), so publishing it again is the same event and stores nothing new."""
+    event_id = uuid.uuid5(APPOINTMENTS, f"{country}/{agency}")
+    return {
+        "event_id": str(event_id),
+        "event_type": "coordinator_appointed",
+        "agency": ADMIN_AGENCY,
+        "recorded_at": recorded_at or datetime.now(UTC).isoformat(timespec="seconds"),
+        "coordinator": agency,
+        "country": country,
+        "reason": f"outreach auth add-agency {agency} --coordinates {country}",
+    }
+
+
+def appointments(directory: Path, agency: str) -> list[dict[str, Any]]:
+    """The appointments of ``agency`` that ``add_agency`` recorded, as events to publish."""
+    state, users = _load(directory)
+    user = next((u for u in users if u.name == agency), None)
+    when = state.get("appointed_at", {})
+    return [appointment(agency, c, when.get(f"{c}/{agency}")) for c in (user.coordinates if user else ())]
 
 
 def _hash(password: str) -> str:
@@ -138,11 +179,11 @@ def _load(directory: Path) -> tuple[dict[str, Any], list[User]]:
         state = json.loads(path.read_text())
     except OSError:
         raise SettingsInvalid(f"no {STATE} in {directory}; run `outreach auth init` first") from None
-    return state, [User(**u) for u in state["users"]]
+    return state, [User(**{**u, "coordinates": tuple(u.get("coordinates", ()))}) for u in state["users"]]
 
 
 def _save(directory: Path, state: dict[str, Any], users: list[User]) -> Path:
-    state["users"] = [u.__dict__ for u in users]
+    state["users"] = [{**u.__dict__, "coordinates": list(u.coordinates)} for u in users]
     _write_secret(directory / STATE, json.dumps(state, indent=1) + "\n")
     config = directory / CONFIG
     config.write_text(render(users, state["stream"]))
@@ -222,14 +263,26 @@ def init(
     return _save(directory, {"stream": stream, "nats_url": nats_url}, users)
 
 
-def add_agency(directory: Path, name: str) -> Path:
-    """Add one agency with a new password; the others keep theirs."""
+def add_agency(directory: Path, name: str, coordinates: tuple[str, ...] = ()) -> Path:
+    """Add one agency with a new password; the others keep theirs. ``coordinates``: the countries
+    it coordinates (an agency that has a user already is made a coordinator of them, and keeps its
+    password). The appointment itself is an event the admin publishes (``appointment``)."""
     _check_agency(name)
+    for country in coordinates:
+        if not re.fullmatch(r"[A-Z]{2}", country):
+            raise SettingsInvalid(f"--coordinates {country!r}: give a country code such as PL or AL")
     state, users = _load(directory)
-    if any(u.name == name for u in users):
-        raise SettingsInvalid(f"{name} already has a user")
+    recorded = state.setdefault("appointed_at", {})
+    for country in coordinates:
+        recorded.setdefault(f"{country}/{name}", datetime.now(UTC).isoformat(timespec="seconds"))
+    existing = next((u for u in users if u.name == name), None)
+    if existing is not None:
+        if not coordinates or existing.role != "agency":
+            raise SettingsInvalid(f"{name} already has a user")
+        merged = tuple(sorted({*existing.coordinates, *coordinates}))
+        return _save(directory, state, [replace(u, coordinates=merged) if u is existing else u for u in users])
     password = secrets.token_urlsafe(24)
-    user = User(name, "agency", _hash(password))
+    user = User(name, "agency", _hash(password), tuple(sorted(set(coordinates))))
     _credentials(directory, user, password, state["nats_url"])
     return _save(directory, state, [*users, user])
 
@@ -247,5 +300,5 @@ def revoke(directory: Path, name: str) -> Path:
 def _check_agency(name: str) -> None:
     if not SLUG.match(name) or len(name) > 64:
         raise SettingsInvalid(f"agency {name!r} is not a slug (lower-case letters, digits and single hyphens)")
-    if name in ROLES:
+    if name in ROLES:  # "admin" among them: the slug the admin publishes appointments as
         raise SettingsInvalid(f"{name!r} is a role, not an agency")

@@ -221,6 +221,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("verify", "rebuild from the stream and compare with a projection, row by row")
     p.add_argument("--db", type=Path, help="the projection to verify (OUTREACH_DB; default ./outreach.duckdb)")
+    p.add_argument(
+        "--submission", metavar="ID", help="instead: recompute this submission's digest from the log, by replay"
+    )
     _nats_options(p)
     p.set_defaults(func=cmd_verify)
 
@@ -261,9 +264,24 @@ def _parser() -> argparse.ArgumentParser:
         choices=["participants", "sessions", "events", "teams", "materials"],
         help="what the county maps shade (default: participants where a country held sessions, else events)",
     )
+    p.add_argument(
+        "--submission", metavar="ID", help="instead: one submission's figures as submitted, and changes since"
+    )
     _db_option(p)
     _nats_options(p)  # beside a running projector, figures its snapshot lacks come from a copy it writes
     p.set_defaults(func=cmd_report)
+
+    p = command("submit", "as a coordinator: submit a country's figures for a period (a report_submitted event)")
+    p.add_argument("--country", required=True, help="the country's code (PL, AL)")
+    p.add_argument("--period", required=True, help="a year (2014), a month (2014-03) or a day")
+    p.add_argument("--plan", help="only the actions under a task of this national action plan (its plan_id)")
+    p.add_argument("--title", required=True, help="what the submission is, e.g. 'Annual report to the Sejm 2014'")
+    p.add_argument("--to", dest="submitted_to", help="to whom: parliament, a monitoring body, a donor")
+    p.add_argument("--dry-run", action="store_true", help="print the figures and their digest; publish nothing")
+    _agency_option(p)
+    _db_option(p, default_help="the projection the figures are read from; default ./outreach.duckdb")
+    _nats_options(p)
+    p.set_defaults(func=cmd_submit)
 
     p = command("sql", "run a read-only SQL query on the projection and print the result")
     p.add_argument("query")
@@ -313,6 +331,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument("name")
     a.add_argument("--dir", type=Path, required=True)
+    a.add_argument(
+        "--coordinates",
+        action="append",
+        default=[],
+        metavar="COUNTRY",
+        help="make it a coordinator of this country (repeat): it may submit the country's figures and link any of "
+        "its actions; the admin publishes the appointment (coordinator_appointed) to the stream",
+    )
+    a.add_argument("--nats", dest="nats_url", help="the server the appointment is published to (default: from DIR)")
     a.set_defaults(func=cmd_auth_change, change="add")
     a = auth.add_parser(
         "revoke",
@@ -643,7 +670,7 @@ def _print_receipts(receipts: Sequence[Any], origin_of: Callable[[Any], Any] | d
                 r.reference or "",
                 origin.file if origin else "",
                 origin.where if origin else "",
-                _clean_text(r.reason or "", 300),
+                _clean_text(r.reason or r.note or "", 300),
             )
         )
     columns = ["stream_seq", "fate", "event_type", "event_id", "reference", "file", "where", "reason"]
@@ -675,6 +702,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{fates['rejected']} rejected (projector as of stream sequence {found[1]})",
         file=sys.stderr,
     )
+    pairs, refused = found[4]
+    for pair in pairs:
+        line = f"possible double report: {pair.action_a} and {pair.action_b} (score {pair.score}): {pair.reason}"
+        print(_clean_text(line, 600), file=sys.stderr)
+    if refused:
+        print(f"warning: {_clean_text(refused, 300)}", file=sys.stderr)
     return 0
 
 
@@ -693,7 +726,10 @@ async def _status(settings: Settings, agency: str, since: datetime | None, after
         except OutreachError as exc:  # receipts without their rows, rather than no receipts at all
             print(f"warning: {exc}; the rows the events came from are not shown", file=sys.stderr)
             where = {}
-        return found, as_of, shown, where
+        from producers.receipts import possible_duplicates
+
+        pairs = await possible_duplicates(nc, agency)
+        return found, as_of, shown, where, pairs
     finally:
         await nc.close()
 
@@ -836,9 +872,24 @@ class ProgressPrinter:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from consumers.verify import verify
+    from consumers.verify import verify, verify_submission
 
     settings = settings_from(args)
+    if args.submission:
+        check = _run(verify_submission(settings, args.submission))
+        s = check.submission
+        if check.matches:
+            print(
+                f"OK: submission {s.submission_id} ({s.label}): the figures recomputed from stream {settings.stream} "
+                f"up to sequence {s.as_of_seq} have the digest submitted, {s.figures_sha256}"
+            )
+            return 0
+        print(
+            f"DIFFERENT: submission {s.submission_id} ({s.label}) states the digest {s.figures_sha256}, but the "
+            f"figures recomputed from stream {settings.stream} up to sequence {s.as_of_seq} have "
+            f"{check.recomputed_sha256}"
+        )
+        return 1
     source = _readable(settings)  # beside a running projector: a whole copy, so that every table is compared
     report = _run(verify(settings, source))
     if report.ok:
@@ -877,8 +928,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from projections.report import Filters, Heading, has_figures, write_report
+    from projections.submission import has_coordination
 
     settings = settings_from(args)
+    if args.submission:
+        from projections.submission import write_submission_report
+
+        s = write_submission_report(_readable(settings), args.out, args.submission)
+        print(f"wrote {args.out}: {s.label}, as submitted (digest {s.figures_sha256}), and the changes since")
+        return 0
     filters = Filters(
         country=args.country.strip().upper() if args.country else None,
         campaign=args.campaign,
@@ -887,7 +945,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     heading = Heading(title=args.title, organisation=args.organisation)
     lang = write_report(
-        _readable(settings, carries=has_figures),
+        _readable(settings, carries=lambda db: has_figures(db) and has_coordination(db)),
         args.out,
         filters,
         lang=args.lang,
@@ -1120,12 +1178,99 @@ def cmd_auth_init(args: argparse.Namespace) -> int:
 def cmd_auth_change(args: argparse.Namespace) -> int:
     from outreach import auth
 
-    config = auth.add_agency(args.dir, args.name) if args.change == "add" else auth.revoke(args.dir, args.name)
+    coordinates = tuple(c.strip().upper() for c in getattr(args, "coordinates", []))
+    if args.change == "add":
+        config = auth.add_agency(args.dir, args.name, coordinates)
+    else:
+        config = auth.revoke(args.dir, args.name)
     done = "added" if args.change == "add" else "revoked"
     print(
         f"{done} {args.name}; rewrote {config}. Reload the server to apply it: nats-server --signal reload "
         f"(or restart `outreach server`)"
     )
+    if coordinates:
+        state = json.loads((args.dir / auth.STATE).read_text())
+        url = args.nats_url or state["nats_url"]
+        admin = _credentials_settings(args.dir / "credentials" / "admin.env", url, settings_from(args))
+        for event in auth.appointments(args.dir, args.name):
+            country = event["country"]
+            report = _run(_publish_events(admin, [event]))
+            if report.failed:
+                raise SettingsInvalid(
+                    f"{args.name} may now submit {country}'s figures at the broker, but the appointment was not "
+                    f"published to {url}: {report.failed[0].reason}. Run this command again once the server runs"
+                )
+            new = "published" if report.stored else "already in the log"
+            print(f"appointment of {args.name} as a coordinator of {country}: {new} (coordinator_appointed)")
+    return 0
+
+
+async def _publish_events(settings: Settings, events: list[dict[str, Any]]) -> Any:
+    """Validate and publish a few events (an appointment, a submission); the publisher's report."""
+    from producers.publisher import Publisher
+    from runtime.connection import connect
+    from schemas.parse import parse_event
+
+    parsed = [parse_event(e) for e in events]
+    nc = await connect(settings, "outreach-cli")
+    try:
+        publisher = Publisher(nc.jetstream(), stream=settings.stream, ack_timeout=settings.publish_timeout_s, retries=1)
+        return await publisher.publish(parsed)
+    finally:
+        await nc.close()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import uuid
+    from datetime import UTC
+
+    from projections.query import open_read_only
+    from projections.submission import figures
+    from schemas.dates import DateInvalid, span
+    from schemas.submission import figures_sha256
+
+    settings = settings_from(args)
+    agency = _agency(settings)
+    country = args.country.strip().upper()
+    try:
+        start, end = span(args.period)
+    except DateInvalid as exc:
+        raise SettingsInvalid(f"--period {args.period}: {exc}") from None
+    source = _readable(settings)
+    con = open_read_only(source)
+    try:
+        row = con.execute("SELECT max(last_seq) FROM checkpoint").fetchone()
+        as_of_seq = int(row[0] or 0) if row else 0
+        rows = figures(con, country, start, end, args.plan, as_of_seq)
+    finally:
+        con.close()
+    digest = figures_sha256(country, start, end, args.plan, as_of_seq, rows)
+    print(f"{len(rows)} figure row(s) of {country}, {start} to {end}, as of stream sequence {as_of_seq}")
+    print(f"figures_sha256 {digest}")
+    if args.dry_run:
+        from schemas.submission import FIGURE_COLUMNS
+
+        write_result(list(FIGURE_COLUMNS), rows, "table", sys.stdout)
+        return 0
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "report_submitted",
+        "agency": agency,
+        "recorded_at": datetime.now(UTC).isoformat(),
+        "country": country,
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+        "plan_id": args.plan,
+        "title": args.title,
+        "submitted_to": args.submitted_to,
+        "as_of_seq": as_of_seq,
+        "figures_sha256": digest,
+    }
+    report = _run(_publish_events(settings, [event]))
+    if report.failed:
+        raise SettingsInvalid(f"the submission was not published: {report.failed[0].reason}")
+    print(f"submitted: submission {event['event_id']} (stream sequence {report.last_seq})")
+    print(f"reproduce it: outreach report --submission {event['event_id']}; check it: outreach verify --submission ID")
     return 0
 
 

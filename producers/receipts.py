@@ -12,7 +12,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from schemas.errors import BrokerError
-from schemas.receipts import InForce, Receipt, StatusReply, StatusRequest
+from schemas.receipts import InForce, PossibleDuplicate, Receipt, StatusReply, StatusRequest
 from schemas.subjects import status_subject
 
 ASK_TIMEOUT_S = 10.0
@@ -97,3 +97,10 @@ async def wait_for_receipts(
         if (not missing and as_of >= (last_seq or 0)) or time.monotonic() >= deadline:
             return found, missing
         await asyncio.sleep(0.2)  # polling a service that answers from the projection: no message to wait on
+
+
+async def possible_duplicates(nc: Client, agency: str) -> tuple[list[PossibleDuplicate], str | None]:
+    """The possible double reports the agency's actions are in, from a running projector, or why
+    it could not list them."""
+    reply = await ask(nc, agency, StatusRequest(after_seq=2**62, duplicates=True, limit=1))
+    return list(reply.possible_duplicates), reply.possible_duplicates_refused

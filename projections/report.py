@@ -30,6 +30,7 @@ from projections.query import open_read_only
 from projections.report_map import county_map, has_map
 from projections.report_words import LANGUAGES, Words, language_for
 from projections.snapshot import SNAPSHOT_CELLS_MAX, is_snapshot
+from projections.submission import coordination_section
 from schemas.errors import ProjectionError, SettingsInvalid
 from schemas.reference import regions
 
@@ -281,14 +282,16 @@ def write_report(
     try:
         _check(con, filters, db)
         data = _read(con, filters)
+        words = Words(
+            lang or language_for([c.code for c in data.countries] or ([filters.country] if filters.country else []))
+        )
+        coordination = coordination_section(con, words)  # submissions and possible double reports
     finally:
         con.close()
-    words = Words(
-        lang or language_for([c.code for c in data.countries] or ([filters.country] if filters.country else []))
-    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_render(data, words, heading or Heading(), measure), encoding="utf-8")
+    page = _render(data, words, heading or Heading(), measure).replace("</main>", coordination + "\n</main>", 1)
+    out.write_text(page, encoding="utf-8")
     return words.lang
 
 

@@ -223,11 +223,95 @@ TEXTS: dict[str, dict[str, str]] = {
         "sq": "Kufijtë: Natural Earth (domen publik), të thjeshtuar.",
         "pl": "Granice: Natural Earth (domena publiczna), uproszczone.",
     },
+    # Submissions and possible double reports (projections/submission.py).
+    "submissions": {"en": "Submissions", "sq": "Raportimet e dorëzuara", "pl": "Przekazane sprawozdania"},
+    "submission_item": {
+        "en": "{title} ({country}, {period}), submitted by {by} on {day}; submission {id}, as of stream "
+        "sequence {seq}: {said}",
+        "sq": "{title} ({country}, {period}), dorëzuar nga {by} më {day}; raportimi {id}, sipas sekuencës "
+        "{seq} të rrjedhës: {said}",
+        "pl": "{title} ({country}, {period}), przekazane przez {by} dnia {day}; sprawozdanie {id}, według "
+        "numeru sekwencji strumienia {seq}: {said}",
+    },
+    "nothing_changed": {
+        "en": "no figure has changed since",
+        "sq": "asnjë shifër nuk ka ndryshuar që atëherë",
+        "pl": "od tego czasu żadna liczba się nie zmieniła",
+    },
+    "duplicates": {
+        "en": "Possible double reports",
+        "sq": "Raportime të mundshme të dyfishta",
+        "pl": "Możliwe podwójne zgłoszenia",
+    },
+    "duplicates_none": {"en": "None found.", "sq": "Nuk u gjet asnjë.", "pl": "Nie znaleziono."},
+    "duplicates_intro": {
+        "en": "Actions of different agencies that may be one action reported twice: the agency or the "
+        "country's coordinator resolves each by linking them, so that it is counted once.",
+        "sq": "Veprimtari të institucioneve të ndryshme që mund të jenë e njëjta veprimtari e raportuar dy "
+        "herë: institucioni ose koordinatori i vendit i lidh ato, që të llogariten një herë.",
+        "pl": "Działania różnych instytucji, które mogą być tym samym działaniem zgłoszonym dwukrotnie: "
+        "instytucja lub koordynator krajowy łączy je, aby zostały policzone raz.",
+    },
+    "duplicates_more": {
+        "en": "Only the first 100 are shown; the view possible_duplicates holds them all.",
+        "sq": "Tregohen vetëm 100 të parat; pamja possible_duplicates i përmban të gjitha.",
+        "pl": "Pokazano tylko pierwsze 100; widok possible_duplicates zawiera wszystkie.",
+    },
+    "dup_action": {"en": "Action", "sq": "Veprimtaria", "pl": "Działanie"},
+    "dup_county": {"en": "County", "sq": "Qarku", "pl": "Jednostka"},
+    "dup_day": {"en": "Started", "sq": "Filloi", "pl": "Rozpoczęcie"},
+    "dup_score": {"en": "Likelihood (0-100)", "sq": "Gjasat (0-100)", "pl": "Prawdopodobieństwo (0-100)"},
+    "ch_by": {"en": "By", "sq": "Sipas", "pl": "Według"},
+    "ch_figure": {"en": "Of", "sq": "Për", "pl": "Dla"},
+    "ch_measure": {"en": "Figure", "sq": "Shifra", "pl": "Wskaźnik"},
+    "ch_submitted": {"en": "Submitted", "sq": "E dorëzuar", "pl": "Przekazano"},
+    "ch_now": {"en": "Now", "sq": "Tani", "pl": "Obecnie"},
+    "ch_change": {"en": "Change", "sq": "Ndryshimi", "pl": "Zmiana"},
+    "ch_agencies": {"en": "Changed by", "sq": "Ndryshuar nga", "pl": "Zmienione przez"},
+    "ch_seqs": {"en": "Stream sequences", "sq": "Sekuencat e rrjedhës", "pl": "Numery sekwencji strumienia"},
+    "dim_county": {"en": "county", "sq": "qarku", "pl": "jednostka terytorialna"},
+    "dim_campaign": {"en": "campaign", "sq": "fushata", "pl": "kampania"},
+    "dim_plan_task": {"en": "plan task", "sq": "detyra e planit", "pl": "zadanie planu"},
+    "no_campaign_key": {"en": "(no campaign)", "sq": "(pa fushatë)", "pl": "(bez kampanii)"},
+    "fig_events": {"en": "actions", "sq": "veprimtari", "pl": "działania"},
+    "fig_sessions": {"en": "sessions", "sq": "takime", "pl": "spotkania"},
+    "fig_participants": {"en": "participants counted", "sq": "pjesëmarrës të numëruar", "pl": "policzeni uczestnicy"},
+    "fig_sessions_participants_unknown": {
+        "en": "sessions without a participant count",
+        "sq": "takime pa numër pjesëmarrësish",
+        "pl": "spotkania bez liczby uczestników",
+    },
+    "fig_sessions_participants_estimated": {
+        "en": "sessions with estimated participants",
+        "sq": "takime me pjesëmarrës të vlerësuar",
+        "pl": "spotkania z szacowaną liczbą uczestników",
+    },
+    "fig_materials_distributed": {
+        "en": "items distributed",
+        "sq": "materiale të shpërndara",
+        "pl": "rozdane materiały",
+    },
+    "fig_materials_unknown": {
+        "en": "distributions of unknown quantity",
+        "sq": "shpërndarje me sasi të panjohur",
+        "pl": "dystrybucje o nieznanej liczbie",
+    },
+    "fig_teams_established": {"en": "teams established", "sq": "grupe të ngritura", "pl": "powołane zespoły"},
 }
 
 # Phrases that agree with their number, by plural category (CLDR: English and Albanian one/other,
 # Polish one/few/many, "other" for fractions). {n} is the number as the language writes it.
 COUNTS: dict[str, dict[str, dict[str, str]]] = {
+    "figures_changed": {
+        "en": {"one": "{n} figure has changed since", "other": "{n} figures have changed since"},
+        "sq": {"one": "{n} shifër ka ndryshuar që atëherë", "other": "{n} shifra kanë ndryshuar që atëherë"},
+        "pl": {
+            "one": "od tego czasu zmieniła się {n} liczba",
+            "few": "od tego czasu zmieniły się {n} liczby",
+            "many": "od tego czasu zmieniło się {n} liczb",
+            "other": "od tego czasu zmieniło się {n} liczby",
+        },
+    },
     "uncounted": {
         "en": {
             "one": "{n} session without a participant count is not included",

@@ -33,7 +33,13 @@ SNAPSHOT_VIEWS = (
     "plan_tasks",
     "data_quality",
     "report_cells",
+    "submissions",
+    "changes_since_submission",
+    "possible_duplicates",
 )
+# Copied only while they are at most SNAPSHOT_CELLS_MAX rows, as the report's cells are; a report
+# beside a running projector reads a copy of the projection when the snapshot lacks one of them.
+BOUNDED_VIEWS = ("report_cells", "changes_since_submission", "possible_duplicates")
 # The report's cells are as many as the actions at worst: copied only while they are few enough to
 # copy every few seconds without slowing the projector. Past that, a report is made from the live
 # file once the projector is stopped (or from a copy it makes on request).
@@ -99,8 +105,10 @@ def write_snapshot(reader: duckdb.DuckDBPyConnection, db: Path, *, cells: bool =
     try:
         reader.execute("BEGIN TRANSACTION")  # every view from the same committed state
         for name, query in (*SNAPSHOT_TABLES, *((v, f"SELECT * FROM {v}") for v in SNAPSHOT_VIEWS)):
-            if name != "report_cells":
+            if name not in BOUNDED_VIEWS:
                 _copy(reader, out, name, query)
+            elif name != "report_cells":
+                _copy(reader, out, name, query, SNAPSHOT_CELLS_MAX)
             elif cells:
                 copied = _copy(reader, out, name, query, SNAPSHOT_CELLS_MAX)
         reader.execute("ROLLBACK")

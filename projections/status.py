@@ -6,10 +6,16 @@ that agency publish there), so a rejected message that no parser could read stil
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
 import duckdb
 from pydantic import ValidationError
 
-from schemas.receipts import InForce, Receipt, StatusReply, StatusRequest
+from projections.submission import Submission
+from schemas.receipts import MAX_RECEIPTS, InForce, PossibleDuplicate, Receipt, StatusReply, StatusRequest
 
 SELECT_RECEIPTS = """
 WITH fates AS (
@@ -32,6 +38,28 @@ ORDER BY stream_seq
 LIMIT $limit
 """
 SELECT_AS_OF = "SELECT max(last_seq) FROM checkpoint"
+# The submissions whose figures each of one page's events changed (changes_since_submission).
+SELECT_CHANGED_SUBMISSIONS = """
+WITH changed AS (SELECT submission_id, unnest(events) AS e FROM changes_since_submission)
+SELECT DISTINCT c.e.stream_seq, s.*
+FROM changed c
+JOIN (SELECT submission_id, submitted_by, country, period_start, period_end, plan_id, title, submitted_to, as_of_seq,
+             figures_sha256, stream_seq, submitted_at FROM submissions) s USING (submission_id)
+WHERE c.e.stream_seq IN (SELECT unnest($seqs::UBIGINT[])) AND c.e.agency = $agency
+ORDER BY 1, s.submitted_at
+"""
+HAS_SUBMISSIONS = "SELECT EXISTS (SELECT 1 FROM fact_versions WHERE event_type = 'report_submitted')"
+log = logging.getLogger("outreach.projector")
+# The receipts' extras (the submissions an event changed, the pairs an agency is in) are joins over
+# every action: each is stopped inside DuckDB after this long, so that no log, however crafted,
+# holds up the receipts of every agency (they are answered one at a time).
+EXTRAS_SECONDS = 5.0
+T = TypeVar("T")
+SELECT_DUPLICATES = """
+SELECT action_a, action_b, score, reason FROM possible_duplicates
+WHERE agency_a = $agency OR agency_b = $agency
+LIMIT $limit
+"""
 # The references of one page's accepted events, read for that page only (the range lets DuckDB skip
 # the log's other row groups), not for every event of the agency.
 SELECT_REFERENCES = """
@@ -96,6 +124,7 @@ def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes
                 {"agency": agency, "low": min(accepted), "high": max(accepted), "seqs": accepted},
             ).fetchall()
         )
+    notes = _bounded(cursor, "submissions changed", lambda: _changed_submissions(cursor, agency, accepted)) or {}
     receipts = tuple(
         Receipt(
             stream_seq=r[0],
@@ -105,12 +134,53 @@ def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes
             reason=r[4],
             stored_at=r[5],
             reference=references.get(r[0]),
+            note=notes.get(r[0]),
         )
         for r in page
     )
+    duplicates: tuple[PossibleDuplicate, ...] = ()
+    refused = None
+    if wanted.duplicates:
+        found = _bounded(cursor, "possible double reports", lambda: _duplicates(cursor, agency))
+        if found is None:
+            refused = (
+                f"the possible double reports were not found within {EXTRAS_SECONDS:g} s; query possible_duplicates"
+            )
+        duplicates = found or ()
     return StatusReply(
         agency=agency,
         as_of_seq=as_of_seq,
         receipts=receipts,
+        possible_duplicates=duplicates,
+        possible_duplicates_refused=refused,
         more=len(rows) > wanted.limit,
     )
+
+
+def _duplicates(cursor: duckdb.DuckDBPyConnection, agency: str) -> tuple[PossibleDuplicate, ...]:
+    found = cursor.execute(SELECT_DUPLICATES, {"agency": agency, "limit": MAX_RECEIPTS}).fetchall()
+    return tuple(PossibleDuplicate(action_a=r[0], action_b=r[1], score=r[2], reason=r[3]) for r in found)
+
+
+def _bounded(cursor: duckdb.DuckDBPyConnection, what: str, run: Callable[[], T]) -> T | None:
+    """``run()``, stopped inside DuckDB after ``EXTRAS_SECONDS``: None then, and logged."""
+    timer = threading.Timer(EXTRAS_SECONDS, cursor.interrupt)
+    timer.start()
+    try:
+        return run()
+    except duckdb.InterruptException:
+        log.warning("stopped finding the %s of a receipt after %g s", what, EXTRAS_SECONDS)
+        return None
+    finally:
+        timer.cancel()
+
+
+def _changed_submissions(cursor: duckdb.DuckDBPyConnection, agency: str, seqs: list[int]) -> dict[int, str]:
+    """For each of these accepted events that changed a submitted figure: "changes <the figures>"."""
+    has = cursor.execute(HAS_SUBMISSIONS).fetchone()
+    if not seqs or not (has and has[0]):
+        return {}
+    notes: dict[int, list[str]] = {}
+    for row in cursor.execute(SELECT_CHANGED_SUBMISSIONS, {"seqs": seqs, "agency": agency}).fetchall():
+        notes.setdefault(int(row[0]), []).append(Submission(*row[1:]).label)
+    return {seq: "changes " + "; and ".join(labels) for seq, labels in notes.items()}

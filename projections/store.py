@@ -57,6 +57,7 @@ VIEWS_SQL = (
     .replace("{totals_or_zero}", TOTALS_OR_ZERO)
 )
 VIEWS_SQL += _SQL_DIR.joinpath("slices.sql").read_text("utf-8").replace("{totals}", TOTALS)
+VIEWS_SQL += _SQL_DIR.joinpath("coordination.sql").read_text("utf-8").replace("{totals}", TOTALS)
 
 LOCKDOWN = [
     "SET enable_progress_bar = false",

@@ -15,9 +15,24 @@ WHERE NOT retracted
            ELSE version_stored_at <= known
                 AND (superseded_stored_at IS NULL OR superseded_stored_at > known) END;
 
+-- The actions a link (`actions_linked`) names, each with whether it is the one that counts.
+CREATE OR REPLACE MACRO link_members(payload) AS
+list_transform(from_json(payload -> 'actions', '[{"agency":"VARCHAR","event_id":"VARCHAR"}]'),
+               lambda m: {'agency': m.agency, 'fact_id': CAST(m.event_id AS UUID),
+                          'counts': m.agency = (payload ->> '$.counts.agency')
+                                    AND m.event_id = (payload ->> '$.counts.event_id')});
+
+-- Actions linked out of the totals at `known`: those of a link in force that do not count.
+CREATE OR REPLACE MACRO linked_away_as_of(known) AS TABLE
+SELECT m.agency, m.fact_id
+FROM (SELECT unnest(link_members(payload)) AS m FROM facts_as_of(known) WHERE event_type = 'actions_linked')
+WHERE NOT m.counts;
+
+-- The outreach actions in force, each linked group counted once: every totals view sums these.
 CREATE OR REPLACE MACRO actions_as_of(known) AS TABLE
-SELECT * FROM facts_as_of(known)
-WHERE event_type IN ('session_held', 'materials_distributed', 'team_established');
+SELECT a.* FROM facts_as_of(known) a
+ANTI JOIN linked_away_as_of(known) x ON x.agency = a.agency AND x.fact_id = a.fact_id
+WHERE a.event_type IN ('session_held', 'materials_distributed', 'team_established');
 
 CREATE OR REPLACE MACRO campaigns_as_of(known) AS TABLE
 SELECT payload ->> 'campaign_id' AS campaign_id,
@@ -132,13 +147,24 @@ CREATE OR REPLACE MACRO fact_key(agency, event_id) AS agency || '/' || CAST(even
 
 -- For auditors: every event about a fact (the original, its corrections, its retraction), in
 -- stream order, with who published it and when it was recorded and stored.
+-- A link (`actions_linked`), and its retraction, is in the history of every action it names too.
 CREATE OR REPLACE VIEW event_history AS
+WITH links AS (SELECT *, unnest(link_members(payload)) AS m FROM event_log WHERE event_type = 'actions_linked')
 SELECT fact_key(l.agency, coalesce(l.refers_to, l.event_id)) AS fact_id,
        l.stream_seq, l.event_id, l.event_type, l.agency, l.recorded_at, l.stored_at,
        l.payload ->> 'reason' AS reason,
        l.payload
 FROM event_log l
-ORDER BY fact_id, l.stream_seq;
+UNION ALL
+SELECT fact_key(m.agency, m.fact_id), stream_seq, event_id, event_type, agency, recorded_at, stored_at,
+       payload ->> 'reason', payload
+FROM links
+UNION ALL
+SELECT fact_key(k.m.agency, k.m.fact_id), r.stream_seq, r.event_id, r.event_type, r.agency, r.recorded_at, r.stored_at,
+       r.payload ->> 'reason', r.payload
+FROM event_log r JOIN links k ON k.agency = r.agency AND k.event_id = r.refers_to
+WHERE r.event_type = 'event_retracted'
+ORDER BY fact_id, stream_seq;
 
 -- Every correction and retraction with the difference it made to the totals of its fact.
 CREATE OR REPLACE VIEW corrections AS

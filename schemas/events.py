@@ -476,6 +476,95 @@ class EventRetracted(EventBase):
         return self
 
 
+# ---- coordination --------------------------------------------------------------------------------
+# Published by the admin (``coordinator_appointed``) and by coordinating agencies (``report_submitted``,
+# ``actions_linked`` of other agencies' actions). Who may publish each is checked by the broker where
+# the subject shows it and by the projector always (consumers/coordination.py).
+
+ADMIN_AGENCY = "admin"  # the agency slug the admin publishes as; no agency may take it (outreach/auth.py)
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+MAX_LINKED = 20  # actions one link may join
+
+
+class CoordinatorAppointed(EventBase):
+    """The admin names an agency as a coordinator of a country: it may submit that country's
+    figures and link any of its agencies' actions. Retracted (by the admin), the appointment ends."""
+
+    event_type: Literal["coordinator_appointed"]
+    schema_version: V1 = 1
+    coordinator: Slug = Field(description="The agency appointed.")
+    country: CountryCode
+    reason: Text | None = None
+
+    @model_validator(mode="after")
+    def _appointment(self) -> CoordinatorAppointed:
+        if self.agency != ADMIN_AGENCY:
+            raise ValueError(f"is published by the admin only (agency {ADMIN_AGENCY!r}), not by {self.agency!r}")
+        if self.coordinator == ADMIN_AGENCY:
+            raise ValueError(f"coordinator {ADMIN_AGENCY!r} is the admin, not an agency")
+        if self.country not in regions().countries:
+            known = ", ".join(sorted(regions().countries))
+            raise ValueError(f"country {self.country} has no reference data; known: {known}")
+        return self
+
+
+class ReportSubmitted(EventBase):
+    """A coordinator's submission of a country's figures for a period (and a plan): the scope,
+    the stream sequence the figures are as of, and the sha256 of the figures (``schemas.submission``).
+    Its ``event_id`` is the submission's ID."""
+
+    event_type: Literal["report_submitted"]
+    schema_version: V1 = 1
+    country: CountryCode
+    period_start: Day = Field(description="The first day of the period: actions that started on it or later.")
+    period_end: Day = Field(description="The last day of the period: actions that started on it or earlier.")
+    plan_id: Slug | None = Field(None, description="Only the actions under a task of this plan, when given.")
+    title: ShortText
+    submitted_to: ShortText | None = Field(None, description="Parliament, a monitoring body, a donor.")
+    as_of_seq: Annotated[WholeNumber, Field(ge=0, le=2**63 - 1)] = Field(
+        description="The figures as of this stream sequence."
+    )
+    figures_sha256: Sha256 = Field(description="sha256 of the figures' canonical JSON (schemas/submission.py).")
+
+    @model_validator(mode="after")
+    def _scope(self) -> ReportSubmitted:
+        if self.period_end < self.period_start:
+            raise ValueError(f"period ends ({self.period_end}) before it starts ({self.period_start})")
+        if self.country not in regions().countries:
+            known = ", ".join(sorted(regions().countries))
+            raise ValueError(f"country {self.country} has no reference data; known: {known}")
+        return self
+
+
+class ActionRef(Frozen):
+    """One agency's action, by its identity: the agency and the action's event_id."""
+
+    agency: Slug
+    event_id: uuid.UUID
+
+
+class ActionsLinked(EventBase):
+    """Declares actions of different agencies one and the same action: ``counts`` stays in the
+    totals, the others drop out of them (and stay in the history, linked). An agency may link its
+    own action to another's; a coordinator of the country may link any of its actions. Undone by an
+    ``event_retracted`` of this event, by the agency that published it."""
+
+    event_type: Literal["actions_linked"]
+    schema_version: V1 = 1
+    actions: tuple[ActionRef, ...] = Field(min_length=2, max_length=MAX_LINKED)
+    counts: ActionRef = Field(description="The one of ``actions`` that counts.")
+    reason: Text
+
+    @model_validator(mode="after")
+    def _group(self) -> ActionsLinked:
+        keys = [(a.agency, a.event_id) for a in self.actions]
+        if len(set(keys)) != len(keys):
+            raise ValueError("actions lists the same action twice")
+        if (self.counts.agency, self.counts.event_id) not in keys:
+            raise ValueError("counts must be one of actions")
+        return self
+
+
 Event = Annotated[
     CampaignDefined
     | PlanTaskDefined
@@ -483,7 +572,10 @@ Event = Annotated[
     | MaterialsDistributed
     | TeamEstablished
     | EventCorrected
-    | EventRetracted,
+    | EventRetracted
+    | CoordinatorAppointed
+    | ReportSubmitted
+    | ActionsLinked,
     Field(discriminator="event_type"),
 ]
 
@@ -495,4 +587,7 @@ EVENT_TYPES: dict[str, type[EventBase]] = {
     "team_established": TeamEstablished,
     "event_corrected": EventCorrected,
     "event_retracted": EventRetracted,
+    "coordinator_appointed": CoordinatorAppointed,
+    "report_submitted": ReportSubmitted,
+    "actions_linked": ActionsLinked,
 }

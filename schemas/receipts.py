@@ -31,6 +31,7 @@ class StatusRequest(BaseModel):
     event_ids: tuple[str, ...] | None = Field(None, max_length=10_000)
     limit: int = Field(MAX_RECEIPTS, ge=1, le=MAX_RECEIPTS)
     in_force: bool = False  # list the agency's events in force with a reference, not receipts
+    duplicates: bool = False  # also list the possible double reports the agency's actions are in
 
 
 class Receipt(BaseModel):
@@ -43,6 +44,7 @@ class Receipt(BaseModel):
     reason: str | None = None
     stored_at: datetime
     reference: str | None = None  # the row's reference, for an event from a file's row
+    note: str | None = None  # e.g. "changes the AL 2017 figures submitted on 2018-03-01": accepted all the same
 
 
 class InForce(BaseModel):
@@ -56,6 +58,17 @@ class InForce(BaseModel):
     reference: str
 
 
+class PossibleDuplicate(BaseModel):
+    """A pair of actions of different agencies that may be one action reported twice."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action_a: str  # <agency>/<event_id>
+    action_b: str
+    score: int
+    reason: str
+
+
 class StatusReply(BaseModel):
     """The receipts, and how far the projector had got: ``as_of_seq`` is its checkpoint, so a
     message stored after it has no receipt yet. ``more`` says another page follows after the
@@ -67,5 +80,7 @@ class StatusReply(BaseModel):
     as_of_seq: int = 0
     receipts: tuple[Receipt, ...] = ()
     in_force: tuple[InForce, ...] = ()
+    possible_duplicates: tuple[PossibleDuplicate, ...] = ()  # asked with ``duplicates``; at most MAX_RECEIPTS
+    possible_duplicates_refused: str | None = None  # why they are not listed, when they were asked for
     more: bool = False
     error: str | None = None

@@ -30,6 +30,9 @@ CURRENT_VERSIONS: dict[str, int] = {
     "team_established": 1,
     "event_corrected": 1,
     "event_retracted": 1,
+    "coordinator_appointed": 1,
+    "report_submitted": 1,
+    "actions_linked": 1,
 }
 
 

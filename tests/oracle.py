@@ -26,6 +26,20 @@ def current_facts(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]
     return facts
 
 
+def counted_facts(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The current facts without the actions a link in force (``actions_linked``, not retracted)
+    takes out of the totals: every action it names but the one that counts."""
+    events = list(events)
+    facts = current_facts(events)
+    for link in facts.copy().values():
+        if link["event_type"] == "actions_linked":
+            counts = link["counts"]["event_id"]
+            for action in link["actions"]:
+                if action["event_id"] != counts:
+                    facts.pop(action["event_id"], None)
+    return facts
+
+
 def participants(e: dict[str, Any]) -> int:
     if e.get("reported_total") is not None:
         return e["reported_total"]
@@ -35,7 +49,7 @@ def participants(e: dict[str, Any]) -> int:
 def totals_by_county(events: Iterable[dict[str, Any]]) -> dict[str, tuple[int, int, int, int, int]]:
     """county -> (events, sessions, participants, materials_distributed, teams_established)."""
     acc: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-    for e in current_facts(events).values():
+    for e in counted_facts(events).values():
         if e["event_type"] not in ACTIONS:
             continue
         row = acc[e["county"]]

@@ -264,6 +264,9 @@ def test_schema_exports_every_event_type(tmp_path: Path) -> None:
             "team_established",
             "event_corrected",
             "event_retracted",
+            "coordinator_appointed",
+            "report_submitted",
+            "actions_linked",
         ]
     )
     session = json.loads((tmp_path / "json" / "session_held.schema.json").read_text())

@@ -40,7 +40,7 @@ DROP = object()  # an override that removes the field
 
 TYPES_LISTED = (
     "campaign_defined, plan_task_defined, session_held, materials_distributed, team_established, "
-    "event_corrected, event_retracted"
+    "event_corrected, event_retracted, coordinator_appointed, report_submitted, actions_linked"
 )
 AL_COUNTIES = [f"AL-{n:02d}" for n in range(1, 13)]
 PL_COUNTIES = [f"PL-{n:02d}" for n in range(2, 33, 2)]
