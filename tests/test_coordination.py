@@ -241,7 +241,7 @@ async def test_a_session_reported_twice_is_counted_once_and_a_submission_stays_r
     html = page.read_text()
     assert "<tr><td>county</td><td>AL-06</td><td>1</td><td>1</td><td>30</td>" in html
     assert f"<code>{digest}</code>; the figures below, recomputed from the log, have this digest" in html
-    assert "<td>participants</td><td>30</td><td>35</td><td>+5</td>" in html
+    assert "<td>participants counted</td><td>30</td><td>35</td><td>+5</td>" in html
     done = outreach("verify", "--submission", submission_id, env=env_of(directory, "auditor", server))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"have the digest submitted, {digest}" in done.stdout

@@ -74,6 +74,7 @@ HEADINGS = {
         "Improved cooperation structures to prevent trafficking in human beings (Poland)",
         "Actions under no campaign: Poland (Poland)",
         "Data quality",
+        "Possible double reports",
     ],
     "sq": [
         "Shqipëria",
@@ -91,6 +92,7 @@ HEADINGS = {
         "Poprawa współpracy w zakresie krajowych struktur, powołanych do walki z handlem ludźmi (Polonia)",
         "Veprimtari jashtë fushatave: Polonia (Polonia)",
         "Cilësia e të dhënave",
+        "Raportime të mundshme të dyfishta",
     ],
     "pl": [
         "Albania",
@@ -108,6 +110,7 @@ HEADINGS = {
         "Poprawa współpracy w zakresie krajowych struktur, powołanych do walki z handlem ludźmi (Polska)",
         "Działania poza kampaniami: Polska (Polska)",
         "Jakość danych",
+        "Możliwe podwójne zgłoszenia",
     ],
 }
 AS_OF = {
