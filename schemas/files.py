@@ -12,6 +12,8 @@ import io
 import json
 import re
 import uuid
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 from schemas.dates import DateInvalid, date_cell, day_cell, moment_cell
 from schemas.errors import EventInvalid, FileInvalid, Problem
 from schemas.events import Audience, EventBase
-from schemas.parse import decode_json, parse_event
+from schemas.parse import MAX_EVENT_BYTES, decode_json, parse_event
 
 LIST_FIELDS = {"plan_tasks", "partners", "target_counties", "member_institutions"}
 JSON_FIELDS = {"participants", "replacement", "occurred"}
@@ -30,6 +32,60 @@ FLAG_FIELDS = {"estimated", "total_estimated"}
 FLAGS = {"true": True, "false": False}
 # Dates in the forms agencies write (schemas.dates), made ISO here.
 DATE_FIELDS = {"occurred": date_cell, "starts": day_cell, "ends": day_cell, "recorded_at": moment_cell}
+
+
+# What one file may hold, refused before it is read whole: its bytes, its rows (in a file, or in
+# a sheet), a cell's characters (no event is larger), and a workbook's parts unpacked (the
+# shared strings are read whole by openpyxl; a sheet is streamed).
+MAX_FILE_BYTES = 128 * 1024 * 1024
+MAX_ROWS = 100_000
+MAX_CELL_CHARS = MAX_EVENT_BYTES
+MAX_XLSX_PART_BYTES = 256 * 1024 * 1024
+MAX_XLSX_SHARED_STRINGS_BYTES = 32 * 1024 * 1024
+
+
+def _too_large(path: str, message: str) -> FileInvalid:
+    return FileInvalid(path, [Problem("(file)", f"{message}; split it into smaller files")], 0)
+
+
+def _within_limits(rows: Iterable[Any], path: str, sheet: str | None = None, first: int = 2) -> Iterator[Any]:
+    """``rows`` (CSV records from line ``first``, a sheet's rows of cells from row ``first``) until one
+    breaks a limit: past ``MAX_ROWS`` rows, or at a cell of more than ``MAX_CELL_CHARS``, the file is
+    refused there, before the rest is read."""
+    where = f"sheet {sheet}, row" if sheet else "line"
+    number = first - 1
+    try:
+        for row in rows:
+            number += 1
+            if number - first >= MAX_ROWS:
+                raise _too_large(path, f"has more than {MAX_ROWS:,} rows, the most one file or sheet may hold")
+            for cell in row.values() if isinstance(row, dict) else row:
+                if isinstance(cell, str) and len(cell) > MAX_CELL_CHARS:
+                    raise _too_large(
+                        path,
+                        f"{where} {number}: a cell of {len(cell):,} characters, over {MAX_CELL_CHARS:,}",
+                    )
+            yield row
+    except csv.Error as exc:  # a cell past csv.field_size_limit, which is MAX_CELL_CHARS
+        raise _too_large(path, f"{where} {number + 1}: {exc}") from None
+
+
+def _xlsx_within_limits(data: bytes, path: str) -> None:
+    """A workbook is a zip: its parts' unpacked sizes, as the zip states them, are checked before
+    openpyxl unpacks any (a 196 KB workbook can unpack to a 200 MB string)."""
+    try:
+        parts = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip: openpyxl says what it is not
+    for part in parts:
+        limit = MAX_XLSX_SHARED_STRINGS_BYTES if part.filename.endswith("sharedStrings.xml") else MAX_XLSX_PART_BYTES
+        if part.file_size > limit:
+            raise _too_large(
+                path, f"unpacks {part.filename} to {part.file_size:,} bytes, more than the {limit:,} a workbook may"
+            )
+
+
+csv.field_size_limit(MAX_CELL_CHARS)
 
 
 class CellInvalid(Exception):
@@ -66,6 +122,9 @@ def load_events(path: str | Path) -> LoadedFile:
     if suffix not in (".jsonl", ".ndjson", ".csv", ".xlsx"):
         raise FileInvalid(str(path), [Problem("(file)", "has an unknown format; use .jsonl, .csv or .xlsx")], 0)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise _too_large(str(path), f"is {size:,} bytes, more than the {MAX_FILE_BYTES:,} one file may be")
         data = path.read_bytes()
     except OSError as exc:
         raise FileInvalid(str(path), [Problem("(file)", f"cannot be read: {exc.strerror}")], 0) from None
@@ -74,7 +133,7 @@ def load_events(path: str | Path) -> LoadedFile:
     if suffix == ".xlsx":
         rows = _xlsx_rows(data, loaded, sheets)
     else:
-        rows = _csv_rows(data, loaded) if suffix == ".csv" else _jsonl_rows(data)
+        rows = _csv_rows(data, loaded) if suffix == ".csv" else _jsonl_rows(data, str(path))
     seen: dict[Any, tuple[int, EventBase]] = {}
     for line, row in rows:
         loaded.lines_total += 1
@@ -111,6 +170,7 @@ def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[
     event_id gets one made from its content, so publishing the same workbook again adds nothing."""
     import openpyxl  # only for workbooks
 
+    _xlsx_within_limits(data, loaded.path)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:
@@ -126,7 +186,7 @@ def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[
         )
     for name in found:
         index = SHEETS.index(name) + 1
-        cells = book[name].iter_rows(values_only=True)
+        cells = _within_limits(book[name].iter_rows(values_only=True), loaded.path, name, first=1)
         header = [str(c).strip() if c is not None else "" for c in next(cells, ())]
         for number, values in enumerate(cells, start=2):
             texts = [_xlsx_text(v) for v in values]
@@ -184,11 +244,13 @@ def _as_json(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _jsonl_rows(data: bytes) -> list[tuple[int, bytes | dict[str, Any]]]:
+def _jsonl_rows(data: bytes, path: str) -> list[tuple[int, bytes | dict[str, Any]]]:
     rows: list[tuple[int, bytes | dict[str, Any]]] = []
     data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark, as some editors write
     for number, line in enumerate(data.split(b"\n"), start=1):
         if line.strip():
+            if len(rows) >= MAX_ROWS:
+                raise _too_large(path, f"has more than {MAX_ROWS:,} lines of events, the most one file may hold")
             rows.append((number, line.rstrip(b"\r")))
     return rows
 
@@ -213,7 +275,7 @@ def _csv_rows(data: bytes, loaded: LoadedFile) -> list[tuple[int, bytes | dict[s
         return []
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text.split("\n", 1)[0]))
     rows: list[tuple[int, bytes | dict[str, Any]]] = []
-    for record in reader:
+    for record in _within_limits(reader, loaded.path):
         line = reader.line_num
         obj, problems = csv_record_to_event(record)
         if not problems:
