@@ -167,8 +167,10 @@ def render(users: list[User], stream: str) -> str:
         LEDGER: {"jetstream": "enabled", "users": _entries(users, LEDGER, stream), "exports": exports},
         ANALYSTS: {
             "users": _entries(users, ANALYSTS, stream),
+            # share: the server tells the projector which account and user asked (Nats-Request-Info),
+            # and queries are shared fairly between users by it.
             "imports": [
-                {"service": {"account": LEDGER, "subject": query_subject(stream)}},
+                {"service": {"account": LEDGER, "subject": query_subject(stream)}, "share": True},
                 {"service": {"account": LEDGER, "subject": copy_subject(stream)}},
             ],
         },
@@ -234,12 +236,26 @@ def add_agency(directory: Path, name: str) -> Path:
     return _save(directory, state, [*users, user])
 
 
-def revoke(directory: Path, name: str) -> Path:
-    """Remove an agency's user (its events stay in the log, as every event does)."""
+def add_analyst(directory: Path, name: str) -> Path:
+    """Add one analyst of their own, with a new password: the projector shares its query slots
+    fairly between users, so analysts who share one user share one user's share."""
+    _check_agency(name)
     state, users = _load(directory)
-    kept = [u for u in users if not (u.name == name and u.role == "agency")]
+    if any(u.name == name for u in users):
+        raise SettingsInvalid(f"{name} already has a user")
+    password = secrets.token_urlsafe(24)
+    user = User(name, "analyst", _hash(password))
+    _credentials(directory, user, password, state["nats_url"])
+    return _save(directory, state, [*users, user])
+
+
+def revoke(directory: Path, name: str) -> Path:
+    """Remove an agency's user, or an analyst added with ``add_analyst`` (an agency's events stay in
+    the log, as every event does)."""
+    state, users = _load(directory)
+    kept = [u for u in users if not (u.name == name and u.role in ("agency", "analyst") and name not in ROLES)]
     if len(kept) == len(users):
-        raise SettingsInvalid(f"no agency user named {name}")
+        raise SettingsInvalid(f"no agency or added analyst user named {name}")
     (directory / "credentials" / f"{name}.env").unlink(missing_ok=True)
     return _save(directory, state, kept)
 

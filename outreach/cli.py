@@ -283,6 +283,15 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--dir", type=Path, required=True)
     a.set_defaults(func=cmd_auth_change, change="add")
     a = auth.add_parser(
+        "add-analyst",
+        help="add one analyst with credentials of their own (queries are shared fairly between users)",
+        epilog="example:\n  outreach auth add-analyst --dir ./auth jana",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("name")
+    a.add_argument("--dir", type=Path, required=True)
+    a.set_defaults(func=cmd_auth_change, change="add-analyst")
+    a = auth.add_parser(
         "revoke",
         help="remove an agency's user",
         epilog="example:\n  outreach auth revoke --dir ./auth al-old-partner",
@@ -978,8 +987,9 @@ def cmd_auth_init(args: argparse.Namespace) -> int:
 def cmd_auth_change(args: argparse.Namespace) -> int:
     from outreach import auth
 
-    config = auth.add_agency(args.dir, args.name) if args.change == "add" else auth.revoke(args.dir, args.name)
-    done = "added" if args.change == "add" else "revoked"
+    change = {"add": auth.add_agency, "add-analyst": auth.add_analyst, "revoke": auth.revoke}[args.change]
+    config = change(args.dir, args.name)
+    done = "revoked" if args.change == "revoke" else "added"
     print(
         f"{done} {args.name}; rewrote {config}. Reload the server to apply it: nats-server --signal reload "
         f"(or restart `outreach server`)"
