@@ -75,6 +75,25 @@ PROJECTION_MACROS = frozenset(
     for name in _MACRO.findall(resources.files("projections").joinpath(sql_file).read_text("utf-8"))
 )
 SERIALIZE = "SELECT json_serialize_sql(?)"
+# The functions that build a value as large as a number says, shadowed on the query's connection
+# (a temporary macro is found before the built-in) by ones that refuse a value larger than one
+# reply before it is built: `repeat('x', 1500000000)` would take 3 GiB outside DuckDB's pool.
+MAX_VALUE_CHARS = 64 * 1024  # no value of the projection is larger: no event is
+VALUE_TOO_LARGE = "outreach: refused before it was built"
+_REFUSE_VALUE = (
+    f"error('{VALUE_TOO_LARGE}: {{name}}() would make a value of more than {MAX_VALUE_CHARS:,} characters, more "
+    "than one answer holds')"
+)
+# The count is checked inside the call, so that the value is never built (DuckDB folds a constant
+# CASE's every branch while it plans).
+BOUNDED_BUILDERS = [
+    f"CREATE OR REPLACE TEMP MACRO repeat(s, n) AS system.main.repeat(s, CASE WHEN length(s) * n > "
+    f"{MAX_VALUE_CHARS} THEN {_REFUSE_VALUE.format(name='repeat')} ELSE n END)",
+    f"CREATE OR REPLACE TEMP MACRO lpad(s, n, c) AS system.main.lpad(s, CASE WHEN n > {MAX_VALUE_CHARS} THEN "
+    f"{_REFUSE_VALUE.format(name='lpad')} ELSE n END, c)",
+    f"CREATE OR REPLACE TEMP MACRO rpad(s, n, c) AS system.main.rpad(s, CASE WHEN n > {MAX_VALUE_CHARS} THEN "
+    f"{_REFUSE_VALUE.format(name='rpad')} ELSE n END, c)",
+]
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 # What comes before the statement an EXPLAIN explains: comments, EXPLAIN, then ANALYZE or options.
 _COMMENTS = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
@@ -256,6 +275,11 @@ def execute_read_only(
     if kind == duckdb.StatementType.EXPLAIN:
         select = select[_EXPLAIN.match(select, _COMMENTS.match(select).end()).end() :]  # type: ignore[union-attr]
     refuse_table_functions(con, select)
+    try:
+        for builder in BOUNDED_BUILDERS:
+            con.execute(builder)
+    except duckdb.Error as exc:
+        raise ProjectionError(f"the query could not be prepared: {exc}") from None
     timer = threading.Timer(limits.seconds, con.interrupt)
     count = 0
     try:
@@ -310,6 +334,10 @@ def execute_read_only(
             "with WHERE or LIMIT, or use `outreach export`"
         ) from None
     except duckdb.Error as exc:
+        if VALUE_TOO_LARGE in str(exc):
+            raise QueryRefused(
+                f"{str(exc).split(VALUE_TOO_LARGE + ': ', 1)[1].splitlines()[0]}; make it smaller"
+            ) from None
         raise ProjectionError(f"the query failed: {exc}") from None
     finally:
         timer.cancel()

@@ -45,7 +45,10 @@ MAX_XLSX_SHARED_STRINGS_BYTES = 32 * 1024 * 1024
 
 
 def _too_large(path: str, message: str) -> FileInvalid:
-    return FileInvalid(path, [Problem("(file)", f"{message}; split it into smaller files")], 0)
+    return FileInvalid(path, [Problem("(file)", message)], 0)
+
+
+SPLIT = "; split it into smaller files"
 
 
 def _within_limits(rows: Iterable[Any], path: str, sheet: str | None = None, first: int = 2) -> Iterator[Any]:
@@ -58,7 +61,7 @@ def _within_limits(rows: Iterable[Any], path: str, sheet: str | None = None, fir
         for row in rows:
             number += 1
             if number - first >= MAX_ROWS:
-                raise _too_large(path, f"has more than {MAX_ROWS:,} rows, the most one file or sheet may hold")
+                raise _too_large(path, f"has more than {MAX_ROWS:,} rows, the most one file or sheet may hold{SPLIT}")
             for cell in row.values() if isinstance(row, dict) else row:
                 if isinstance(cell, str) and len(cell) > MAX_CELL_CHARS:
                     raise _too_large(
@@ -81,7 +84,8 @@ def _xlsx_within_limits(data: bytes, path: str) -> None:
         limit = MAX_XLSX_SHARED_STRINGS_BYTES if part.filename.endswith("sharedStrings.xml") else MAX_XLSX_PART_BYTES
         if part.file_size > limit:
             raise _too_large(
-                path, f"unpacks {part.filename} to {part.file_size:,} bytes, more than the {limit:,} a workbook may"
+                path,
+                f"unpacks {part.filename} to {part.file_size:,} bytes, over the {limit:,} a workbook may{SPLIT}",
             )
 
 
@@ -124,7 +128,7 @@ def load_events(path: str | Path) -> LoadedFile:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise _too_large(str(path), f"is {size:,} bytes, more than the {MAX_FILE_BYTES:,} one file may be")
+            raise _too_large(str(path), f"is {size:,} bytes, more than the {MAX_FILE_BYTES:,} one file may be{SPLIT}")
         data = path.read_bytes()
     except OSError as exc:
         raise FileInvalid(str(path), [Problem("(file)", f"cannot be read: {exc.strerror}")], 0) from None
@@ -250,7 +254,7 @@ def _jsonl_rows(data: bytes, path: str) -> list[tuple[int, bytes | dict[str, Any
     for number, line in enumerate(data.split(b"\n"), start=1):
         if line.strip():
             if len(rows) >= MAX_ROWS:
-                raise _too_large(path, f"has more than {MAX_ROWS:,} lines of events, the most one file may hold")
+                raise _too_large(path, f"has more than {MAX_ROWS:,} lines of events, the most one file may hold{SPLIT}")
             rows.append((number, line.rstrip(b"\r")))
     return rows
 
