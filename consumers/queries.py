@@ -145,7 +145,7 @@ class Services:
         self.queries = ThreadPoolExecutor(self.slots, thread_name_prefix="outreach-query")
         self.receipts = ThreadPoolExecutor(1, thread_name_prefix="outreach-status")
         # Half the slots at most for one asker: the others always find one free.
-        self.shared_queries = FairShare(self.slots, max(1, self.slots // 2), self.slots, SLOT_WAIT_S, "queries")
+        self.shared_queries = FairShare(self.slots, max(1, self.slots // 2), self.slots * 4, SLOT_WAIT_S, "queries")
         self.shared_status = FairShare(1, 1, STATUS_WAITING, None, "status requests")
         self.copying = asyncio.Lock()  # one copy written at a time
         self.last_copy: WrittenCopy | None = None
