@@ -422,3 +422,22 @@ def test_workbooks_and_csvs_past_the_limits_are_refused_early_in_bounded_memory(
     assert problem == (
         f"(file): sheet session_held, row 2: a cell of {MAX_CELL_CHARS + 1:,} characters, over {MAX_CELL_CHARS:,}"
     )
+
+
+def test_sql_output_escapes_control_characters_on_a_terminal_and_keeps_json_valid() -> None:
+    import io
+
+    from outreach.cli import write_result
+
+    rows = [(ESCAPES + "\n\u202eevil", -2, "-2")]
+    out = io.StringIO()
+    assert write_result(["name", "n", "t"], rows, "csv", out, terminal=True) == 1
+    assert out.getvalue() == (
+        "name,n,t\n"
+        "\\x1b[2J\\x1b]0;owned\\x07\\x1b]8;;http://evil.example\\x1b\\ALL TOTALS VERIFIED OK\\x1b]8;;\\x1b\\\\n"
+        "\\u202eevil,-2,'-2\n"
+    )
+    out = io.StringIO()
+    write_result(["name", "n", "t"], rows, "json", out)
+    assert "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue()
+    assert json.loads(out.getvalue()) == [{"name": ESCAPES + "\n\u202eevil", "n": -2, "t": "-2"}]
