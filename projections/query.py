@@ -209,22 +209,30 @@ def _explains_a_select(con: duckdb.DuckDBPyConnection, query: str) -> bool:
     return len(inner) == 1 and inner[0].type == duckdb.StatementType.SELECT
 
 
-def _table_functions(tree: Any) -> Iterator[str]:
-    """The names of the table functions a parsed statement (json_serialize_sql's tree) calls, anywhere in it."""
+def _functions(tree: Any) -> Iterator[tuple[str, str, bool]]:
+    """What a parsed statement (json_serialize_sql's tree) calls, anywhere in it: each function's
+    kind ("table" or "scalar"), name, and whether it is named with its schema (``system.main.x``)."""
     if isinstance(tree, dict):
         if tree.get("type") == "TABLE_FUNCTION":
             function = tree.get("function") or {}
-            yield str(function.get("function_name", "")).lower()
+            yield "table", str(function.get("function_name", "")).lower(), False
+        elif tree.get("class") == "FUNCTION":
+            qualified = bool(tree.get("schema") or tree.get("catalog"))
+            yield "scalar", str(tree.get("function_name", "")).lower(), qualified
         for value in tree.values():
-            yield from _table_functions(value)
+            yield from _functions(value)
     elif isinstance(tree, list):
         for item in tree:
-            yield from _table_functions(item)
+            yield from _functions(item)
+
+
+_BUILDERS = {"repeat", "lpad", "rpad"}
 
 
 def refuse_table_functions(con: duckdb.DuckDBPyConnection, select: str) -> None:
     """Refuse a SELECT that calls a table function outside ``TABLE_FUNCTIONS`` and the projection's
-    own macros: a read-only transaction does not stop ``checkpoint()`` writing the file."""
+    own macros (a read-only transaction does not stop ``checkpoint()`` writing the file), or one of
+    the value builders by its schema's name, past the macros that bound it."""
     try:
         found = con.execute(SERIALIZE, [select]).fetchone()
         tree = json.loads(found[0]) if found else {"error": True}
@@ -232,7 +240,11 @@ def refuse_table_functions(con: duckdb.DuckDBPyConnection, select: str) -> None:
         raise ProjectionError(f"the query could not be checked before it ran: {exc}") from None
     if tree.get("error"):
         raise ProjectionError(f"the query could not be checked before it ran: {tree.get('error_message', tree)}")
-    for name in _table_functions(tree.get("statements", [])):
+    for kind, name, qualified in _functions(tree.get("statements", [])):
+        if kind == "scalar":
+            if qualified and name in _BUILDERS:  # past the macros that bound them (BOUNDED_BUILDERS)
+                raise QueryRefused(f"{name}() is called by its schema's name, which is refused: call it as {name}()")
+            continue
         if name not in TABLE_FUNCTIONS and name not in PROJECTION_MACROS:
             raise QueryRefused(
                 f"the table function {name}() is refused: files, the network and extensions are out of reach of "

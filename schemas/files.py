@@ -190,6 +190,9 @@ def _xlsx_rows(data: bytes, loaded: LoadedFile, sheets: dict[int, str]) -> list[
         )
     for name in found:
         index = SHEETS.index(name) + 1
+        declared = book[name].max_row  # the size Excel writes in the sheet, if any: refused unread
+        if declared and declared - 1 > MAX_ROWS:
+            raise _too_large(loaded.path, f"sheet {name} has {declared - 1:,} rows, more than {MAX_ROWS:,}{SPLIT}")
         cells = _within_limits(book[name].iter_rows(values_only=True), loaded.path, name, first=1)
         header = [str(c).strip() if c is not None else "" for c in next(cells, ())]
         for number, values in enumerate(cells, start=2):

@@ -146,6 +146,11 @@ async def test_no_query_writes_the_file_or_builds_a_value_past_the_projectors_me
         assert code == 1 and "repeat() would make a value of more than 65,536 characters" in err
         code, _, err = ask(directory, server, db, "analyst", "SELECT lpad('', 1500000000, 'x')")
         assert code == 1 and "lpad() would make a value of more than 65,536 characters" in err
+        code, _, err = ask(directory, server, db, "analyst", "SELECT length(system.main.repeat('x', 1500000000))")
+        assert (code, err.splitlines()[0]) == (
+            1,
+            "error: repeat() is called by its schema's name, which is refused: call it as repeat()",
+        )
         # Two at once, of 1.9 GB each in values of 64 KB: refused at their first rows, or by the pool.
         too_large = "error: result too large: its first 256 rows are more than 1,044,480 bytes as JSON"
         out_of_pool = "error: the query needs more memory than queries are given here (106.8 MiB)"
@@ -421,6 +426,16 @@ def test_workbooks_and_csvs_past_the_limits_are_refused_early_in_bounded_memory(
     problem, _ = _validate_peak(wide_book)
     assert problem == (
         f"(file): sheet session_held, row 2: a cell of {MAX_CELL_CHARS + 1:,} characters, over {MAX_CELL_CHARS:,}"
+    )
+    # A sheet whose size, as Excel writes it, is past the limit is refused before a row is read.
+    tall_book = tmp_path / "tall.xlsx"
+    with zipfile.ZipFile(tmp_path / "made.xlsx") as made, zipfile.ZipFile(tall_book, "w") as z:
+        for part in made.infolist():
+            data = made.read(part)
+            z.writestr(part, data.replace(b'<dimension ref="A1:B2"', f'<dimension ref="A1:B{MAX_ROWS + 2}"'.encode()))
+    problem, _ = _validate_peak(tall_book)
+    assert problem == (
+        f"(file): sheet session_held has 100,001 rows, more than {MAX_ROWS:,}; split it into smaller files"
     )
 
 
