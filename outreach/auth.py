@@ -12,7 +12,10 @@ another but what is exported to it and imported by it::
 
 Because the imports are services, every reply crosses back into the asker's account on a private
 ``_R_`` subject: a JetStream acknowledgement or a query's answer can never be published on a
-subject of the stream's account, whatever reply subject the asker sets. Within its account:
+subject of the stream's account, whatever reply subject the asker sets. The query service is
+imported with ``share``: the server tells the projector which account and user asked
+(``Nats-Request-Info``), and the projector shares its query slots fairly between users; an analyst
+gets a user of their own with ``add_analyst``. Within its account:
 
 - an agency publishes only its own events, reads back only its own subjects, asks only for its
   own receipts, and receives only on its inbox; it cannot read the stream or touch it;
