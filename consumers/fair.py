@@ -1,8 +1,9 @@
 """Requests from many askers shared fairly among a few workers.
 
 An asker is who the broker says asked (``consumers.queries.asker``). Each asker's requests wait in
-a line of their own; a free worker takes the next request of the next asker in turn (round robin),
-so one asker's crowd delays another's request by at most the requests already running. An asker
+a line of their own; a free worker takes the next request of the asker with the fewest running, askers with as many
+taking turns (round robin), so one asker's crowd delays another's request by at most the requests
+already running. An asker
 runs at most ``per_asker`` requests at once, fewer than the workers, so that one asker's runaway
 queries never hold every worker; at most ``waiting`` of its requests wait, and a request that
 waited ``wait_s`` without a worker is refused.
@@ -85,9 +86,11 @@ class FairShare:
     def _dispatch(self) -> None:
         """Start the next asker's next request while a worker is free, askers in turn."""
         while self.busy < self.workers:
-            asker = next((a for a in self.lines if self.running.get(a, 0) < self.per_asker), None)
-            if asker is None:
+            # The asker with the fewest running goes first, and among equals the one whose turn it is.
+            free = [a for a in self.lines if self.running.get(a, 0) < self.per_asker]
+            if not free:
                 return
+            asker = min(free, key=lambda a: self.running.get(a, 0))
             line = self.lines.pop(asker)  # taken out, and put back last: the next asker's turn comes first
             waiting = line.popleft()
             if line:
