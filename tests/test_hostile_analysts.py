@@ -254,9 +254,11 @@ async def test_one_agencys_flood_of_status_requests_holds_up_no_other_agency(
         refused = [x for x in a_answers if x["error"] is not None]
         assert all(len(x["receipts"]) == 50 for x in answered)
         assert len(answered) + len(refused) == 200 and refused
-        assert {x["error"] for x in refused} == {
-            f"you have 1 status requests running and {STATUS_WAITING} waiting, as many as one asker may; wait for "
-            "their answers, then ask again"
+        # One of A's runs, or none while B's does (the broker keeps no order between two connections).
+        assert {x["error"] for x in refused} <= {
+            f"you have {running} status requests running and {STATUS_WAITING} waiting, as many as one asker may; "
+            "wait for their answers, then ask again"
+            for running in (0, 1)
         }
         # B's one request came after A's 200, and was answered before what A still had waiting.
         b_at = order.index(json.dumps(b_event["event_id"]))
