@@ -21,7 +21,7 @@ from faststream.nats.security import NatsUserPassword
 
 from consumers.live import Follower, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
-from consumers.queries import COPY_WAITERS, Services, may_answer
+from consumers.queries import COPY_WAITERS, Services, asker, may_answer
 from consumers.replay import tune_gc
 from projections.store import ProjectionStore
 from runtime.connection import connect, connect_options
@@ -91,15 +91,13 @@ async def _serve(settings: Settings, follower: Follower, services: Services) -> 
     app = FastStream(broker, logger=log)
     outcome: list[BaseException] = []
 
-    # Handlers beyond the query slots, for queries waiting for a slot (or to be refused).
-    @broker.subscriber(
-        query_subject(settings.stream), decoder=raw_payloads, no_reply=True, max_workers=settings.query_slots * 4
-    )
+    # A handler only queues the request: the services share their slots between askers in turn.
+    @broker.subscriber(query_subject(settings.stream), decoder=raw_payloads, no_reply=True)
     async def answer(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
         """Analysts' read-only queries, answered from the projection while it is being written."""
         raw = message.raw_message
         if may_answer(raw.reply):
-            await raw.respond(await services.query(raw.data))
+            services.query(asker(raw.reply, raw.headers), raw.data, raw.respond)
 
     # Requests that come while a copy is written wait for it side by side, and share the next.
     @broker.subscriber(copy_subject(settings.stream), decoder=raw_payloads, no_reply=True, max_workers=COPY_WAITERS)
@@ -117,7 +115,7 @@ async def _serve(settings: Settings, follower: Follower, services: Services) -> 
         raw = message.raw_message
         if not may_answer(raw.reply):
             return
-        await raw.respond(await services.status(raw.subject.rsplit(".", 1)[1], raw.data))
+        services.status(raw.subject.rsplit(".", 1)[1], raw.data, raw.respond)
 
     async def follow() -> None:
         try:
@@ -131,8 +129,9 @@ async def _serve(settings: Settings, follower: Follower, services: Services) -> 
 
     @app.on_shutdown
     async def stop_queries() -> None:
-        """Before the services stop: a query still running would hold their stop up to its limit."""
-        services.interrupt()
+        """Before the services stop: a query still running would hold their stop up to its limit;
+        it is interrupted, and what waits is refused, each with an answer."""
+        await services.stop()
 
     @app.after_startup
     async def start_following() -> None:

@@ -4,8 +4,17 @@ commands that need more than its snapshot, and agencies' receipts.
 Each request runs on a cursor of its own (never the writer's), in a read-only transaction, on a
 thread of the services' own pool, so a slow query holds up neither another query nor the projector,
 whose batches are written on threads of their own. A query past its time limit is interrupted
-inside DuckDB; an answer too large for one reply is refused; past ``query_slots`` queries at once,
-the next waits a moment for a slot and is then refused. Every refusal is answered to the analyst and logged.
+inside DuckDB; an answer too large for one reply is refused. Queries and status requests are shared
+fairly between askers (``consumers.fair``): an asker runs at most half the query slots at once, and
+the askers waiting are served in turn; past the slots, a query waits a moment and is then refused.
+Every refusal is answered to the asker and logged.
+
+Who asked is what the broker says, never what the asker says: an agency's status request names it
+in its subject, which the broker lets only that agency reach; an analyst's query, on a server set
+up by ``outreach auth``, comes through the ANALYSTS account's service import, which shares the
+asker's account and user with the projector in the ``Nats-Request-Info`` header (the server writes
+it, over any header of that name the asker set). A query without it (an open server, where anyone
+may claim any name, or a user of the stream's own account) is an asker of its own.
 
 A copy is written once for every request that it can answer: one at a time, and a request is
 answered with the last copy written when that copy began after the request came, or when nothing
@@ -16,23 +25,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from consumers.fair import FairShare
 from projections.copy import write_copy
 from projections.query import QueryLimits, QueryResult, execute_read_only
 from projections.status import agency_status
 from projections.store import ProjectionStore
 from runtime.settings import Settings
 from schemas.errors import OutreachError, QueryRefused
+from schemas.receipts import StatusReply
 
 log = logging.getLogger("outreach.projector")
 
@@ -41,6 +53,26 @@ log = logging.getLogger("outreach.projector")
 # that a stream stores; such a request is refused and logged.
 REPLY_PREFIXES = ("_INBOX", "_R_.")
 SLOT_WAIT_S = 2.0  # how long a query waits for a slot before it is refused
+STATUS_WAITING = 16  # an agency's status requests waiting at once; more are refused
+REQUEST_INFO = "Nats-Request-Info"  # written by the server on a request through a shared service import
+_unnamed = itertools.count()
+
+
+def asker(reply: str | None, headers: dict[str, str] | None) -> str:
+    """Who asked, as the broker says it (see the module's docstring): ``account/user`` from the
+    server's ``Nats-Request-Info`` on a request that came through a service import (an ``_R_``
+    reply subject), else a name of its own for this one request."""
+    info = (headers or {}).get(REQUEST_INFO)
+    if info and reply and reply.startswith("_R_."):
+        try:
+            who = json.loads(info)
+        except ValueError:
+            who = None
+        if isinstance(who, dict) and who.get("acc"):
+            return f"{who['acc']}/{who.get('user') or who.get('id', '?')}"
+    return f"(unnamed {next(_unnamed)})"
+
+
 REPLY_ROOM = 4096  # of the broker's max_payload, kept for the reply's headers and framing
 COPY_WAITERS = 8  # requests for a copy handled at once: one writes, the others wait to share the next
 
@@ -112,7 +144,9 @@ class Services:
         # A thread per slot, and one for receipts, which a crowd of queries must not hold up.
         self.queries = ThreadPoolExecutor(self.slots, thread_name_prefix="outreach-query")
         self.receipts = ThreadPoolExecutor(1, thread_name_prefix="outreach-status")
-        self.free = asyncio.Semaphore(self.slots)
+        # Half the slots at most for one asker: the others always find one free.
+        self.shared_queries = FairShare(self.slots, max(1, self.slots // 2), self.slots * 4, SLOT_WAIT_S, "queries")
+        self.shared_status = FairShare(1, 1, STATUS_WAITING, None, "status requests")
         self.copying = asyncio.Lock()  # one copy written at a time
         self.last_copy: WrittenCopy | None = None
         self.memory_limit = f"{settings.memory_limit_mb}MB"
@@ -120,16 +154,20 @@ class Services:
         self.lock = threading.Lock()
         self.stopping = False
 
-    async def query(self, request: bytes) -> bytes:
+    def query(self, who: str, request: bytes, respond: Callable[[bytes], Awaitable[object]]) -> None:
+        """Queue an analyst's query; ``respond`` sends its answer, or its refusal, when there is one."""
+
+        async def run() -> None:
+            await respond(await self._query(request))
+
+        async def refuse(reason: str) -> None:
+            log.warning("refused a query from %s: %s", who, reason)
+            await respond(refusal(reason))
+
+        self.shared_queries.submit(who, run, refuse)
+
+    async def _query(self, request: bytes) -> bytes:
         sql = request.decode("utf-8", "replace")
-        try:  # a query waits a moment for a slot: quick ones free theirs in milliseconds
-            await asyncio.wait_for(self.free.acquire(), SLOT_WAIT_S)
-        except TimeoutError:
-            log.warning("refused a query: %d are running already", self.slots)
-            return refusal(
-                f"the projector is answering {self.slots} queries already, as many as it runs at once, and "
-                f"none ended within {SLOT_WAIT_S:g} s; ask again in a moment"
-            )
         cursor = self.store.reader()  # made here, in the loop's thread
         with self.lock:
             self.running.add(cursor)
@@ -139,7 +177,6 @@ class Services:
         finally:
             with self.lock:
                 self.running.discard(cursor)
-            self.free.release()
 
     def _answer(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> bytes:
         try:
@@ -191,10 +228,19 @@ class Services:
             return False
         return last.began >= asked or (self.applied is not None and last.as_of_seq == self.applied())
 
-    async def status(self, agency: str, request: bytes) -> bytes:
-        cursor = self.store.reader()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.receipts, self._status, cursor, agency, request)
+    def status(self, agency: str, request: bytes, respond: Callable[[bytes], Awaitable[object]]) -> None:
+        """Queue an agency's status request; agencies waiting are answered in turn, one at a time."""
+
+        async def run() -> None:
+            cursor = self.store.reader()
+            loop = asyncio.get_running_loop()
+            await respond(await loop.run_in_executor(self.receipts, self._status, cursor, agency, request))
+
+        async def refuse(reason: str) -> None:
+            log.warning("refused a status request of %s: %s", agency, reason)
+            await respond(StatusReply(agency=agency, error=reason).model_dump_json().encode())
+
+        self.shared_status.submit(agency, run, refuse)
 
     @staticmethod
     def _status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes) -> bytes:
@@ -211,10 +257,16 @@ class Services:
                 with contextlib.suppress(duckdb.ConnectionException):  # it ended, and closed, just now
                     cursor.interrupt()
 
+    async def stop(self) -> None:
+        """At a stop: what waits is refused, what runs is interrupted, and both are answered."""
+        self.interrupt()
+        await self.shared_queries.close()
+        await self.shared_status.close()
+
     def close(self) -> None:
         self.interrupt()
         self.queries.shutdown(wait=True, cancel_futures=True)
         self.receipts.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["Services", "may_answer"]
+__all__ = ["Services", "asker", "may_answer"]

@@ -12,7 +12,10 @@ another but what is exported to it and imported by it::
 
 Because the imports are services, every reply crosses back into the asker's account on a private
 ``_R_`` subject: a JetStream acknowledgement or a query's answer can never be published on a
-subject of the stream's account, whatever reply subject the asker sets. Within its account:
+subject of the stream's account, whatever reply subject the asker sets. The query service is
+imported with ``share``: the server tells the projector which account and user asked
+(``Nats-Request-Info``), and the projector shares its query slots fairly between users; an analyst
+gets a user of their own with ``add_analyst``. Within its account:
 
 - an agency publishes only its own events, reads back only its own subjects, asks only for its
   own receipts, and receives only on its inbox; it cannot read the stream or touch it;
@@ -208,8 +211,10 @@ def render(users: list[User], stream: str) -> str:
         LEDGER: {"jetstream": "enabled", "users": _entries(users, LEDGER, stream), "exports": exports},
         ANALYSTS: {
             "users": _entries(users, ANALYSTS, stream),
+            # share: the server tells the projector which account and user asked (Nats-Request-Info),
+            # and queries are shared fairly between users by it.
             "imports": [
-                {"service": {"account": LEDGER, "subject": query_subject(stream)}},
+                {"service": {"account": LEDGER, "subject": query_subject(stream)}, "share": True},
                 {"service": {"account": LEDGER, "subject": copy_subject(stream)}},
             ],
         },
@@ -287,12 +292,26 @@ def add_agency(directory: Path, name: str, coordinates: tuple[str, ...] = ()) ->
     return _save(directory, state, [*users, user])
 
 
-def revoke(directory: Path, name: str) -> Path:
-    """Remove an agency's user (its events stay in the log, as every event does)."""
+def add_analyst(directory: Path, name: str) -> Path:
+    """Add one analyst of their own, with a new password: the projector shares its query slots
+    fairly between users, so analysts who share one user share one user's share."""
+    _check_agency(name)
     state, users = _load(directory)
-    kept = [u for u in users if not (u.name == name and u.role == "agency")]
+    if any(u.name == name for u in users):
+        raise SettingsInvalid(f"{name} already has a user")
+    password = secrets.token_urlsafe(24)
+    user = User(name, "analyst", _hash(password))
+    _credentials(directory, user, password, state["nats_url"])
+    return _save(directory, state, [*users, user])
+
+
+def revoke(directory: Path, name: str) -> Path:
+    """Remove an agency's user, or an analyst added with ``add_analyst`` (an agency's events stay in
+    the log, as every event does)."""
+    state, users = _load(directory)
+    kept = [u for u in users if not (u.name == name and u.role in ("agency", "analyst") and name not in ROLES)]
     if len(kept) == len(users):
-        raise SettingsInvalid(f"no agency user named {name}")
+        raise SettingsInvalid(f"no agency or added analyst user named {name}")
     (directory / "credentials" / f"{name}.env").unlink(missing_ok=True)
     return _save(directory, state, kept)
 

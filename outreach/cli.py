@@ -12,11 +12,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from projections.inert import NEUTRALISED_NOTE
 from runtime.settings import Settings
 from schemas.errors import FileInvalid, OutreachError, SettingsInvalid
 
@@ -341,6 +343,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--nats", dest="nats_url", help="the server the appointment is published to (default: from DIR)")
     a.set_defaults(func=cmd_auth_change, change="add")
+    a = auth.add_parser(
+        "add-analyst",
+        help="add one analyst with credentials of their own (queries are shared fairly between users)",
+        epilog="example:\n  outreach auth add-analyst --dir ./auth jana",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("name")
+    a.add_argument("--dir", type=Path, required=True)
+    a.set_defaults(func=cmd_auth_change, change="add-analyst")
     a = auth.add_parser(
         "revoke",
         help="remove an agency's user",
@@ -922,6 +933,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = format_for(args.out, args.format)
     source = _readable(settings, carries=lambda _: args.view in SNAPSHOT_VIEWS)
     count = export_view(source, args.view, fmt, args.out, excel=args.excel)
+    if fmt == "hxl" or args.excel:
+        print(f"note: {NEUTRALISED_NOTE}", file=sys.stderr)
     print(f"wrote {count} row(s) of {args.view} to {args.out} ({fmt}{', for Excel' if args.excel else ''})")
     return 0
 
@@ -1065,7 +1078,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
         result = run_query(settings.db, args.query, limits=limits)
     except LockedByProjector:
         result = _run(_ask_projector(settings, args.query))
-    write_result(result.columns, result.rows, args.format, sys.stdout)
+    neutralised = write_result(result.columns, result.rows, args.format, sys.stdout, terminal=sys.stdout.isatty())
+    if neutralised:
+        print(f"note: {neutralised} cell(s): {NEUTRALISED_NOTE}", file=sys.stderr)
     print(f"({result.as_of})", file=sys.stderr)
     return 0
 
@@ -1181,9 +1196,11 @@ def cmd_auth_change(args: argparse.Namespace) -> int:
     coordinates = tuple(c.strip().upper() for c in getattr(args, "coordinates", []))
     if args.change == "add":
         config = auth.add_agency(args.dir, args.name, coordinates)
+    elif args.change == "add-analyst":
+        config = auth.add_analyst(args.dir, args.name)
     else:
         config = auth.revoke(args.dir, args.name)
-    done = "added" if args.change == "add" else "revoked"
+    done = "revoked" if args.change == "revoke" else "added"
     print(
         f"{done} {args.name}; rewrote {config}. Reload the server to apply it: nats-server --signal reload "
         f"(or restart `outreach server`)"
@@ -1314,35 +1331,57 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_result(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, out: Any) -> None:
-    """Print a query result as an aligned table, CSV, or JSON (a list of objects)."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def write_result(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, out: Any, *, terminal: bool = False) -> int:
+    """Print a query result as an aligned table, CSV, or JSON (a list of objects); return how many
+    CSV cells were neutralised. Nothing printed is obeyed by the tool that reads it
+    (``projections.inert``): a CSV's text cells that a spreadsheet would run get a leading ``'``;
+    the table, and a CSV on a ``terminal``, show control characters escaped; JSON escapes them all."""
+    from projections.inert import CONTROLS_BEYOND_C0, escape_controls, is_formula, neutralise
+
     if fmt == "csv":
+        shown = escape_controls if terminal else str
+        neutralised = 0
+
+        def csv_cell(value: Any) -> str:
+            nonlocal neutralised
+            text = _cell(value)
+            if not _is_number(value) and is_formula(text):
+                neutralised += 1
+                text = neutralise(text)
+            return shown(text)
+
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([_cell(v) for v in row] for row in rows)
-        return
+        writer.writerow([csv_cell(name) for name in columns])
+        for row in rows:
+            writer.writerow([csv_cell(v) for v in row])
+        return neutralised
     if fmt == "json":
-        json.dump(
-            [dict(zip(columns, row, strict=True)) for row in rows], out, default=_cell, ensure_ascii=False, indent=1
+        text = json.dumps(
+            [dict(zip(columns, row, strict=True)) for row in rows], default=_cell, ensure_ascii=False, indent=1
         )
-        out.write("\n")
-        return
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    numeric = [
-        all(isinstance(row[i], int | float) or row[i] is None for row in rows) and rows != []
-        for i in range(len(columns))
-    ]
+        # json escapes C0 controls itself; DEL, C1 and the reordering marks are escaped here, inside
+        # strings, which is the only place they can be.
+        out.write(CONTROLS_BEYOND_C0.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+        return 0
+    cells = [[escape_controls(_cell(v)) for v in row] for row in rows]
+    names = [escape_controls(name) for name in columns]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(names)]
+    numeric = [all(_is_number(row[i]) or row[i] is None for row in rows) and rows != [] for i in range(len(columns))]
 
     def line(values: list[str]) -> str:
         padded = (v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
         return "  ".join(padded).rstrip()
 
-    out.write(line(columns) + "\n")
+    out.write(line(names) + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
     for row in cells:
         out.write(line(row) + "\n")
     out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+    return 0
 
 
 if __name__ == "__main__":

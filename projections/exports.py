@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from projections.inert import inert_column
 from projections.query import READ_ONLY_CONFIG, open_read_only
 from projections.snapshot import SNAPSHOT_VIEWS, is_snapshot
 from schemas.errors import ProjectionError, QueryRefused, SettingsInvalid
@@ -124,10 +125,12 @@ HXL_TAGS = {
 # The view name is an identifier from EXPORTABLE, never user text: it cannot be a parameter.
 SELECT_VIEW = 'SELECT * FROM "{view}"'
 COUNT_VIEW = 'SELECT count(*) FROM "{view}"'
-# Every value as DuckDB writes it in a CSV, so HXL and CSV exports of a view read the same.
-SELECT_VIEW_AS_TEXT = 'SELECT CAST(COLUMNS(*) AS VARCHAR) FROM "{view}"'
+# Every value as DuckDB writes it in a CSV, so HXL and CSV exports of a view read the same; text a
+# spreadsheet would run neutralised (projections.inert), as in a CSV for Excel.
+SELECT_VIEW_AS = 'SELECT {columns} FROM "{view}"'
+DESCRIBE_VIEW = 'SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "{view}")'
 COPY_OPTIONS = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet, COMPRESSION zstd"}
-COPY_VIEW = 'COPY (SELECT * FROM "{view}") TO ? ({options})'
+COPY_VIEW = "COPY ({select}) TO ? ({options})"
 # A view in a projection; a table of the same name in its snapshot.
 HAS_VIEW = """
 SELECT count(*) FROM (SELECT view_name AS name FROM duckdb_views() WHERE NOT internal
@@ -169,7 +172,9 @@ def format_for(out: Path, given: str | None) -> str:
 
 def export_view(db: Path, view: str, fmt: str, out: Path, *, excel: bool = False) -> int:
     """Write ``view`` of the projection ``db`` to ``out`` as csv, parquet, xlsx or hxl; return the rows
-    written. ``excel``: a CSV starts with a byte-order mark, so that Excel reads it as UTF-8."""
+    written. ``excel``: a CSV starts with a byte-order mark, so that Excel reads it as UTF-8, and its
+    text cells are neutralised as HXL's always are (``projections.inert``); a plain CSV and Parquet
+    hold the text as it is, for data tools."""
     if fmt not in FORMATS:
         raise SettingsInvalid(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if view not in EXPORTABLE:
@@ -183,7 +188,7 @@ def export_view(db: Path, view: str, fmt: str, out: Path, *, excel: bool = False
     partial = out.with_name(f".{out.name}.partial")
     try:
         if fmt in COPY_OPTIONS:
-            rows = _copy(Path(db), view, fmt, partial)
+            rows = _copy(Path(db), view, fmt, partial, inert=excel)
         else:
             con = open_read_only(db)
             try:
@@ -223,7 +228,16 @@ def _require_view(con: duckdb.DuckDBPyConnection, db: Path, view: str) -> None:
         )
 
 
-def _copy(db: Path, view: str, fmt: str, target: Path) -> int:
+def _select(con: duckdb.DuckDBPyConnection, view: str, *, inert: bool, as_text: bool = False) -> str:
+    """The SELECT of a whole view; ``inert``: its text neutralised for spreadsheets."""
+    if not inert:
+        return SELECT_VIEW.format(view=view)
+    described = con.execute(DESCRIBE_VIEW.format(view=view)).fetchall()
+    columns = ", ".join(inert_column(name, kind, as_text=as_text) for name, kind in described)
+    return SELECT_VIEW_AS.format(columns=columns, view=view)
+
+
+def _copy(db: Path, view: str, fmt: str, target: Path, *, inert: bool = False) -> int:
     # open_read_only's connection may write no file at all, so COPY runs on a second connection
     # with the same settings that may write exactly one: ``target``. open_read_only goes first for
     # its checks and messages (no such file, locked by a running projector).
@@ -241,7 +255,8 @@ def _copy(db: Path, view: str, fmt: str, target: Path) -> int:
         con.execute(ALLOW_PATH, [[str(target)]])
         for setting in LOCK_AFTER_ALLOWING:
             con.execute(setting)
-        done = con.execute(COPY_VIEW.format(view=view, options=COPY_OPTIONS[fmt]), [str(target)]).fetchone()
+        select = _select(con, view, inert=inert)
+        done = con.execute(COPY_VIEW.format(select=select, options=COPY_OPTIONS[fmt]), [str(target)]).fetchone()
     except duckdb.Error as exc:
         raise ProjectionError(f"exporting {view} from {db} to {fmt} failed: {exc}") from None
     finally:
@@ -255,7 +270,7 @@ def _batches(cursor: duckdb.DuckDBPyConnection) -> Iterator[list[tuple[Any, ...]
 
 
 def _write_hxl(con: duckdb.DuckDBPyConnection, view: str, target: Path) -> int:
-    cursor = con.execute(SELECT_VIEW_AS_TEXT.format(view=view))
+    cursor = con.execute(_select(con, view, inert=True, as_text=True))
     columns = [d[0] for d in cursor.description or []]
     written = 0
     with target.open("w", encoding="utf-8", newline="") as f:

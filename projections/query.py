@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +17,83 @@ import duckdb
 
 from schemas.errors import ProjectionError, QueryRefused
 
+# What DuckDB may spill to its temporary directory (beside the file, ``<file>.tmp``) for one
+# database: a query that needs more is refused rather than filling the disk.
+SPILL_LIMIT = "1GiB"
 # Analyst queries may not reach files, the network or extensions, and may not undo that.
 READ_ONLY_CONFIG = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "max_temp_directory_size": SPILL_LIMIT,
     "lock_configuration": True,
 }
+# The table functions a query may call: they read the projection or make values, and nothing else.
+# Any other is refused by name, known or new: checkpoint() and force_checkpoint() write the file,
+# query() and json_execute_serialized_sql() run a statement no check has seen, the logging and
+# profiling switches change the database's state, the readers of files and secrets reach outside.
+TABLE_FUNCTIONS = frozenset(
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "repeat",
+        "repeat_row",
+        "json_each",
+        "json_tree",
+        "summary",
+        "histogram",
+        "histogram_values",
+        "pg_timezone_names",
+        "icu_calendar_names",
+        "duckdb_columns",
+        "duckdb_constraints",
+        "duckdb_databases",
+        "duckdb_dependencies",
+        "duckdb_functions",
+        "duckdb_indexes",
+        "duckdb_keywords",
+        "duckdb_schemas",
+        "duckdb_sequences",
+        "duckdb_settings",
+        "duckdb_tables",
+        "duckdb_types",
+        "duckdb_views",
+        "pragma_table_info",
+        "pragma_show",
+        "pragma_version",
+        "pragma_database_size",
+        "pragma_storage_info",
+        "pragma_collations",
+    }
+)
+# The projection's own table macros (``totals_by_county_as_of(…)`` and the like) are table functions too.
+_MACRO = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?MACRO\s+(\w+)\s*\([^)]*\)\s+AS\s+TABLE", re.I)
+PROJECTION_MACROS = frozenset(
+    name.lower()
+    for sql_file in ("views.sql", "slices.sql", "coordination.sql")
+    for name in _MACRO.findall(resources.files("projections").joinpath(sql_file).read_text("utf-8"))
+)
+SERIALIZE = "SELECT json_serialize_sql(?)"
+# The functions that build a value as large as a number says, shadowed on the query's connection
+# (a temporary macro is found before the built-in) by ones that refuse a value larger than one
+# reply before it is built: `repeat('x', 1500000000)` would take 3 GiB outside DuckDB's pool.
+MAX_VALUE_CHARS = 64 * 1024  # no value of the projection is larger: no event is
+VALUE_TOO_LARGE = "outreach: refused before it was built"
+_REFUSE_VALUE = (
+    f"error('{VALUE_TOO_LARGE}: {{name}}() would make a value of more than {MAX_VALUE_CHARS:,} characters, more "
+    "than one answer holds')"
+)
+# The count is checked inside the call, so that the value is never built (DuckDB folds a constant
+# CASE's every branch while it plans).
+BOUNDED_BUILDERS = [
+    f"CREATE OR REPLACE TEMP MACRO repeat(s, n) AS system.main.repeat(s, CASE WHEN length(s) * n > "
+    f"{MAX_VALUE_CHARS} THEN {_REFUSE_VALUE.format(name='repeat')} ELSE n END)",
+    f"CREATE OR REPLACE TEMP MACRO lpad(s, n, c) AS system.main.lpad(s, CASE WHEN n > {MAX_VALUE_CHARS} THEN "
+    f"{_REFUSE_VALUE.format(name='lpad')} ELSE n END, c)",
+    f"CREATE OR REPLACE TEMP MACRO rpad(s, n, c) AS system.main.rpad(s, CASE WHEN n > {MAX_VALUE_CHARS} THEN "
+    f"{_REFUSE_VALUE.format(name='rpad')} ELSE n END, c)",
+]
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 # What comes before the statement an EXPLAIN explains: comments, EXPLAIN, then ANALYZE or options.
 _COMMENTS = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
@@ -136,6 +209,51 @@ def _explains_a_select(con: duckdb.DuckDBPyConnection, query: str) -> bool:
     return len(inner) == 1 and inner[0].type == duckdb.StatementType.SELECT
 
 
+def _functions(tree: Any) -> Iterator[tuple[str, str, bool]]:
+    """What a parsed statement (json_serialize_sql's tree) calls, anywhere in it: each function's
+    kind ("table" or "scalar"), name, and whether it is named with its schema (``system.main.x``)."""
+    if isinstance(tree, dict):
+        if tree.get("type") == "TABLE_FUNCTION":
+            function = tree.get("function") or {}
+            yield "table", str(function.get("function_name", "")).lower(), False
+        elif tree.get("class") == "FUNCTION":
+            qualified = bool(tree.get("schema") or tree.get("catalog"))
+            yield "scalar", str(tree.get("function_name", "")).lower(), qualified
+        for value in tree.values():
+            yield from _functions(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _functions(item)
+
+
+_BUILDERS = {"repeat", "lpad", "rpad"}
+
+
+def refuse_table_functions(con: duckdb.DuckDBPyConnection, select: str) -> None:
+    """Refuse a SELECT that calls a table function outside ``TABLE_FUNCTIONS`` and the projection's
+    own macros (a read-only transaction does not stop ``checkpoint()`` writing the file), or one of
+    the value builders by its schema's name, past the macros that bound it."""
+    try:
+        found = con.execute(SERIALIZE, [select]).fetchone()
+        tree = json.loads(found[0]) if found else {"error": True}
+    except (duckdb.Error, ValueError) as exc:
+        raise ProjectionError(f"the query could not be checked before it ran: {exc}") from None
+    if tree.get("error"):
+        raise ProjectionError(f"the query could not be checked before it ran: {tree.get('error_message', tree)}")
+    for kind, name, qualified in _functions(tree.get("statements", [])):
+        if kind == "scalar":
+            if qualified and name in _BUILDERS:  # past the macros that bound them (BOUNDED_BUILDERS)
+                raise QueryRefused(f"{name}() is called by its schema's name, which is refused: call it as {name}()")
+            continue
+        if name not in TABLE_FUNCTIONS and name not in PROJECTION_MACROS:
+            raise QueryRefused(
+                f"the table function {name}() is refused: files, the network and extensions are out of reach of "
+                f"analyst queries, and nothing they say may write the projection or change its settings. Table "
+                f"functions a query may call: {', '.join(sorted(TABLE_FUNCTIONS))}, and the projection's "
+                f"table macros: {', '.join(sorted(PROJECTION_MACROS))}"
+            )
+
+
 def execute_read_only(
     con: duckdb.DuckDBPyConnection,
     sql: str,
@@ -165,6 +283,15 @@ def execute_read_only(
             "EXPLAIN of anything but a SELECT is refused (EXPLAIN SELECT … and EXPLAIN ANALYZE SELECT … are "
             "answered): `outreach sql` only reads. The projection is written by the projector alone."
         )
+    select = statements[0].query
+    if kind == duckdb.StatementType.EXPLAIN:
+        select = select[_EXPLAIN.match(select, _COMMENTS.match(select).end()).end() :]  # type: ignore[union-attr]
+    refuse_table_functions(con, select)
+    try:
+        for builder in BOUNDED_BUILDERS:
+            con.execute(builder)
+    except duckdb.Error as exc:
+        raise ProjectionError(f"the query could not be prepared: {exc}") from None
     timer = threading.Timer(limits.seconds, con.interrupt)
     count = 0
     try:
@@ -208,12 +335,21 @@ def execute_read_only(
             "the query would write, and is refused: `outreach sql` only reads. The projection is "
             "written by the projector alone."
         ) from None
-    except duckdb.OutOfMemoryException:
+    except duckdb.OutOfMemoryException as exc:
+        if "max_temp_directory_size" in str(exc):
+            raise QueryRefused(
+                f"the query needs more room on disk than queries may spill to here ({SPILL_LIMIT}, beside the "
+                "file); narrow it with WHERE or LIMIT, or use `outreach export`"
+            ) from None
         raise QueryRefused(
             f"the query needs more memory than queries are given here ({_memory_limit(con)}); narrow it "
             "with WHERE or LIMIT, or use `outreach export`"
         ) from None
     except duckdb.Error as exc:
+        if VALUE_TOO_LARGE in str(exc):
+            raise QueryRefused(
+                f"{str(exc).split(VALUE_TOO_LARGE + ': ', 1)[1].splitlines()[0]}; make it smaller"
+            ) from None
         raise ProjectionError(f"the query failed: {exc}") from None
     finally:
         timer.cancel()
@@ -222,5 +358,7 @@ def execute_read_only(
     return QueryResult(columns, rows, *(mark or (None, None)))
 
 
-FETCH_ROWS = 10_000
+# Rows fetched at a time, each chunk measured before the next is fetched: an answer too large for
+# one reply is refused once it passes the reply's size by at most one chunk.
+FETCH_ROWS = 256
 AS_OF = "SELECT last_seq, last_stored_at FROM checkpoint ORDER BY updated_at DESC LIMIT 1"

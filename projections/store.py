@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from projections.known import KnownIndex
+from projections.query import SPILL_LIMIT
 from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
 from schemas.errors import ProjectionError
 from schemas.reference import regions
@@ -357,7 +358,14 @@ class ProjectionStore:
         # thread a statement: the writer, the snapshots and analysts' queries each run on their own
         # thread side by side, and a statement's second thread only adds to the memory held at once.
         self.root = _connect_for_writing(
-            self.path, {"memory_limit": memory_limit, "checkpoint_threshold": CHECKPOINT_THRESHOLD, "threads": threads}
+            self.path,
+            {
+                "memory_limit": memory_limit,
+                "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+                "threads": threads,
+                # Analysts' queries through the projector spill here too: bounded, never the whole disk.
+                "max_temp_directory_size": SPILL_LIMIT,
+            },
         )
         # The writer has a connection of its own, used by one thread at a time; readers (queries,
         # snapshots) get cursors of the root connection, never the writer's.

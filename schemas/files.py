@@ -20,6 +20,8 @@ import json
 import re
 import unicodedata
 import uuid
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from itertools import zip_longest
@@ -29,7 +31,7 @@ from typing import Any
 from schemas.dates import TIME_ZONES, DateInvalid, date_cell, day_cell, local_moment, moment_cell
 from schemas.errors import EventInvalid, FileInvalid, Problem
 from schemas.events import MAX_COUNT, MAX_SESSIONS, REFERENCE_PATTERN, SLUG_PATTERN, Audience, EventBase
-from schemas.parse import decode_json, parse_event
+from schemas.parse import MAX_EVENT_BYTES, decode_json, parse_event
 from schemas.reference import regions
 
 LIST_FIELDS = {"plan_tasks", "partners", "target_counties", "member_institutions"}
@@ -54,6 +56,65 @@ MAX_WITHDRAWN = 2000  # characters of a withdrawn cell's reason, as an event's r
 def reference_event_id(agency: str, reference: str) -> uuid.UUID:
     """The event_id of an agency's row with this reference, the same in every file and every year."""
     return uuid.uuid5(REFERENCE_NAMESPACE, f"{agency}\n{reference}")
+
+
+# What one file may hold, refused before it is read whole: its bytes, its rows (in a file, or in
+# a sheet), a cell's characters (no event is larger), and a workbook's parts unpacked (the
+# shared strings are read whole by openpyxl; a sheet is streamed).
+MAX_FILE_BYTES = 128 * 1024 * 1024
+MAX_ROWS = 100_000
+MAX_CELL_CHARS = MAX_EVENT_BYTES
+MAX_XLSX_PART_BYTES = 256 * 1024 * 1024
+MAX_XLSX_SHARED_STRINGS_BYTES = 32 * 1024 * 1024
+
+
+def _too_large(path: str, message: str) -> FileInvalid:
+    return FileInvalid(path, [Problem("(file)", message)], 0)
+
+
+SPLIT = "; split it into smaller files"
+
+
+def _within_limits(rows: Iterable[Any], path: str, sheet: str | None = None, first: int = 2) -> Iterator[Any]:
+    """``rows`` (CSV records from line ``first``, a sheet's rows of cells from row ``first``) until one
+    breaks a limit: past ``MAX_ROWS`` rows, or at a cell of more than ``MAX_CELL_CHARS``, the file is
+    refused there, before the rest is read."""
+    where = f"sheet {sheet}, row" if sheet else "line"
+    number = first - 1
+    try:
+        for row in rows:
+            number += 1
+            if number - first >= MAX_ROWS:
+                raise _too_large(path, f"has more than {MAX_ROWS:,} rows, the most one file or sheet may hold{SPLIT}")
+            for cell in row.values() if isinstance(row, dict) else row:
+                value = getattr(cell, "value", cell)  # a workbook's cell, or a CSV cell's text
+                if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+                    raise _too_large(
+                        path,
+                        f"{where} {number}: a cell of {len(value):,} characters, over {MAX_CELL_CHARS:,}",
+                    )
+            yield row
+    except csv.Error as exc:  # a cell past csv.field_size_limit, which is MAX_CELL_CHARS
+        raise _too_large(path, f"{where} {number + 1}: {exc}") from None
+
+
+def _xlsx_within_limits(data: bytes, path: str) -> None:
+    """A workbook is a zip: its parts' unpacked sizes, as the zip states them, are checked before
+    openpyxl unpacks any (a 196 KB workbook can unpack to a 200 MB string)."""
+    try:
+        parts = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip: openpyxl says what it is not
+    for part in parts:
+        limit = MAX_XLSX_SHARED_STRINGS_BYTES if part.filename.endswith("sharedStrings.xml") else MAX_XLSX_PART_BYTES
+        if part.file_size > limit:
+            raise _too_large(
+                path,
+                f"unpacks {part.filename} to {part.file_size:,} bytes, over the {limit:,} a workbook may{SPLIT}",
+            )
+
+
+csv.field_size_limit(MAX_CELL_CHARS)
 
 
 class CellInvalid(Exception):
@@ -97,6 +158,9 @@ def load_events(path: str | Path) -> LoadedFile:
     if suffix not in (".jsonl", ".ndjson", ".csv", ".xlsx"):
         raise FileInvalid(str(path), [Problem("(file)", "has an unknown format; use .jsonl, .csv or .xlsx")], 0)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise _too_large(str(path), f"is {size:,} bytes, more than the {MAX_FILE_BYTES:,} one file may be{SPLIT}")
         data = path.read_bytes()
     except OSError as exc:
         raise FileInvalid(str(path), [Problem("(file)", f"cannot be read: {exc.strerror}")], 0) from None
@@ -106,7 +170,7 @@ def load_events(path: str | Path) -> LoadedFile:
     if suffix == ".xlsx":
         rows = _xlsx_rows(data, loaded, sheets, withdrawn)
     else:
-        rows = _csv_rows(data, loaded, withdrawn) if suffix == ".csv" else _jsonl_rows(data)
+        rows = _csv_rows(data, loaded, withdrawn) if suffix == ".csv" else _jsonl_rows(data, str(path))
     seen: dict[Any, tuple[int, EventBase]] = {}
     for line, row in rows:
         loaded.lines_total += 1
@@ -155,6 +219,7 @@ def _xlsx_rows(
     stored, and for the formulas, to tell a formula whose value was never stored from an empty cell."""
     import openpyxl  # only for workbooks
 
+    _xlsx_within_limits(data, loaded.path)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         formulas = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
@@ -172,7 +237,10 @@ def _xlsx_rows(
     now = _now()
     for name in found:
         index = SHEETS.index(name) + 1
-        cells = book[name].iter_rows()
+        declared = book[name].max_row  # the size Excel writes in the sheet, if any: refused unread
+        if declared and declared - 1 > MAX_ROWS:
+            raise _too_large(loaded.path, f"sheet {name} has {declared - 1:,} rows, more than {MAX_ROWS:,}{SPLIT}")
+        cells = _within_limits(book[name].iter_rows(), loaded.path, name, first=1)
         written = formulas[name].iter_rows(values_only=True)
         next(written, ())
         header, wrong = checked_header([_header_text(c.value) for c in next(cells, ())])
@@ -375,11 +443,13 @@ def _as_json(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _jsonl_rows(data: bytes) -> list[tuple[int, bytes | dict[str, Any]]]:
+def _jsonl_rows(data: bytes, path: str) -> list[tuple[int, bytes | dict[str, Any]]]:
     rows: list[tuple[int, bytes | dict[str, Any]]] = []
     data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark, as some editors write
     for number, line in enumerate(data.split(b"\n"), start=1):
         if line.strip():
+            if len(rows) >= MAX_ROWS:
+                raise _too_large(path, f"has more than {MAX_ROWS:,} lines of events, the most one file may hold{SPLIT}")
             rows.append((number, line.rstrip(b"\r")))
     return rows
 
@@ -408,7 +478,7 @@ def _csv_rows(data: bytes, loaded: LoadedFile, withdrawn: dict[int, str]) -> lis
         loaded.problems.extend(Problem("(header)", message, line=1) for message in wrong)
         return []
     rows: list[tuple[int, bytes | dict[str, Any]]] = []
-    for cells in reader:
+    for cells in _within_limits(reader, loaded.path):
         if not cells:
             continue
         line = reader.line_num

@@ -218,14 +218,15 @@ async def test_an_answer_too_large_is_refused(nc: Client, settings: Settings, pr
     done = sql(settings, "SELECT repeat('x', 2000) AS wide FROM range(1000)")
     assert done.returncode == 1
     assert done.stderr.splitlines()[0] == (
-        f"error: result too large: its first 1,000 rows are more than {one_reply} bytes as JSON, what one reply "
+        f"error: result too large: its first 768 rows are more than {one_reply} bytes as JSON, what one reply "
         "holds; add LIMIT, or use `outreach export`"
     )
-    # 400 MB of text in 100,000 rows is refused at its first rows fetched, not after all are held as JSON.
+    # 400 MB of text in 100,000 rows is refused at its first rows fetched (256 at a time), not after all
+    # are held as JSON.
     done = sql(settings, "SELECT repeat('x', 4000) AS wide FROM range(100000)")
     assert done.returncode == 1
     assert done.stderr.splitlines()[0] == (
-        f"error: result too large: its first 10,000 rows are more than {one_reply} bytes as JSON, what one reply "
+        f"error: result too large: its first 512 rows are more than {one_reply} bytes as JSON, what one reply "
         "holds; add LIMIT, or use `outreach export`"
     )
     assert peak_rss_mib(projector.process.pid) < 400
