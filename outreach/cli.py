@@ -244,6 +244,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="the file to write")
     p.add_argument("--excel", action="store_true", help="CSV for Excel: UTF-8 with a byte-order mark")
+    p.add_argument(
+        "--sep",
+        choices=[",", ";", "tab"],
+        help="a CSV's separator (default ',', or ';' with --lang sq or pl, as Excel there expects)",
+    )
+    p.add_argument("--lang", choices=["en", "sq", "pl"], help="the spreadsheet's language: sq and pl separate by ';'")
+    p.add_argument("--note", action="store_true", help="a CSV's first line says what it is as of (# …)")
     _db_option(p)
     _nats_options(p)  # beside a running projector, a view its snapshot lacks comes from a copy it writes
     p.set_defaults(func=cmd_export)
@@ -932,9 +939,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     fmt = format_for(args.out, args.format)
     source = _readable(settings, carries=lambda _: args.view in SNAPSHOT_VIEWS)
-    count = export_view(source, args.view, fmt, args.out, excel=args.excel)
+    sep = {"tab": "\t", None: ";" if args.lang in ("sq", "pl") else ","}.get(args.sep, args.sep)
+    count, as_of = export_view(source, args.view, fmt, args.out, excel=args.excel, sep=sep, note=args.note)
     if fmt == "hxl" or args.excel:
         print(f"note: {NEUTRALISED_NOTE}", file=sys.stderr)
+    print(f"note: {as_of.sentence(args.view)}", file=sys.stderr)
     print(f"wrote {count} row(s) of {args.view} to {args.out} ({fmt}{', for Excel' if args.excel else ''})")
     return 0
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,11 @@ SELECT_VIEW_AS = 'SELECT {columns} FROM "{view}"'
 DESCRIBE_VIEW = 'SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "{view}")'
 COPY_OPTIONS = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet, COMPRESSION zstd"}
 COPY_VIEW = "COPY ({select}) TO ? ({options})"
+# Separators a CSV may take: a comma, or a semicolon as Excel expects where the comma is the decimal
+# mark (Albania, Poland), or a tab. Only these are ever formatted into COPY's options.
+SEPARATORS = (",", ";", "\t")
+# What a file's figures are as of: the projection's checkpoint (a snapshot and a copy keep it too).
+AS_OF = "SELECT stream, last_seq, last_stored_at FROM checkpoint ORDER BY updated_at DESC LIMIT 1"
 # A view in a projection; a table of the same name in its snapshot.
 HAS_VIEW = """
 SELECT count(*) FROM (SELECT view_name AS name FROM duckdb_views() WHERE NOT internal
@@ -170,11 +176,37 @@ def format_for(out: Path, given: str | None) -> str:
     return given
 
 
-def export_view(db: Path, view: str, fmt: str, out: Path, *, excel: bool = False) -> int:
+@dataclass(frozen=True)
+class AsOf:
+    """What an export's figures are as of: the stream, the last sequence applied and its storage time."""
+
+    stream: str | None = None
+    seq: int = 0
+    stored_at: datetime | None = None
+
+    def sentence(self, view: str) -> str:
+        if self.stored_at is None:
+            return f"{view}: no event applied yet"
+        return (
+            f"{view}: figures as received by {self.stored_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
+            f"(stream {self.stream}, sequence {self.seq:,})"
+        )
+
+
+def export_view(
+    db: Path, view: str, fmt: str, out: Path, *, excel: bool = False, sep: str = ",", note: bool = False
+) -> tuple[int, AsOf]:
     """Write ``view`` of the projection ``db`` to ``out`` as csv, parquet, xlsx or hxl; return the rows
-    written. ``excel``: a CSV starts with a byte-order mark, so that Excel reads it as UTF-8, and its
-    text cells are neutralised as HXL's always are (``projections.inert``); a plain CSV and Parquet
-    hold the text as it is, for data tools."""
+    written and what they are as of. ``excel``: a CSV starts with a byte-order mark, so that Excel
+    reads it as UTF-8, and its text cells are neutralised as HXL's always are (``projections.inert``);
+    a plain CSV and Parquet hold the text as it is, for data tools. ``sep``: a CSV's separator (``SEPARATORS``). Every
+    format says what it is as of: an xlsx in a sheet ``about``, a Parquet file in its key-value
+    metadata, a CSV in a first line starting with ``#`` where ``note`` asks for it (a CSV has no
+    place for it that every reader skips)."""
+    if sep not in SEPARATORS:
+        raise SettingsInvalid(f"--sep {sep!r}: a CSV is separated by a comma, a semicolon or a tab (\\t)")
+    if fmt not in ("csv", "hxl") and (sep != "," or note):
+        raise SettingsInvalid(f"--sep and --note are for CSV files; a {fmt} file takes neither: leave them out")
     if fmt not in FORMATS:
         raise SettingsInvalid(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if view not in EXPORTABLE:
@@ -186,29 +218,43 @@ def export_view(db: Path, view: str, fmt: str, out: Path, *, excel: bool = False
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
+    probe = open_read_only(db)
+    try:
+        _require_view(probe, db, view)
+        as_of = _as_of(probe)
+    finally:
+        probe.close()
     try:
         if fmt in COPY_OPTIONS:
-            rows = _copy(Path(db), view, fmt, partial, inert=excel)
+            rows = _copy(Path(db), view, fmt, partial, inert=excel, sep=sep, as_of=as_of)
         else:
             con = open_read_only(db)
             try:
-                _require_view(con, db, view)
-                rows = _write_xlsx(con, view, partial) if fmt == "xlsx" else _write_hxl(con, view, partial)
+                rows = _write_xlsx(con, view, partial, as_of) if fmt == "xlsx" else _write_hxl(con, view, partial, sep)
             finally:
                 con.close()
-        if excel and fmt in ("csv", "hxl"):
-            _prefix_bom(partial)
+        head = (BOM if excel else b"") + (f"# {as_of.sentence(view)}\n".encode() if note else b"")
+        if head:
+            _prefix(partial, head)
         os.replace(partial, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
-    return rows
+    return rows, as_of
 
 
-def _prefix_bom(path: Path) -> None:
-    marked = path.with_name(path.name + ".bom")
+def _as_of(con: duckdb.DuckDBPyConnection) -> AsOf:
+    try:
+        row = con.execute(AS_OF).fetchone()
+    except duckdb.CatalogException:
+        return AsOf()
+    return AsOf(row[0], int(row[1]), row[2]) if row else AsOf()
+
+
+def _prefix(path: Path, head: bytes) -> None:
+    marked = path.with_name(path.name + ".head")
     with path.open("rb") as source, marked.open("wb") as target:
-        target.write(BOM)
+        target.write(head)
         shutil.copyfileobj(source, target)
     os.replace(marked, path)
 
@@ -237,15 +283,17 @@ def _select(con: duckdb.DuckDBPyConnection, view: str, *, inert: bool, as_text: 
     return SELECT_VIEW_AS.format(columns=columns, view=view)
 
 
-def _copy(db: Path, view: str, fmt: str, target: Path, *, inert: bool = False) -> int:
+def _copy(db: Path, view: str, fmt: str, target: Path, *, inert: bool, sep: str, as_of: AsOf) -> int:
     # open_read_only's connection may write no file at all, so COPY runs on a second connection
-    # with the same settings that may write exactly one: ``target``. open_read_only goes first for
-    # its checks and messages (no such file, locked by a running projector).
-    probe = open_read_only(db)
-    try:
-        _require_view(probe, db, view)
-    finally:
-        probe.close()
+    # with the same settings that may write exactly one: ``target``. export_view opened it with
+    # open_read_only first, for its checks and messages (no such file, locked by a running projector).
+    options = COPY_OPTIONS[fmt]
+    if fmt == "csv":
+        options += f", DELIMITER '{sep}'"  # one of SEPARATORS, never user text
+    else:
+        metadata = {"view": view, "stream": as_of.stream or "", "as_of_seq": str(as_of.seq)}
+        metadata["as_of_stored_at"] = as_of.stored_at.isoformat() if as_of.stored_at else ""
+        options += ", KV_METADATA {" + ", ".join(f"{k}: {_sql_text(v)}" for k, v in metadata.items()) + "}"
     config = {k: v for k, v in READ_ONLY_CONFIG.items() if k not in ("enable_external_access", "lock_configuration")}
     try:
         con = duckdb.connect(str(db), read_only=True, config=config)
@@ -256,7 +304,7 @@ def _copy(db: Path, view: str, fmt: str, target: Path, *, inert: bool = False) -
         for setting in LOCK_AFTER_ALLOWING:
             con.execute(setting)
         select = _select(con, view, inert=inert)
-        done = con.execute(COPY_VIEW.format(select=select, options=COPY_OPTIONS[fmt]), [str(target)]).fetchone()
+        done = con.execute(COPY_VIEW.format(select=select, options=options), [str(target)]).fetchone()
     except duckdb.Error as exc:
         raise ProjectionError(f"exporting {view} from {db} to {fmt} failed: {exc}") from None
     finally:
@@ -264,17 +312,22 @@ def _copy(db: Path, view: str, fmt: str, target: Path, *, inert: bool = False) -
     return int(done[0]) if done else 0
 
 
+def _sql_text(value: str) -> str:
+    """A SQL string literal (COPY's options take no parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _batches(cursor: duckdb.DuckDBPyConnection) -> Iterator[list[tuple[Any, ...]]]:
     while rows := cursor.fetchmany(FETCH_ROWS):
         yield rows
 
 
-def _write_hxl(con: duckdb.DuckDBPyConnection, view: str, target: Path) -> int:
+def _write_hxl(con: duckdb.DuckDBPyConnection, view: str, target: Path, sep: str) -> int:
     cursor = con.execute(_select(con, view, inert=True, as_text=True))
     columns = [d[0] for d in cursor.description or []]
     written = 0
     with target.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, delimiter=sep)
         writer.writerow(columns)
         writer.writerow([HXL_TAGS.get(name, "") for name in columns])
         for rows in _batches(cursor):
@@ -283,7 +336,7 @@ def _write_hxl(con: duckdb.DuckDBPyConnection, view: str, target: Path) -> int:
     return written
 
 
-def _write_xlsx(con: duckdb.DuckDBPyConnection, view: str, target: Path) -> int:
+def _write_xlsx(con: duckdb.DuckDBPyConnection, view: str, target: Path, as_of: AsOf) -> int:
     from openpyxl import Workbook  # imported here: only xlsx exports need it
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
@@ -332,6 +385,26 @@ def _write_xlsx(con: duckdb.DuckDBPyConnection, view: str, target: Path) -> int:
         for raw in rows:
             write([_xlsx_value(v) for v in raw])
         written += len(rows)
+    about = wb.create_sheet(title="about")
+    about.column_dimensions["A"].width = 18
+    about.column_dimensions["B"].width = 60
+    for label, value in (
+        ("view", view),
+        ("as of", as_of.sentence(view)),
+        ("stream", as_of.stream or ""),
+        ("stream sequence", as_of.seq),
+        (
+            "stored at (UTC)",
+            as_of.stored_at.astimezone(UTC).replace(tzinfo=None, microsecond=0) if as_of.stored_at else "",
+        ),
+        ("rows", written),
+    ):
+        cell = WriteOnlyCell(about, value=value)
+        if isinstance(value, str):
+            cell.data_type = "s"
+        if isinstance(value, datetime):
+            cell.number_format = "yyyy-mm-dd hh:mm:ss"
+        about.append([WriteOnlyCell(about, value=label), cell])
     wb.save(target)
     return written
 

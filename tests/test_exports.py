@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -86,7 +86,7 @@ def rows_of(db: Path, sql: str) -> list[tuple[object, ...]]:
 def test_csv_is_utf8_with_a_header_and_nothing_else(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "counties.csv"
     out.write_text("an older file\n")
-    assert export_view(db, "totals_by_county", "csv", out) == 8
+    assert export_view(db, "totals_by_county", "csv", out)[0] == 8
     with out.open(encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == COUNTY_COLUMNS
@@ -99,7 +99,7 @@ def test_csv_is_utf8_with_a_header_and_nothing_else(db: Path, tmp_path: Path) ->
 
 def test_hxl_has_the_hashtag_row_under_the_header(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "counties-hxl.csv"
-    assert export_view(db, "totals_by_county", "hxl", out) == 8
+    assert export_view(db, "totals_by_county", "hxl", out)[0] == 8
     with out.open(encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == COUNTY_COLUMNS
@@ -126,7 +126,7 @@ def test_hxl_tags_of_the_slices(db: Path, tmp_path: Path) -> None:
 
 def test_parquet_reads_back_with_duckdb(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "counties.parquet"
-    assert export_view(db, "totals_by_county", "parquet", out) == 8
+    assert export_view(db, "totals_by_county", "parquet", out)[0] == 8
     con = duckdb.connect()
     try:
         cursor = con.execute("SELECT * FROM read_parquet(?) WHERE county = 'AL-06'", [str(out)])
@@ -145,9 +145,9 @@ def test_parquet_reads_back_with_duckdb(db: Path, tmp_path: Path) -> None:
 
 def test_xlsx_reads_back_with_openpyxl_typed(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "counties.xlsx"
-    assert export_view(db, "totals_by_county", "xlsx", out) == 8
+    assert export_view(db, "totals_by_county", "xlsx", out)[0] == 8
     wb = openpyxl.load_workbook(out)
-    assert wb.sheetnames == ["totals_by_county"]
+    assert wb.sheetnames == ["totals_by_county", "about"]
     ws = wb["totals_by_county"]
     assert ws.freeze_panes == "A2"
     assert ws.max_row == 1 + 8
@@ -186,7 +186,7 @@ def test_every_exportable_view_in_every_format(db: Path, tmp_path: Path, fmt: st
     for view in EXPORTABLE:
         expected = rows_of(db, f"SELECT count(*) FROM {view}")[0][0]
         out = tmp_path / f"{view}.{fmt}"
-        assert export_view(db, view, fmt, out) == expected, view
+        assert export_view(db, view, fmt, out)[0] == expected, view
         assert out.stat().st_size > 0
         if fmt == "xlsx":
             assert openpyxl.load_workbook(out)[view].max_row == 1 + expected
@@ -410,3 +410,85 @@ def test_sql_writes_booleans_as_true_and_false(db: Path) -> None:
         timeout=60,
     )
     assert done.stdout == "yes,no\ntrue,false\n"
+
+
+# --- separators and what an export is as of ---------------------------------------------------
+
+
+def checkpoint_of(db: Path) -> tuple[int, datetime]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute("SELECT last_seq, last_stored_at FROM checkpoint").fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+def test_a_csv_for_excel_in_poland_is_separated_by_semicolons_and_says_what_it_is_as_of(
+    db: Path, tmp_path: Path
+) -> None:
+    seq, stored = checkpoint_of(db)
+    assert seq == 17  # the demo's 17 events
+    out = tmp_path / "counties.csv"
+    rows, as_of = export_view(db, "totals_by_county", "csv", out, excel=True, sep=";", note=True)
+    assert (rows, as_of.seq, as_of.stream) == (8, 17, "OUTREACH")
+    data = out.read_bytes()
+    when = stored.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    first = f"# totals_by_county: figures as received by {when} UTC (stream OUTREACH, sequence 17)\n"
+    assert data.startswith(BOM + first.encode())
+    lines = data[len(BOM) + len(first.encode()) :].decode().splitlines()
+    assert lines[0] == ";".join(COUNTY_COLUMNS)
+    assert len(lines) == 1 + 8
+    assert lines[1].split(";")[:2] == ["AL-06", "Korçë"]
+
+
+def test_the_separator_and_the_note_are_for_csv_only(db: Path, tmp_path: Path) -> None:
+    with pytest.raises(SettingsInvalid, match=r"--sep and --note are for CSV files; a xlsx file takes neither"):
+        export_view(db, "totals_by_county", "xlsx", tmp_path / "x.xlsx", sep=";")
+    with pytest.raises(SettingsInvalid, match=r"--sep '\|': a CSV is separated by a comma, a semicolon or a tab"):
+        export_view(db, "totals_by_county", "csv", tmp_path / "x.csv", sep="|")
+
+
+def test_an_hxl_export_takes_the_separator_too(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "counties-hxl.csv"
+    export_view(db, "totals_by_county", "hxl", out, sep="\t")
+    lines = out.read_text("utf-8").splitlines()
+    assert lines[0].split("\t") == COUNTY_COLUMNS
+    assert lines[1].split("\t") == COUNTY_HXL
+
+
+def test_xlsx_and_parquet_say_what_they_are_as_of(db: Path, tmp_path: Path) -> None:
+    seq, stored = checkpoint_of(db)
+    book = tmp_path / "counties.xlsx"
+    export_view(db, "totals_by_county", "xlsx", book)
+    about = {row[0]: row[1] for row in openpyxl.load_workbook(book)["about"].iter_rows(values_only=True)}
+    assert about["view"] == "totals_by_county"
+    assert about["stream"] == "OUTREACH"
+    assert about["stream sequence"] == seq == 17
+    assert about["stored at (UTC)"] == stored.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    assert about["rows"] == 8
+    table = tmp_path / "counties.parquet"
+    export_view(db, "totals_by_county", "parquet", table)
+    con = duckdb.connect()
+    try:
+        kv = dict(con.execute("SELECT key, value FROM parquet_kv_metadata(?)", [str(table)]).fetchall())
+    finally:
+        con.close()
+    assert kv[b"view"] == b"totals_by_county"
+    assert kv[b"as_of_seq"] == b"17"
+    assert kv[b"as_of_stored_at"] == stored.isoformat().encode()
+
+
+def test_export_with_lang_pl_separates_by_semicolons(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "counties.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "export", "--db", str(db), "--out", str(out), "--excel", "--lang", "pl"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_text("utf-8-sig").splitlines()[0] == ";".join(COUNTY_COLUMNS)
+    assert "note: totals_by_county: figures as received by " in done.stderr
+    assert "(stream OUTREACH, sequence 17)" in done.stderr
