@@ -392,7 +392,7 @@ async def test_a_reader_never_stops_the_projector_from_starting(nc: Client, sett
         reader.execute("SELECT count(*) FROM event_log").fetchone()
         projector = Projector(settings)
         try:
-            said = _read_until(projector, "is open for reading by another process; waiting for it to close")
+            said = _read_until(projector, "a reader (a notebook, `outreach sql --db`, a report); waiting for it to close")
             assert said, (start, said)
             reader.close()
             more = await publish(nc, settings, 10, seed=100 + start)
@@ -407,7 +407,7 @@ async def test_a_reader_never_stops_the_projector_from_starting(nc: Client, sett
         wait_until(lambda: running.applied() == more, 60, "the projector started")
         second = outreach(settings, "project", "--until-caught-up")
         assert second.returncode == 1
-        assert "another process holds it" in second.stderr and "One projector writes a file" in second.stderr
+        assert "holds it open for writing" in second.stderr and "One projector writes a file" in second.stderr
         assert "Traceback" not in second.stderr
     finally:
         running.stop()
