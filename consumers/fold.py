@@ -437,6 +437,7 @@ def _version(event: EventBase, msg: StreamMessage) -> FactVersion:
     elif event.county:
         version.country = event.county[:2]  # a missing attribute costs a pydantic model ~5 us: not getattr
     version.municipality = event.municipality
+    version.venue = event.venue
     version.campaign_id = event.campaign_id
     version.plan_tasks = list(event.plan_tasks)
     if event.occurred is not None:

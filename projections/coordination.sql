@@ -173,24 +173,19 @@ pairs AS (
            x.occurred_start AS start_a, y.occurred_start AS start_b,
            x.municipality AS municipality_a, y.municipality AS municipality_b,
            x.participants AS participants_a, y.participants AS participants_b,
+           lower(trim(x.venue)) AS venue_a, lower(trim(y.venue)) AS venue_b,
            x.version_seq AS seq_a, y.version_seq AS seq_b
     FROM hits h
     JOIN a x ON x.agency = h.agency_a AND x.fact_id = h.fact_a
     JOIN a y ON y.agency = h.agency_b AND y.fact_id = h.fact_b
     WHERE x.municipality IS NULL OR y.municipality IS NULL OR x.municipality = y.municipality),
-venues AS (
-    SELECT stream_seq, lower(trim(coalesce(payload -> 'replacement' ->> 'venue', payload ->> 'venue'))) AS venue
-    FROM event_log
-    WHERE stream_seq IN (SELECT seq_a FROM pairs UNION SELECT seq_b FROM pairs)),
 scored AS (
-    SELECT p.*, va.venue AS venue_a, vb.venue AS venue_b,
+    SELECT p.*,
            p.start_a = p.start_b AS same_day,
            p.municipality_a IS NOT NULL AND p.municipality_a = p.municipality_b AS same_municipality,
-           va.venue IS NOT NULL AND va.venue = vb.venue AS same_venue
+           p.venue_a IS NOT NULL AND p.venue_a = p.venue_b AS same_venue
     FROM pairs p
-    LEFT JOIN venues va ON va.stream_seq = p.seq_a
-    LEFT JOIN venues vb ON vb.stream_seq = p.seq_b
-    WHERE va.venue IS NULL OR vb.venue IS NULL OR va.venue = vb.venue)
+    WHERE p.venue_a IS NULL OR p.venue_b IS NULL OR p.venue_a = p.venue_b)
 SELECT fact_key(agency_a, fact_a) AS action_a, fact_key(agency_b, fact_b) AS action_b, agency_a, agency_b,
        county, event_type, kind, start_a, start_b, participants_a, participants_b,
        50 + CASE WHEN same_day THEN 20 ELSE 0 END + CASE WHEN same_municipality THEN 15 ELSE 0 END

@@ -53,6 +53,8 @@ TABLE_FUNCTIONS = frozenset(
         "duckdb_functions",
         "duckdb_indexes",
         "duckdb_keywords",
+        "duckdb_memory",
+        "duckdb_temporary_files",
         "duckdb_schemas",
         "duckdb_sequences",
         "duckdb_settings",

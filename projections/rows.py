@@ -77,6 +77,7 @@ class FactVersion:
     teams: int = 0
     audiences: list[dict[str, Any]] | None = None  # sessions only: audience, count, estimated
     payload: str | None = None  # definitions only: the validated, upcast event as canonical JSON
+    venue: str | None = None  # actions only: where (possible_duplicates compares it)
 
 
 class Supersede(NamedTuple):

@@ -100,5 +100,8 @@ CREATE TABLE IF NOT EXISTS fact_versions (
     materials_unknown       BOOLEAN NOT NULL,
     teams                   INTEGER NOT NULL,
     audiences               STRUCT(audience VARCHAR, count BIGINT, estimated BOOLEAN)[],  -- sessions only
-    payload                 JSON                -- definitions only: the campaign or plan task, upcast
+    payload                 JSON,               -- definitions only: the campaign or plan task, upcast
+    venue                   VARCHAR             -- actions only: where, as the agency wrote it
 );
+-- Files made before venues were kept: NULL (possible_duplicates then does not compare venues).
+ALTER TABLE fact_versions ADD COLUMN IF NOT EXISTS venue VARCHAR;

@@ -171,6 +171,7 @@ _TYPES: dict[type, dict[str, str]] = {
         "teams": "INTEGER",
         "audiences": AUDIENCES,
         "payload": "JSON",
+        "venue": "VARCHAR",
     },
 }
 _TABLES = {

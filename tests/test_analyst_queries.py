@@ -392,7 +392,7 @@ async def test_a_reader_never_stops_the_projector_from_starting(nc: Client, sett
         reader.execute("SELECT count(*) FROM event_log").fetchone()
         projector = Projector(settings)
         try:
-            said = _read_until(projector, "a reader (a notebook, `outreach sql --db`, a report); waiting for it to close")
+            said = _read_until(projector, "a reader (a notebook, `outreach sql --db`, a report); waiting for")
             assert said, (start, said)
             reader.close()
             more = await publish(nc, settings, 10, seed=100 + start)
