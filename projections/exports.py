@@ -118,6 +118,7 @@ HXL_TAGS = {
     "teams_change": "#output+num+teams+change",
     "teams_established": "#indicator+teams",
     "title": "#description+title",
+    "venue": "#loc+name",
     "version_seq": "#meta+seq+version",
     "version_stored_at": "#date+stored+version",
     "year": "#date+year",

@@ -5,6 +5,7 @@ refused, the reading commands work beside the projector, and a reader never stop
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -308,7 +309,8 @@ async def test_reading_commands_beside_a_live_projector_equal_those_after_it_sto
             "export": export.read_text("utf-8"),
             "history": history.read_text("utf-8"),
             "notes": done["report"].stderr,
-            "copy notes": done["history"].stderr + done["verify"].stderr,
+            "copy notes": without_as_of(done["history"].stderr) + done["verify"].stderr,
+            "as of": as_of_of(done["history"].stderr),
             "verified": done["verify"].stdout,
         }
 
@@ -318,6 +320,7 @@ async def test_reading_commands_beside_a_live_projector_equal_those_after_it_sto
     copy = settings.db.with_name(f"{settings.db.stem}.copy.duckdb")
     said = f"note: {settings.db} is being written by a running projector: read the copy it wrote, {copy}, as of "
     assert live["copy notes"] == f"{said}stream sequence {last}\n" * 2
+    assert live["as of"] == stopped_as_of(last)
     assert live["verified"].startswith(
         f"OK: {copy} equal a fresh fold of stream {settings.stream} up to sequence {last}"
     )
@@ -362,8 +365,9 @@ async def test_a_copy_is_written_again_only_once_something_was_applied_since(
         out = tmp_path / f"{name}.csv"
         done = outreach(settings, "export", "--view", "event_history", "--out", str(out))
         assert done.returncode == 0, done.stderr
+        assert as_of_of(done.stderr) == stopped_as_of(projector.applied())
         found = copy.stat()
-        return done.stderr, len(out.read_text("utf-8").splitlines()), found.st_ino, found.st_mtime_ns
+        return without_as_of(done.stderr), len(out.read_text("utf-8").splitlines()), found.st_ino, found.st_mtime_ns
 
     said = f"note: {settings.db} is being written by a running projector: read the copy it wrote, {copy}, as of "
     first = export("first")
@@ -374,6 +378,23 @@ async def test_a_copy_is_written_again_only_once_something_was_applied_since(
     third = export("third")
     assert third[0] == f"{said}stream sequence {more}\n"
     assert third[2:] != first[2:]
+
+
+AS_OF_NOTE = re.compile(r"^note: event_history: figures as received by [0-9-]{10} [0-9:]{8} UTC (\(.*\))\n", re.M)
+
+
+def without_as_of(stderr: str) -> str:
+    """An export's standard error without the line that says what it is as of."""
+    return AS_OF_NOTE.sub("", stderr)
+
+
+def as_of_of(stderr: str) -> list[str]:
+    """The stream and sequence of the export's as-of line(s)."""
+    return AS_OF_NOTE.findall(stderr)
+
+
+def stopped_as_of(seq: int) -> list[str]:
+    return [f"(stream OUTREACH, sequence {seq:,})"]
 
 
 def _read_until(projector: Projector, text: str) -> bool:
