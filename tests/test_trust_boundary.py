@@ -633,10 +633,13 @@ async def test_analysts_and_auditors_read_a_copy_beside_the_projector_and_agenci
             outreach, "export", "--view", "event_history", "--out", str(history), env=analyst
         )
         assert done.returncode == 0, done.stderr
-        assert done.stderr == (
+        said, as_of = done.stderr.splitlines()
+        assert said == (
             f"note: {db} is being written by a running projector: read the copy it wrote, {copy}, as of stream "
-            "sequence 2\n"
+            "sequence 2"
         )
+        assert as_of.startswith("note: event_history: figures as received by ")
+        assert as_of.endswith(" UTC (stream OUTREACH, sequence 2)")
         assert len(history.read_text("utf-8").splitlines()) == 1 + 2
 
         auditor = env_of(directory, "auditor", server, OUTREACH_DB=str(db))
