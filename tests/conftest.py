@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from runtime.connection import connect
 from runtime.server import EmbeddedServer
 from runtime.settings import Settings
+from tests.reliability.harness import Processes
 
 
 @pytest.fixture
@@ -23,6 +24,16 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Real ``outreach`` and ``nats-server`` processes a test starts, each stopped when it ends."""
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.close()
 
 
 @pytest.fixture

@@ -53,15 +53,6 @@ LARGEST_PEAK_BOUND_MIB = 448
 
 
 @pytest.fixture
-def processes() -> Iterator[Processes]:
-    procs = Processes()
-    try:
-        yield procs
-    finally:
-        procs.close()
-
-
-@pytest.fixture
 def closed_old_stream(tmp_path: Path) -> Iterator[tuple[EmbeddedServer, Path]]:
     """A closed server (an account per agency) whose stream the admin made with the old 1 MiB limit."""
     directory = tmp_path / "auth"

@@ -3,23 +3,11 @@ scenarios measure are printed at the end of the test run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.reliability.harness import Processes
-
 FIGURES: list[str] = []
-
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    procs = Processes()
-    try:
-        yield procs
-    finally:
-        procs.close()
 
 
 @pytest.fixture
