@@ -23,6 +23,7 @@ from consumers.live import Follower, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
 from consumers.queries import COPY_WAITERS, Services, asker, may_answer
 from consumers.replay import tune_gc
+from projections.batch_insert import use_system_memory_pool
 from projections.store import ProjectionStore
 from runtime.connection import connect, connect_options
 from runtime.settings import Settings
@@ -59,6 +60,7 @@ async def run_projector(
         info = await ensure_stream(
             js, settings.stream, settings.duplicate_window_s, settings.stream_replicas, change=False
         )
+        use_system_memory_pool()
         # On a thread: while a reader holds the file it waits, and the connection stays answered.
         store = await asyncio.to_thread(
             ProjectionStore, settings.db, memory_limit=f"{settings.memory_limit_mb}MB", threads=settings.duckdb_threads

@@ -20,6 +20,7 @@ from consumers.fold import StreamMessage
 from consumers.live import Pipeline, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
 from consumers.reader import StreamReader
+from projections.batch_insert import use_system_memory_pool
 from projections.copy import copy_file
 from projections.store import ProjectionStore
 from runtime.connection import connect
@@ -96,6 +97,7 @@ async def _replay(
         js = nc.jetstream()
         info = await read_stream_info(js, settings.stream)
         end = info.state.last_seq if until_seq is None else min(until_seq, info.state.last_seq)
+        use_system_memory_pool()
         store = ProjectionStore(db, memory_limit=f"{settings.memory_limit_mb}MB", threads=settings.duckdb_threads)
         projector = Projector(store, settings.stream, info.created)
         if end <= projector.last_seq or info.state.messages == 0:

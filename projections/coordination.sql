@@ -1,5 +1,5 @@
 -- Coordinators, links, submissions and likely double reports (see README, For coordinators).
--- The totals placeholder in braces is replaced by projections/store.py TOTALS.
+-- The totals placeholder in braces is replaced by projections/views.py TOTALS.
 
 -- Coordinators in force: appointed by the admin (`coordinator_appointed`), not retracted.
 CREATE OR REPLACE VIEW coordinators AS

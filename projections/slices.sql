@@ -1,7 +1,7 @@
 -- More views for analysts: the totals sliced by quarter, year, agency and campaign × county, and
 -- each campaign's coverage of its target counties. Loaded after views.sql (it uses facts_as_of,
 -- actions_as_of and the counties table), with the same totals placeholder in braces replaced by
--- projections/store.py TOTALS. As in views.sql, every view has a table macro `…_as_of(known)`
+-- projections/views.py TOTALS. As in views.sql, every view has a table macro `…_as_of(known)`
 -- and the plain view is the `_as_of(NULL)` one: now.
 
 -- Totals by the quarter an action started (the quarter's first day), per county.

@@ -1,79 +1,38 @@
-"""The DuckDB projection: its schema, the one-transaction batch write, and the projector's lookups.
+"""The projector's writer: one batch and its checkpoint in one DuckDB transaction, and the lookups
+the fold needs of what the file holds.
 
 One process writes a database file: the projector. Each batch and its checkpoint are written in
-one transaction, so after any crash the file holds exactly the batches up to its checkpoint.
+one transaction, so after any crash the file holds exactly the batches up to its checkpoint. The
+rest of a projection file lives by role: its tables and views (``projections.schema``,
+``projections.views``), a batch as Arrow columns (``projections.batch_insert``), opening the file
+beside its readers (``projections.file_lock``), what the connection may not do
+(``projections.lockdown``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import operator
 import re
-import time
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
+from projections.batch_insert import BatchInsert
+from projections.file_lock import connect_for_writing
 from projections.known import KnownIndex
+from projections.lockdown import lock_down
 from projections.query import SPILL_LIMIT
 from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
+from projections.schema import create_projection
 from schemas.errors import ProjectionError
-from schemas.reference import regions
 
 log = logging.getLogger("outreach.projector")
-
-# The totals every totals_by_* view carries, in this order.
-TOTALS = """\
-count(a.fact_id) AS events,
-       CAST(coalesce(sum(a.sessions), 0) AS BIGINT) AS sessions,
-       CAST(coalesce(sum(a.participants), 0) AS BIGINT) AS participants,
-       coalesce(sum(a.sessions) FILTER (WHERE a.participants_unknown), 0)::BIGINT AS sessions_participants_unknown,
-       coalesce(sum(a.sessions) FILTER (WHERE a.participants_estimated), 0)::BIGINT AS sessions_participants_estimated,
-       CAST(coalesce(sum(a.materials), 0) AS BIGINT) AS materials_distributed,
-       count(*) FILTER (WHERE a.materials_unknown) AS materials_unknown,
-       CAST(coalesce(sum(a.teams), 0) AS BIGINT) AS teams_established,
-       min(a.occurred_start) AS first_activity,
-       max(coalesce(a.occurred_end, a.occurred_start)) AS last_activity"""
-
-_SQL_DIR = resources.files("projections")
-SCHEMA_SQL = _SQL_DIR.joinpath("schema.sql").read_text("utf-8")
-# The same totals read from a pre-aggregated row ``g`` that may be missing (a campaign or plan
-# task with no action yet): counts become 0, dates stay NULL.
-_TOTAL_NAMES = [line.rsplit(" AS ", 1)[1].rstrip(",") for line in TOTALS.splitlines()]
-TOTALS_OR_ZERO = ",\n       ".join(
-    f"g.{name}" if name.endswith("_activity") else f"coalesce(g.{name}, 0) AS {name}" for name in _TOTAL_NAMES
-)
-VIEWS_SQL = (
-    _SQL_DIR.joinpath("views.sql")
-    .read_text("utf-8")
-    .replace("{totals}", TOTALS)
-    .replace("{totals_or_zero}", TOTALS_OR_ZERO)
-)
-VIEWS_SQL += _SQL_DIR.joinpath("slices.sql").read_text("utf-8").replace("{totals}", TOTALS)
-VIEWS_SQL += _SQL_DIR.joinpath("coordination.sql").read_text("utf-8").replace("{totals}", TOTALS)
-
-LOCKDOWN = [
-    "SET enable_progress_bar = false",
-    "SET autoinstall_known_extensions = false",
-    "SET autoload_known_extensions = false",
-    "SET enable_external_access = false",
-    "SET lock_configuration = true",
-]
-REFERENCE_SQL = """
-CREATE OR REPLACE TABLE counties (
-    code VARCHAR PRIMARY KEY, country VARCHAR, name VARCHAR, name_en VARCHAR, kind VARCHAR);
-CREATE OR REPLACE TABLE municipalities (code VARCHAR PRIMARY KEY, county VARCHAR, name VARCHAR);
-"""
-INSERT_COUNTIES = "INSERT INTO counties SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)"
-INSERT_MUNICIPALITIES = "INSERT INTO municipalities SELECT unnest(?), unnest(?), unnest(?)"
 
 SELECT_CHECKPOINT = "SELECT last_seq, stream_created, digest FROM checkpoint WHERE stream = ?"
 # The checkpoint only moves forward, from the sequence the batch was folded after, and the
@@ -115,129 +74,13 @@ FROM (SELECT unnest(?::UUID[]) AS fact_id, unnest(?::UBIGINT[]) AS seq, unnest(?
 WHERE fact_versions.fact_id = s.fact_id AND fact_versions.agency = s.agency AND fact_versions.superseded_seq IS NULL
 """
 
-AUDIENCES = "STRUCT(audience VARCHAR, count BIGINT, estimated BOOLEAN)[]"
-# DuckDB types of each row class's fields, in field order; the INSERTs are built from these.
-_TYPES: dict[type, dict[str, str]] = {
-    LogRow: {
-        "stream_seq": "UBIGINT",
-        "event_id": "UUID",
-        "subject": "VARCHAR",
-        "event_type": "VARCHAR",
-        "schema_version": "INTEGER",
-        "agency": "VARCHAR",
-        "stored_at": "TIMESTAMPTZ",
-        "recorded_at": "TIMESTAMPTZ",
-        "occurred_start": "DATE",
-        "occurred_end": "DATE",
-        "refers_to": "UUID",
-        "content_hash": "VARCHAR",
-        "payload": "JSON",
-    },
-    RejectedRow: {
-        "stream_seq": "UBIGINT",
-        "subject": "VARCHAR",
-        "stored_at": "TIMESTAMPTZ",
-        "event_id": "VARCHAR",
-        "reason": "VARCHAR",
-        "payload": "BLOB",
-        "payload_bytes": "UBIGINT",
-        "payload_sha256": "VARCHAR",
-    },
-    DuplicateRow: {"stream_seq": "UBIGINT", "event_id": "UUID", "stored_at": "TIMESTAMPTZ", "agency": "VARCHAR"},
-    FactVersion: {
-        "fact_id": "UUID",
-        "version_seq": "UBIGINT",
-        "version_stored_at": "TIMESTAMPTZ",
-        "superseded_seq": "UBIGINT",
-        "superseded_stored_at": "TIMESTAMPTZ",
-        "retracted": "BOOLEAN",
-        "event_type": "VARCHAR",
-        "agency": "VARCHAR",
-        "country": "VARCHAR",
-        "county": "VARCHAR",
-        "municipality": "VARCHAR",
-        "campaign_id": "VARCHAR",
-        "plan_tasks": "VARCHAR[]",
-        "occurred_start": "DATE",
-        "occurred_end": "DATE",
-        "sessions": "INTEGER",
-        "session_format": "VARCHAR",
-        "participants": "BIGINT",
-        "participants_unknown": "BOOLEAN",
-        "participants_estimated": "BOOLEAN",
-        "materials": "BIGINT",
-        "material_kind": "VARCHAR",
-        "materials_unknown": "BOOLEAN",
-        "teams": "INTEGER",
-        "audiences": AUDIENCES,
-        "payload": "JSON",
-        "venue": "VARCHAR",
-    },
-}
-_TABLES = {
+# The table each row type of a batch goes to, by field name into the column of that name.
+TABLES: dict[type, str] = {
     LogRow: "event_log",
     RejectedRow: "rejected_events",
     DuplicateRow: "ignored_duplicates",
     FactVersion: "fact_versions",
 }
-
-
-def _insert_sql(row_type: type) -> str:
-    types = _TYPES[row_type]
-    names = row_type._fields if hasattr(row_type, "_fields") else [f.name for f in fields(row_type)]
-    assert list(types) == list(names), row_type
-    columns = ", ".join(types)
-    values = ", ".join(_SQL_VALUES.get(t, "{name}").format(name=name) for name, t in types.items())
-    return f"INSERT INTO {_TABLES[row_type]} ({columns}) SELECT {values} FROM {_BATCH}"
-
-
-# A batch goes to DuckDB as Arrow columns: built in C++ from the Python values, and read by DuckDB
-# without a call back into Python per value (a Python list param costs about 0.6-1.7 us a value).
-# A UUID travels as the two halves of its 128-bit integer, read from the UUID without a call (its
-# text is a Python call: 1.1 us a value against 0.1), and JSON as text; both are cast in the INSERT.
-_BATCH = "arrow_batch"
-_HALF = (1 << 64) - 1
-_SQL_VALUES = {
-    "UUID": "CAST((CAST({name}_hi AS UHUGEINT) << 64) | CAST({name}_lo AS UHUGEINT) AS UUID)",
-    "JSON": "CAST({name} AS JSON)",
-}
-# Arrow's own allocator keeps what it freed for later (50 MiB more peak memory in a 100,000-event
-# replay); the system's gives it back.
-pa.set_memory_pool(pa.system_memory_pool())
-_ARROW_TYPES = {
-    "UBIGINT": pa.uint64(),
-    "VARCHAR": pa.string(),
-    "INTEGER": pa.int32(),
-    "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
-    "DATE": pa.date32(),
-    "JSON": pa.string(),
-    "BLOB": pa.binary(),
-    "BOOLEAN": pa.bool_(),
-    "BIGINT": pa.int64(),
-    "VARCHAR[]": pa.list_(pa.string()),
-    AUDIENCES: pa.list_(pa.struct([("audience", pa.string()), ("count", pa.int64()), ("estimated", pa.bool_())])),
-}
-
-
-def _arrow(row_type: type, rows: list[Any]) -> pa.Table:
-    """Rows to an Arrow table of the row type's columns, one pass per column."""
-    types = _TYPES[row_type]
-    getter = _GETTERS.get(row_type)  # a named tuple's rows are already their columns' values
-    columns = zip(*(rows if getter is None else map(getter, rows)), strict=True)
-    arrays, names = [], []
-    for column, (name, t) in zip(columns, types.items(), strict=True):
-        if t == "UUID":
-            arrays.append(pa.array([None if v is None else v.int >> 64 for v in column], pa.uint64()))
-            arrays.append(pa.array([None if v is None else v.int & _HALF for v in column], pa.uint64()))
-            names += [f"{name}_hi", f"{name}_lo"]
-        else:
-            arrays.append(pa.array(column, _ARROW_TYPES[t]))
-            names.append(name)
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-INSERTS = {row_type: _insert_sql(row_type) for row_type in _TYPES}
-_GETTERS = {row_type: operator.attrgetter(*_TYPES[row_type]) for row_type in _TYPES if not hasattr(row_type, "_fields")}
 
 
 # How DuckDB (and the operating system through it) says a write failed for want of memory, disk or
@@ -259,52 +102,18 @@ class Checkpoint:
     digest: str
 
 
-# DuckDB folds its write-ahead log into the file once the log passes this size, and each such
-# checkpoint costs more as the file grows (at the default, 16 MB, one came every third batch and
-# commits took 8 us an event at 100,000 events, 45 us at 1,000,000). At 128 MB there are eight times
-# fewer: 1,000,000 events replayed at 11,900/s at the end instead of 8,200/s, in the same peak
-# memory (the log's rows are in the buffer pool either way). A crash costs reading up to 128 MB of
-# log back when the file is next opened.
+# DuckDB folds its write-ahead log into the file once the log passes this size, and each fold costs
+# more as the file grows: a larger threshold makes fewer of them, in the same peak memory (the log's
+# rows are in the buffer pool either way). A crash costs reading up to this much log back when the
+# file is next opened.
 CHECKPOINT_THRESHOLD = "128MB"
-READERS_POLL_S = 0.1
-# DuckDB keeps a long string written since the last checkpoint (an event's payload of some
-# kilobytes) in its buffer pool until the write-ahead log is folded into the file, and cannot evict
-# it: a flood of the largest events (64 KiB) filled a 112 MB pool before the log reached
-# CHECKPOINT_THRESHOLD, and every commit after failed. So the writer folds the log itself once the
-# long strings written since hold a quarter of the pool.
+# DuckDB keeps a long string written since the write-ahead log was last folded into the file (an
+# event's payload of some kilobytes) in its buffer pool, and cannot evict it: a flood of the largest
+# events would fill the pool before the log reached CHECKPOINT_THRESHOLD, and every commit after
+# would fail. So the writer folds the log itself once the long strings written since hold
+# 1 / LONG_STRINGS_SHARE of the pool.
 LONG_STRING_BYTES = 2048
 LONG_STRINGS_SHARE = 4
-
-
-def _connect_for_writing(path: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
-    """Open ``path`` for writing. Another process reading it (an analyst's `outreach sql --db`, a
-    notebook, a report) holds a shared lock: wait for as long as it does, saying once which process
-    it is, and never fail on it. Another writer (a second projector) is an error at once.
-
-    DuckDB's lock tells a reader from a writer: a read-only connection opens beside readers, never
-    beside a writer; its error names the holder's program and PID."""
-    said: set[str] = set()
-    while True:
-        try:
-            return duckdb.connect(str(path), config=config)
-        except duckdb.Error as exc:
-            if "lock" not in str(exc).lower():
-                raise ProjectionError(f"cannot open {path} for writing: {exc}") from None
-            holder = _holder(exc)
-            if not _only_readers(path):
-                raise ProjectionError(
-                    f"cannot open {path} for writing: {holder} holds it open for writing ({exc}). One projector "
-                    f"writes a file; stop the other, or give this one a file of its own (--db)"
-                ) from None
-            if holder not in said:
-                log.warning(
-                    "%s is open read-only in %s, a reader (a notebook, `outreach sql --db`, a report); waiting for "
-                    "it to close the file, for as long as it takes",
-                    path,
-                    holder,
-                )
-                said.add(holder)
-            time.sleep(READERS_POLL_S)
 
 
 def _megabytes(limit: str) -> int:
@@ -315,28 +124,6 @@ def _megabytes(limit: str) -> int:
     scale = {"K": 1 / 1024, "": 1 / (1024 * 1024), "M": 1, "G": 1024, "T": 1024 * 1024}[found.group(2).upper()]
     return max(1, int(int(found.group(1)) * scale))
 
-
-def _holder(exc: duckdb.Error) -> str:
-    """The process DuckDB's lock error names: "Conflicting lock is held in <program> (PID <n>)"."""
-    found = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
-    return f"process {found.group(2)} ({found.group(1)})" if found else "another process"
-
-
-def _only_readers(path: Path) -> bool:
-    """Whether the lock on ``path`` is only readers': a reader can open it beside them, not beside a writer."""
-    try:
-        duckdb.connect(str(path), read_only=True).close()
-    except duckdb.Error as exc:
-        return "lock" not in str(exc).lower()
-    return True
-
-
-# The on-disk format of the files made for analysts' own tools (the snapshot, the copy, a replay):
-# the one DuckDB 1.1 and every later version read, as BI tools bundle older versions. The live
-# projection keeps the newest format: in the older one a checkpoint of a full write-ahead log holds
-# a row group's strings in memory at once, more than the projector's buffer pool has left, and
-# fails. A replay is built in the newest format and copied into the older one when done.
-STORAGE_VERSION = "v1.1.0"
 
 # DuckDB's buffer pool when the caller gives none; the projector and replay give the setting
 # (``OUTREACH_MEMORY_LIMIT_MB``, the same by default; why this size: runtime/settings.py).
@@ -358,7 +145,7 @@ class ProjectionStore:
         # A bounded buffer pool keeps the projector's memory flat however large the file grows. One
         # thread a statement: the writer, the snapshots and analysts' queries each run on their own
         # thread side by side, and a statement's second thread only adds to the memory held at once.
-        self.root = _connect_for_writing(
+        self.root = connect_for_writing(
             self.path,
             {
                 "memory_limit": memory_limit,
@@ -375,37 +162,18 @@ class ProjectionStore:
         self.known = KnownIndex.load(self.con)
 
     def _create(self) -> None:
-        reg = regions()
-        counties = list(reg.counties.values())
-        munis = list(reg.municipalities.values())
+        """Make the projection's tables, reference tables and views, lock the connection down, and
+        prepare each row type's insert from the tables as they now are."""
         try:
             self.con.begin()
-            self.con.execute(SCHEMA_SQL)
-            self.con.execute(REFERENCE_SQL)
-            self.con.execute(
-                INSERT_COUNTIES,
-                [
-                    [c.code for c in counties],
-                    [c.country for c in counties],
-                    [c.name for c in counties],
-                    [c.name_en for c in counties],
-                    [c.kind for c in counties],
-                ],
-            )
-            self.con.execute(
-                INSERT_MUNICIPALITIES, [[m.code for m in munis], [m.county for m in munis], [m.name for m in munis]]
-            )
-            self.con.execute(VIEWS_SQL)
+            create_projection(self.con)
             self.con.commit()
         except duckdb.Error as exc:
             self.con.rollback()
             raise ProjectionError(f"cannot create the projection schema in {self.path}: {exc}") from None
         # The projector answers analysts' queries on this connection: nothing may reach outside.
-        # The settings hold for the whole database, so a second handle in this process finds them set.
-        locked = self.con.execute("SELECT current_setting('lock_configuration')").fetchone()
-        if not (locked and locked[0]):
-            for setting in LOCKDOWN:
-                self.con.execute(setting)
+        lock_down(self.con)
+        self._inserts = {row_type: BatchInsert(self.con, table, row_type) for row_type, table in TABLES.items()}
 
     def checkpoint(self, stream: str) -> Checkpoint | None:
         row = self.con.execute(SELECT_CHECKPOINT, [stream]).fetchone()
@@ -541,13 +309,7 @@ class ProjectionStore:
         self.known.settle()
 
     def _insert(self, row_type: type, rows: list[Any]) -> None:
-        if not rows:
-            return
-        self.con.register(_BATCH, _arrow(row_type, rows))
-        try:
-            self.con.execute(INSERTS[row_type])
-        finally:
-            self.con.unregister(_BATCH)
+        self._inserts[row_type].write(self.con, rows)
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the same database for one reader: a query, a snapshot. Made on the

@@ -1,5 +1,5 @@
 -- Views analysts rely on; their names and columns are a stable interface.
--- The totals placeholder in braces is replaced by projections/store.py TOTALS, a constant.
+-- The totals placeholder in braces is replaced by projections/views.py TOTALS, a constant.
 --
 -- Two clocks: `occurred` is when something happened (the agency's claim); `stored_at` is when the
 -- stream stored the event (the system's own clock). Every view has a table macro of the same name

@@ -34,3 +34,48 @@ def test_each_package_imports_only_those_below_it() -> None:
             for imported in sorted(imported_packages(path) - allowed - {package}):
                 wrong.append(f"{path.relative_to(ROOT)} imports {imported}")
     assert wrong == []
+
+
+# The parts of a projection file that the writer (projections/store.py) sits on, and what each may
+# import of projections/: none of them imports the writer or the index it keeps.
+STORE_PARTS = {
+    "views": set(),
+    "schema": {"views"},
+    "lockdown": set(),
+    "file_lock": set(),
+    "batch_insert": set(),
+}
+
+
+def imported_projections(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("projections."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("projections."))
+    return found
+
+
+def test_the_writers_parts_sit_below_it() -> None:
+    wrong = []
+    for name, allowed in STORE_PARTS.items():
+        for imported in sorted(imported_projections(ROOT / "projections" / f"{name}.py") - allowed):
+            wrong.append(f"projections/{name}.py imports projections.{imported}")
+    assert wrong == []
+
+
+# Calls that change the whole process: made by the entry point that needs them, never on import.
+PROCESS_WIDE = {"set_memory_pool", "setswitchinterval", "set_threshold", "setrecursionlimit", "set_cpu_count"}
+
+
+def test_no_module_changes_the_process_when_imported() -> None:
+    wrong = []
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.parse(path.read_text("utf-8")).body:
+                call = node.value if isinstance(node, ast.Expr) else None
+                name = call.func.attr if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) else None
+                if name in PROCESS_WIDE:
+                    wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {name} on import")
+    assert wrong == []

@@ -1,0 +1,37 @@
+"""The projection's views, as SQL: ``views.sql``, ``slices.sql`` and ``coordination.sql``, with the
+totals every ``totals_by_*`` view carries written once, here, and put in their placeholders."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+# The totals every totals_by_* view carries, in this order.
+TOTALS = """\
+count(a.fact_id) AS events,
+       CAST(coalesce(sum(a.sessions), 0) AS BIGINT) AS sessions,
+       CAST(coalesce(sum(a.participants), 0) AS BIGINT) AS participants,
+       coalesce(sum(a.sessions) FILTER (WHERE a.participants_unknown), 0)::BIGINT AS sessions_participants_unknown,
+       coalesce(sum(a.sessions) FILTER (WHERE a.participants_estimated), 0)::BIGINT AS sessions_participants_estimated,
+       CAST(coalesce(sum(a.materials), 0) AS BIGINT) AS materials_distributed,
+       count(*) FILTER (WHERE a.materials_unknown) AS materials_unknown,
+       CAST(coalesce(sum(a.teams), 0) AS BIGINT) AS teams_established,
+       min(a.occurred_start) AS first_activity,
+       max(coalesce(a.occurred_end, a.occurred_start)) AS last_activity"""
+
+# The same totals read from a pre-aggregated row ``g`` that may be missing (a campaign or plan
+# task with no action yet): counts become 0, dates stay NULL.
+_TOTAL_NAMES = [line.rsplit(" AS ", 1)[1].rstrip(",") for line in TOTALS.splitlines()]
+TOTALS_OR_ZERO = ",\n       ".join(
+    f"g.{name}" if name.endswith("_activity") else f"coalesce(g.{name}, 0) AS {name}" for name in _TOTAL_NAMES
+)
+
+_SQL_DIR = resources.files("projections")
+# Every view and table macro of a projection, made after its tables (``projections.schema``).
+VIEWS_SQL = (
+    _SQL_DIR.joinpath("views.sql")
+    .read_text("utf-8")
+    .replace("{totals}", TOTALS)
+    .replace("{totals_or_zero}", TOTALS_OR_ZERO)
+)
+VIEWS_SQL += _SQL_DIR.joinpath("slices.sql").read_text("utf-8").replace("{totals}", TOTALS)
+VIEWS_SQL += _SQL_DIR.joinpath("coordination.sql").read_text("utf-8").replace("{totals}", TOTALS)
