@@ -13,7 +13,8 @@ log alone (the appointments and links it holds), never the server's configuratio
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from projections.rows import KnownEvent
 from schemas.events import ADMIN_AGENCY, ActionsLinked, CoordinatorAppointed, EventBase, ReportSubmitted
@@ -23,14 +24,15 @@ COORDINATION_TYPES = ("coordinator_appointed", "report_submitted", "actions_link
 ACTION_TYPES = ("session_held", "materials_distributed", "team_established")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Coordination:
-    """What the log says, before a batch, of appointments and links (and the countries of the
-    actions the batch's links name); the fold updates it as it accepts the batch's events."""
+    """What the log says, up to a point, of appointments and links (and the countries of the
+    actions a batch's links name). Never changed: the fold, as it accepts a batch's events, goes on
+    with the value ``accepted`` or ``retracted`` returns, and the mappings are read, never written."""
 
-    appointments: dict[EventKey, tuple[str, str]] = field(default_factory=dict)  # appointment -> (country, agency)
-    links: dict[EventKey, tuple[EventKey, ...]] = field(default_factory=dict)  # link in force -> its actions
-    countries: dict[EventKey, str] = field(default_factory=dict)  # action -> its country, as it stands
+    appointments: Mapping[EventKey, tuple[str, str]] = field(default_factory=dict)  # appointment -> (country, agency)
+    links: Mapping[EventKey, tuple[EventKey, ...]] = field(default_factory=dict)  # link in force -> its actions
+    countries: Mapping[EventKey, str] = field(default_factory=dict)  # action -> its country, as it stands
 
     def coordinates(self, agency: str, country: str) -> bool:
         return (country, agency) in self.appointments.values()
@@ -116,15 +118,22 @@ def _check_link(
     return None
 
 
-def accept(event: EventBase, key: EventKey, coordination: Coordination) -> None:
-    """The coordination event ``event`` (identity ``key``) was accepted."""
+def accepted(event: EventBase, key: EventKey, coordination: Coordination) -> Coordination:
+    """The coordination after the coordination event ``event`` (identity ``key``) was accepted."""
     if type(event) is CoordinatorAppointed:
-        coordination.appointments[key] = (event.country, event.coordinator)
-    elif type(event) is ActionsLinked:
-        coordination.links[key] = members(event)
+        appointment = (event.country, event.coordinator)
+        return replace(coordination, appointments={**coordination.appointments, key: appointment})
+    if type(event) is ActionsLinked:
+        return replace(coordination, links={**coordination.links, key: members(event)})
+    return coordination
 
 
-def retracted(target: EventKey, coordination: Coordination) -> None:
-    """``target`` was retracted: an appointment or a link it was ends."""
-    coordination.appointments.pop(target, None)
-    coordination.links.pop(target, None)
+def retracted(target: EventKey, coordination: Coordination) -> Coordination:
+    """The coordination after ``target`` was retracted: an appointment or a link it was ends. The
+    same value when it was neither (most retractions)."""
+    if target in coordination.appointments:
+        appointments = {k: v for k, v in coordination.appointments.items() if k != target}
+        coordination = replace(coordination, appointments=appointments)
+    if target in coordination.links:
+        coordination = replace(coordination, links={k: v for k, v in coordination.links.items() if k != target})
+    return coordination

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from consumers import coordination as coord
 from projections.rows import (
+    AudienceCount,
     BatchUpdate,
     DuplicateRow,
     FactVersion,
@@ -261,35 +262,56 @@ def fold_batch(
     known: dict[EventKey, KnownEvent],
     owners: dict[DefinitionKey, str] | None = None,
     coordination: coord.Coordination | None = None,
+    *,
+    after_seq: int = 0,
+    digest: str = GENESIS,
 ) -> BatchUpdate:
-    """Fold a parsed batch into the rows it adds, given what the projection knew before it: the
-    events it mentions (``known``), who first defined the campaigns and plan tasks it defines
-    (``owners``), and the appointments and links in force (``coordination``, needed only by a batch
-    with a coordination event or a retraction). Each message ends accepted, ignored as a duplicate,
-    or rejected with a reason; an unexpected failure while folding one message is that message's
-    rejection."""
+    """Fold a parsed batch into everything it changes, given what the projection knew before it:
+    the events it mentions (``known``), who first defined the campaigns and plan tasks it defines
+    (``owners``), the appointments and links in force (``coordination``, needed only by a batch
+    with a coordination event or a retraction), the checkpoint it follows (``after_seq``) and the
+    running digest there (``digest``; both default to the stream's start). Each message ends
+    accepted, ignored as a duplicate, or rejected with a reason; an unexpected failure while folding
+    one message is that message's rejection. Nothing given is changed: the update is a new value."""
     if not parsed:
         raise ValueError("an empty batch has nothing to fold")
-    last = parsed[-1].msg
-    update = BatchUpdate(last_seq=last.seq, last_stored_at=last.stored_at)
-    state = _FoldState(dict(known), dict(owners or {}), {}, update, coordination or coord.Coordination())
+    state = _FoldState(dict(known), dict(owners or {}), coordination or coord.Coordination())
     for p in parsed:
         try:
             reason = _apply(p, state)
         except Exception as exc:  # only storing can stop the projector, never one message
             reason = f"could not be folded ({type(exc).__name__}: {exc})"
         if reason is not None:
-            update.rejected.append(_rejected(p.msg, reason))
-    return update
+            state.rejected.append(_rejected(p.msg, reason))
+    last = parsed[-1].msg
+    return BatchUpdate(
+        last_seq=last.seq,
+        last_stored_at=last.stored_at,
+        digest=chain_digest(digest, [p.link for p in parsed]),
+        gaps=tuple(gaps(after_seq, [p.msg for p in parsed])),
+        log=tuple(state.log),
+        rejected=tuple(state.rejected),
+        duplicates=tuple(state.duplicates),
+        versions=tuple(state.versions),
+        supersede=tuple(state.supersede),
+    )
 
 
 @dataclass(slots=True)
 class _FoldState:
-    known: dict[EventKey, KnownEvent]  # grows with the batch
-    owners: dict[DefinitionKey, str]  # grows with the batch
-    current: dict[EventKey, FactVersion]  # versions this batch made, by fact
-    update: BatchUpdate
-    coordination: coord.Coordination  # appointments and links in force; grows with the batch
+    """One ``fold_batch`` call's own working state: copies of what it was given, which grow with
+    the batch, and the rows it makes. Nothing here is shared; the values in it are never changed,
+    only replaced."""
+
+    known: dict[EventKey, KnownEvent]
+    owners: dict[DefinitionKey, str]
+    coordination: coord.Coordination  # appointments and links in force, replaced as the batch changes them
+    current: dict[EventKey, int] = field(default_factory=dict)  # fact -> index in versions of its version
+    log: list[LogRow] = field(default_factory=list)
+    rejected: list[RejectedRow] = field(default_factory=list)
+    duplicates: list[DuplicateRow] = field(default_factory=list)
+    versions: list[FactVersion] = field(default_factory=list)
+    supersede: list[Supersede] = field(default_factory=list)
 
 
 def _apply(p: Parsed, state: _FoldState) -> str | None:
@@ -305,7 +327,7 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
     seen = state.known.get(key)
     if seen is not None:
         if seen.content_hash == digest or same_event(msg.data, seen.payload, msg.stored_at):
-            state.update.duplicates.append(DuplicateRow(msg.seq, event_id, msg.stored_at, agency))
+            state.duplicates.append(DuplicateRow(msg.seq, event_id, msg.stored_at, agency))
             return None
         return (
             f"conflict: event_id {event_id} was already used at stream sequence {seen.stream_seq} "
@@ -339,24 +361,22 @@ def _apply(p: Parsed, state: _FoldState) -> str | None:
         assert p.version is not None
         version = p.version
         fact_state = False
-    # A parsed batch folded again starts from versions that nothing supersedes.
-    version.superseded_seq = version.superseded_stored_at = None
 
     # Nothing below can fail: the message is accepted.
     if refers_to is not None:
         _supersede((agency, refers_to), version, state)
         state.known[(agency, refers_to)] = target._replace(retracted=version.retracted)
     else:
-        state.current[key] = version
-        state.update.versions.append(version)
+        state.current[key] = len(state.versions)
+        state.versions.append(version)
     if defines is not None:
         state.owners.setdefault(defines, agency)
     if p.coordination is not None:
-        coord.accept(p.coordination, key, state.coordination)
+        state.coordination = coord.accepted(p.coordination, key, state.coordination)
     elif refers_to is not None and p.replacement_type is None:
-        coord.retracted((agency, refers_to), state.coordination)
+        state.coordination = coord.retracted((agency, refers_to), state.coordination)
     state.known[key] = KnownEvent(event_id, msg.seq, digest, agency, p.event_type, fact_state, log.payload)
-    state.update.log.append(log)
+    state.log.append(log)
     return None
 
 
@@ -364,7 +384,7 @@ def _check_coordination(p: Parsed, state: _FoldState) -> str | None:
     """The rules of appointments, submissions and links (consumers/coordination.py), given the
     countries of the actions this batch stated so far."""
     assert p.coordination is not None
-    batch_countries = {k: v.country for k, v in state.current.items()}
+    batch_countries = {k: state.versions[i].country for k, i in state.current.items()}
     return coord.check(p.coordination, p.msg.seq, state.known, batch_countries, state.coordination)
 
 
@@ -416,64 +436,91 @@ def _check_target(p: Parsed, target_id: uuid.UUID, target: KnownEvent | None) ->
 
 
 def _supersede(fact: EventKey, version: FactVersion, state: _FoldState) -> None:
+    """``version`` becomes the fact's current version: the one this batch made before it is
+    replaced by a copy that says when it stopped being current; else the database's is superseded."""
     previous = state.current.get(fact)
     if previous is not None:
-        previous.superseded_seq = version.version_seq
-        previous.superseded_stored_at = version.version_stored_at
+        state.versions[previous] = state.versions[previous]._replace(
+            superseded_seq=version.version_seq, superseded_stored_at=version.version_stored_at
+        )
     else:
-        state.update.supersede.append(Supersede(fact[1], version.version_seq, version.version_stored_at, fact[0]))
-    state.current[fact] = version
-    state.update.versions.append(version)
+        state.supersede.append(Supersede(fact[1], version.version_seq, version.version_stored_at, fact[0]))
+    state.current[fact] = len(state.versions)
+    state.versions.append(version)
 
 
 def _version(event: EventBase, msg: StreamMessage) -> FactVersion:
     """A fact's version from the event (or a correction's replacement) that states it, with the
-    figures the totals sum."""
-    version = FactVersion(event.event_id, msg.seq, msg.stored_at, None, None, False, event.event_type, event.agency)
-    version.county = event.county
+    figures the totals sum, made whole in one call."""
     kind = type(event)
+    county = event.county
     if kind in DEFINITIONS or kind is CoordinatorAppointed or kind is ReportSubmitted:
-        version.country = event.country
-    elif event.county:
-        version.country = event.county[:2]  # a missing attribute costs a pydantic model ~5 us: not getattr
-    version.municipality = event.municipality
-    version.venue = event.venue
-    version.campaign_id = event.campaign_id
-    version.plan_tasks = list(event.plan_tasks)
-    if event.occurred is not None:
-        version.occurred_start, version.occurred_end = event.occurred.start, event.occurred.end
+        country = event.country
+    else:
+        country = county[:2] if county else None  # read as attributes every event has: no getattr on a model
+    occurred = event.occurred
+    sessions, session_format, audiences = 0, None, None
+    participants, participants_unknown, participants_estimated = 0, False, False
+    materials, material_kind, materials_unknown = 0, None, False
+    teams, payload = 0, None
     if kind is SessionHeld:
-        _session_figures(event, version)
+        sessions, session_format = event.sessions, event.format._value_
+        participants, participants_unknown, participants_estimated, audiences = _session_figures(event)
     elif kind is MaterialsDistributed:
-        version.materials = event.quantity or 0
-        version.material_kind = event.kind._value_
-        version.materials_unknown = event.quantity is None
+        quantity = event.quantity
+        materials, material_kind, materials_unknown = quantity or 0, event.kind._value_, quantity is None
     elif kind is TeamEstablished:
-        version.teams = 1
+        teams = 1
     elif kind in DEFINITIONS or event.event_type in coord.COORDINATION_TYPES:
-        version.payload = event.model_dump_json()  # the views read definitions, links and submissions from it
-    return version
+        payload = event.model_dump_json()  # the views read definitions, links and submissions from it
+    return FactVersion(
+        event.event_id,
+        msg.seq,
+        msg.stored_at,
+        None,
+        None,
+        False,
+        event.event_type,
+        event.agency,
+        country,
+        county,
+        event.municipality,
+        event.campaign_id,
+        tuple(event.plan_tasks),
+        occurred.start if occurred is not None else None,
+        occurred.end if occurred is not None else None,
+        sessions,
+        session_format,
+        participants,
+        participants_unknown,
+        participants_estimated,
+        materials,
+        material_kind,
+        materials_unknown,
+        teams,
+        audiences,
+        payload,
+        event.venue,
+    )
 
 
-def _session_figures(event: SessionHeld, version: FactVersion) -> None:
-    """A session's figures, in one pass over its audience groups: what ``participants_known``,
-    ``participants_unknown`` and ``participants_estimated`` say, each of which walks them again."""
+def _session_figures(event: SessionHeld) -> tuple[int, bool, bool, tuple[AudienceCount, ...]]:
+    """A session's participants, whether some are uncounted, whether any are estimated, and its
+    audience groups, in one pass over the groups (``participants_known``, ``participants_unknown``
+    and ``participants_estimated`` each walk them again)."""
     counted, uncounted, estimated = 0, False, event.total_estimated
     audiences = []
     for g in event.participants:
-        if g.count is None:
+        count = g.count
+        if count is None:
             uncounted = True
         else:
-            counted += g.count
+            counted += count
         estimated = estimated or g.estimated
-        audiences.append({"audience": g.audience._value_, "count": g.count, "estimated": g.estimated})
+        audiences.append(AudienceCount(g.audience._value_, count, g.estimated))
     total = event.reported_total
-    version.sessions = event.sessions
-    version.session_format = event.format._value_
-    version.participants = counted if total is None else total
-    version.participants_unknown = total is None and (uncounted or not audiences)
-    version.participants_estimated = estimated
-    version.audiences = audiences
+    participants = counted if total is None else total
+    return participants, total is None and (uncounted or not audiences), estimated, tuple(audiences)
 
 
 def _retracted_version(target: KnownEvent, msg: StreamMessage) -> FactVersion:

@@ -17,9 +17,7 @@ from consumers.fold import (
     GENESIS,
     Parsed,
     StreamMessage,
-    chain_digest,
     fold_batch,
-    gaps,
     parse_batch,
     published_ids,
     referenced_definitions,
@@ -90,25 +88,26 @@ class Projector:
         received = len(parsed) if received is None else received
         parsed = [p for p in parsed if p.msg.seq > self.last_seq]
         self.stats.skipped += received - len(parsed)
-        fresh = [p.msg for p in parsed]
-        if not fresh:
+        if not parsed:
             return 0
         referenced = referenced_ids(parsed)
-        known = self.store.lookup(referenced, compare=published_ids(parsed))
         update = fold_batch(
-            parsed, known, self.store.owners(referenced_definitions(parsed)), self._coordination(parsed, referenced)
+            parsed,
+            self.store.lookup(referenced, compare=published_ids(parsed)),
+            self.store.owners(referenced_definitions(parsed)),
+            self._coordination(parsed, referenced),
+            after_seq=self.last_seq,
+            digest=self.digest,
         )
-        update.digest = chain_digest(self.digest, [p.link for p in parsed])
-        update.gaps = gaps(self.last_seq, fresh)
         self.store.apply(update, self.stream, self.stream_created, self.last_seq)
         self.last_seq = update.last_seq
         self.digest = update.digest
         self.stats.batches += 1
-        self.stats.messages += len(fresh)
+        self.stats.messages += len(parsed)
         self.stats.accepted += len(update.log)
         self.stats.rejected += len(update.rejected)
         self.stats.duplicates += len(update.duplicates)
-        return len(fresh)
+        return len(parsed)
 
     def _coordination(self, parsed: list[Parsed], referenced: list[tuple[str, uuid.UUID]]) -> Coordination | None:
         """The appointments and links in force, for a batch with a coordination event or a

@@ -1,14 +1,15 @@
 """The rows a batch adds to the projection, as plain data. The fold builds them; the store writes them.
 
-Rows that never change once made are named tuples: a frozen dataclass sets each field through a
-Python call, and made a log row in 1.4 µs against 0.3 (the fold makes several rows an event)."""
+Every row is a named tuple, made whole and never changed: the parser's thread makes them and the
+writer's reads them. (A frozen dataclass would do as well, but sets each field through a Python
+call, and the fold makes several rows an event.)"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 
 class LogRow(NamedTuple):
@@ -45,11 +46,20 @@ class DuplicateRow(NamedTuple):
     agency: str
 
 
-@dataclass(slots=True)
-class FactVersion:
+class AudienceCount(NamedTuple):
+    """One audience group of a session, as the ``audiences`` column's struct holds it."""
+
+    audience: str
+    count: int | None
+    estimated: bool
+
+
+class FactVersion(NamedTuple):
     """One version of a fact, with what the totals need derived once, from the validated event:
     the payload itself is written once, to the event log (and here only for campaign and plan-task
-    definitions, which the views read). A retraction's version has no figures."""
+    definitions, which the views read). A retraction's version has no figures. Made on the parser's
+    thread and read on the writer's: a version that stops being current is a new value
+    (``_replace``), never this one changed."""
 
     fact_id: uuid.UUID
     version_seq: int
@@ -63,7 +73,7 @@ class FactVersion:
     county: str | None = None
     municipality: str | None = None
     campaign_id: str | None = None
-    plan_tasks: list[str] = field(default_factory=list)
+    plan_tasks: tuple[str, ...] = ()
     occurred_start: date | None = None
     occurred_end: date | None = None
     sessions: int = 0
@@ -75,7 +85,7 @@ class FactVersion:
     material_kind: str | None = None
     materials_unknown: bool = False
     teams: int = 0
-    audiences: list[dict[str, Any]] | None = None  # sessions only: audience, count, estimated
+    audiences: tuple[AudienceCount, ...] | None = None  # sessions only
     payload: str | None = None  # definitions only: the validated, upcast event as canonical JSON
     venue: str | None = None  # actions only: where (possible_duplicates compares it)
 
@@ -101,16 +111,17 @@ class KnownEvent(NamedTuple):
     payload: str | None = None  # as published; read only to compare a reused event_id
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class BatchUpdate:
-    """Everything one batch changes, written in one transaction with the checkpoint."""
+    """Everything one batch changes, written in one transaction with the checkpoint. The fold
+    makes it whole (``consumers.fold.fold_batch``); nothing fills it in afterwards."""
 
     last_seq: int
     last_stored_at: datetime | None
-    digest: str = ""  # the running digest of the stream up to last_seq
-    gaps: list[tuple[int, int]] = field(default_factory=list)  # stream sequences missing (first, last)
-    log: list[LogRow] = field(default_factory=list)
-    rejected: list[RejectedRow] = field(default_factory=list)
-    duplicates: list[DuplicateRow] = field(default_factory=list)
-    versions: list[FactVersion] = field(default_factory=list)
-    supersede: list[Supersede] = field(default_factory=list)
+    digest: str  # the running digest of the stream up to last_seq
+    gaps: tuple[tuple[int, int], ...] = ()  # stream sequences missing (first, last)
+    log: tuple[LogRow, ...] = ()
+    rejected: tuple[RejectedRow, ...] = ()
+    duplicates: tuple[DuplicateRow, ...] = ()
+    versions: tuple[FactVersion, ...] = ()
+    supersede: tuple[Supersede, ...] = ()

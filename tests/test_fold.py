@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from consumers import coordination as coord
 from consumers import fold
 from consumers.fold import StreamMessage, fold_batch, parse_batch
 from projections.rows import FactVersion, KnownEvent
@@ -46,7 +48,7 @@ def students(version: FactVersion) -> int | None:
     """The students count a fact version states (None for a retraction)."""
     if version.audiences is None:
         return None
-    return version.audiences[0]["count"]
+    return version.audiences[0].count
 
 
 def messages(*events: dict[str, Any], first_seq: int = 1) -> list[StreamMessage]:
@@ -74,7 +76,7 @@ def known_from(
 
 def test_a_fact_becomes_one_log_row_and_one_current_version() -> None:
     update = fold_batch(parse_batch(messages(session(students=12))), {})
-    assert (len(update.log), len(update.versions), update.rejected, update.last_seq) == (1, 1, [], 1)
+    assert (len(update.log), len(update.versions), update.rejected, update.last_seq) == (1, 1, (), 1)
     version = update.versions[0]
     assert (students(version), version.superseded_seq, version.retracted) == (12, None, False)
 
@@ -87,7 +89,7 @@ def test_corrections_and_retractions_within_one_batch_chain_versions() -> None:
         (2, 3, 11),
         (3, None, 12),
     ]
-    assert update.supersede == []  # nothing in the database to supersede
+    assert update.supersede == ()  # nothing in the database to supersede
 
 
 def test_a_correction_of_a_fact_in_the_database_supersedes_its_current_version() -> None:
@@ -160,7 +162,7 @@ def test_the_same_content_written_differently_is_the_same_event() -> None:
     reordered = json.dumps(dict(reversed(list(first.items())))).encode()
     msgs = [*messages(first), StreamMessage(2, "outreach.events.al-a.session_held", reordered, AT)]
     update = fold_batch(parse_batch(msgs), {})
-    assert (len(update.log), len(update.duplicates), update.rejected) == (1, 1, [])
+    assert (len(update.log), len(update.duplicates), update.rejected) == (1, 1, ())
 
 
 def test_every_message_lands_in_exactly_one_place() -> None:
@@ -255,7 +257,7 @@ def test_a_failure_while_folding_one_message_is_that_messages_rejection_and_chan
     assert [(r.stream_seq, r.reason) for r in update.rejected] == [
         (2, "could not be folded (RuntimeError: a bug in the fold)")
     ]
-    assert (update.duplicates, update.supersede, update.last_seq) == ([], [], 3)
+    assert (update.duplicates, update.supersede, update.last_seq) == ((), (), 3)
 
 
 def test_a_parsed_batch_folded_again_starts_from_versions_nothing_supersedes() -> None:
@@ -300,3 +302,81 @@ def test_the_subjects_event_id_must_be_the_events_as_text() -> None:
         f"event_id mismatch: the event's event_id is {event['event_id']}, the subject says {said!r}"
     ]
     assert [r.stream_seq for r in update.log] == [2]
+
+
+def test_what_the_parser_makes_and_the_fold_returns_cannot_be_changed() -> None:
+    first = session(students=10)
+    parsed = parse_batch(messages(first, correction(first, 11)))
+    version = parsed[0].version
+    assert version is not None
+    with pytest.raises(AttributeError):
+        version.superseded_seq = 2  # type: ignore[misc]
+    update = fold_batch(parsed, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        update.last_seq = 1  # type: ignore[misc]
+    # The fold made a new value for the version the correction superseded; the parser's is as made.
+    assert [(v.version_seq, v.superseded_seq, v.superseded_stored_at) for v in update.versions] == [
+        (1, 2, AT),
+        (2, None, None),
+    ]
+    assert (version.version_seq, version.superseded_seq, version.superseded_stored_at) == (1, None, None)
+    assert update.versions[0]._replace(superseded_seq=None, superseded_stored_at=None) == version
+
+
+def test_the_fold_returns_the_whole_update_with_its_digest_and_gaps() -> None:
+    """The checkpoint's digest and the gaps come out of the fold with the rows: sequences 5, 6 and 9
+    after checkpoint 2 miss 3-4 and 7-8."""
+    batch = messages(session(), session(), first_seq=5) + messages(session(), first_seq=9)
+    previous = "ab" * 32
+    update = fold_batch(parse_batch(batch), {}, after_seq=2, digest=previous)
+    digest = bytes.fromhex(previous)
+    for m in batch:
+        link = f"{m.seq}\x00{m.subject}\x00\x00".encode() + hashlib.sha256(m.data).digest()
+        digest = hashlib.sha256(digest + link).digest()
+    assert (update.last_seq, update.last_stored_at, update.digest, update.gaps) == (
+        9,
+        AT,
+        digest.hex(),
+        ((3, 4), (7, 8)),
+    )
+    assert [r.stream_seq for r in update.log] == [5, 6, 9]
+
+
+def test_the_fold_changes_neither_what_it_is_given_nor_the_coordination_in_force() -> None:
+    """A batch retracts a link and links the same two actions anew: the second link is accepted
+    only because the fold goes on from the coordination without the first; the coordination and
+    the knowledge it was given are as they were."""
+    one, two = session(), session()
+    old_link = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "actions_linked",
+        "agency": "al-a",
+        "recorded_at": "2025-01-01T00:00:00Z",
+        "actions": [{"agency": "al-a", "event_id": e["event_id"]} for e in (one, two)],
+        "counts": {"agency": "al-a", "event_id": one["event_id"]},
+        "reason": "the same meeting",
+    }
+    new_link = dict(old_link, event_id=str(uuid.uuid4()))
+    known = {**known_from(one, 1), **known_from(two, 2), **known_from(old_link, 3)}
+    members = tuple(("al-a", uuid.UUID(e["event_id"])) for e in (one, two))
+    old_key = ("al-a", uuid.UUID(old_link["event_id"]))
+    given = coord.Coordination(links={old_key: members}, countries=dict.fromkeys(members, "AL"))
+    known_before, links_before = dict(known), dict(given.links)
+    update = fold_batch(parse_batch(messages(retraction(old_link), new_link, first_seq=4)), known, {}, given)
+    assert ([r.stream_seq for r in update.log], update.rejected) == ([4, 5], ())
+    assert [(s.fact_id, s.seq) for s in update.supersede] == [(old_key[1], 4)]
+    assert (known, dict(given.links)) == (known_before, links_before)
+    # Folded again from the same coordination, the new link alone is refused: the old one is in force.
+    update = fold_batch(parse_batch(messages(new_link, first_seq=5)), known, {}, given)
+    assert [r.reason for r in update.rejected] == [
+        f"al-a/{one['event_id']} is already linked, by al-a's actions_linked {old_link['event_id']}; "
+        "retract that link first to link it otherwise"
+    ]
+
+
+def test_a_retraction_of_neither_a_link_nor_an_appointment_keeps_the_same_coordination() -> None:
+    action, link = ("al-a", uuid.uuid4()), ("al-a", uuid.uuid4())
+    given = coord.Coordination(links={link: (action,)})
+    assert coord.retracted(action, given) is given
+    after = coord.retracted(link, given)
+    assert (dict(after.links), dict(given.links)) == ({}, {link: (action,)})
