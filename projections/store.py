@@ -372,7 +372,7 @@ class ProjectionStore:
         # snapshots) get cursors of the root connection, never the writer's.
         self.con = self.root.cursor()
         self._create()
-        self.known = KnownIndex.load(self.con)
+        self.known = KnownIndex.load(self.con, self.path.parent)
 
     def _create(self) -> None:
         reg = regions()
@@ -555,5 +555,6 @@ class ProjectionStore:
         return self.root.cursor()
 
     def close(self) -> None:
+        self.known.close()
         self.con.close()
         self.root.close()

@@ -185,7 +185,7 @@ def test_a_few_event_ids_sharing_their_high_half_are_told_apart_by_low_half_and_
     index.settle()
     index.add(("al-c", uuid.UUID(int=(8 << 64) + 5)), 5, "session_held", fact=True)
     index.settle()
-    assert len(index._recent) == 0 and len(index._hi) == 5
+    assert len(index._recent) == 0 and index._count == 5
     asked = [
         (agency, uuid.UUID(int=high + low)) for agency in ("al-a", "al-b", "al-c") for low in (5, 10, 20, 25, 30, 31)
     ]
