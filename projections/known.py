@@ -80,14 +80,14 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def _below(his: np.ndarray, los: np.ndarray, hi: np.uint64, lo: np.uint64) -> int:
     """How many of the keys (sorted by hi, then lo) are below (hi, lo)."""
-    left, right = int(np.searchsorted(his, hi, "left")), int(np.searchsorted(his, hi, "right"))
-    return left + int(np.searchsorted(los[left:right], lo, "left")) if right > left else left
+    left, right = int(his.searchsorted(hi, "left")), int(his.searchsorted(hi, "right"))
+    return left + int(los[left:right].searchsorted(lo, "left")) if right > left else left
 
 
 def _at_most(his: np.ndarray, los: np.ndarray, hi: np.uint64, lo: np.uint64) -> int:
     """How many of the keys (sorted by hi, then lo) are at most (hi, lo)."""
-    left, right = int(np.searchsorted(his, hi, "left")), int(np.searchsorted(his, hi, "right"))
-    return left + int(np.searchsorted(los[left:right], lo, "right")) if right > left else left
+    left, right = int(his.searchsorted(hi, "left")), int(his.searchsorted(hi, "right"))
+    return left + int(los[left:right].searchsorted(lo, "right")) if right > left else left
 
 
 def _positions(his: np.ndarray, los: np.ndarray, new_his: np.ndarray, new_los: np.ndarray) -> np.ndarray:
@@ -153,11 +153,13 @@ class KnownIndex:
             return found
         his = np.fromiter((k[1].int >> 64 for k in rest), np.uint64, len(rest))
         los = np.fromiter((k[1].int & _LOW for k in rest), np.uint64, len(rest))
-        for i in np.flatnonzero(self._maybe(his, los)).tolist():
+        maybe = np.flatnonzero(self._maybe(his, los))
+        blocks = _positions(self._fence_hi, self._fence_lo, his[maybe], los[maybe])
+        for i, block in zip(maybe.tolist(), blocks.tolist(), strict=True):
             code = self._agencies.get(rest[i][0])
             if code is None:
                 continue
-            hit = self._find(his[i], los[i], code)
+            hit = self._find(his[i], los[i], code, block)
             if hit is not None:
                 record = hit[1]
                 found[rest[i]] = self._entry(int(record["seq"]), int(record["type"]), int(record["state"]))
@@ -229,7 +231,7 @@ class KnownIndex:
         self._remember(new["hi"], new["lo"])
 
     def _rewrite(self, new: np.ndarray) -> None:
-        out = tempfile.TemporaryFile(dir=self._directory)
+        out = tempfile.TemporaryFile(dir=self._directory)  # noqa: SIM115 - it outlives this method: the index holds it
         fences_hi, fences_lo = [], []
         written = taken = 0
         try:
@@ -277,20 +279,25 @@ class KnownIndex:
             )
         return np.frombuffer(data, RECORD)
 
-    def _find(self, hi: np.uint64, lo: np.uint64, agency_code: int) -> tuple[int, np.void] | None:
+    def _find(
+        self, hi: np.uint64, lo: np.uint64, agency_code: int, fences_below: int | None = None
+    ) -> tuple[int, np.void] | None:
         """The position and record of (hi, lo, agency) in the file, or None. Its key's records start
-        in the block after the last whose first key is below it, or in that block."""
-        block = max(_below(self._fence_hi, self._fence_lo, hi, lo) - 1, 0)
+        in the block of the last fence below it (``fences_below`` of them are), or at the next fence."""
+        if fences_below is None:
+            fences_below = _below(self._fence_hi, self._fence_lo, hi, lo)
+        block = max(fences_below - 1, 0)
         while block * BLOCK < self._count:
             start = block * BLOCK
             records = self._read(start, min(BLOCK, self._count - start))
-            his, los = records["hi"], records["lo"]
-            first, end = _below(his, los, hi, lo), _at_most(his, los, hi, lo)
-            for i in range(first, end):
-                if records["agency"][i] == agency_code:
-                    return start + i, records[i]
-            if end < len(records):
-                return None
+            i = _below(records["hi"], records["lo"], hi, lo)
+            while i < len(records):
+                record = records[i]
+                if record["hi"] != hi or record["lo"] != lo:
+                    return None
+                if record["agency"] == agency_code:
+                    return start + i, record
+                i += 1
             block += 1  # the key's records may go on in the next block
         return None
 
