@@ -309,9 +309,12 @@ class KnownIndex:
         return [(first + np.uint64(i) * step) % bits for i in range(FILTER_HASHES)]
 
     def _remember(self, his: np.ndarray, los: np.ndarray) -> None:
-        for positions in self._hashes(his, los):
-            bits = np.left_shift(1, positions & np.uint64(7)).astype(np.uint8)
-            np.bitwise_or.at(self._filter, positions >> np.uint64(3), bits)
+        positions = np.concatenate(self._hashes(his, los))
+        positions.sort()
+        at = positions >> np.uint64(3)
+        bits = np.left_shift(1, positions & np.uint64(7)).astype(np.uint8)
+        starts = np.flatnonzero(np.concatenate(([True], at[1:] != at[:-1])))  # one OR a byte
+        self._filter[at[starts]] |= np.bitwise_or.reduceat(bits, starts)
 
     def _maybe(self, his: np.ndarray, los: np.ndarray) -> np.ndarray:
         """Whether each key may be in the file (False: certainly not)."""
