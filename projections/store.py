@@ -159,7 +159,7 @@ class ProjectionStore:
         # snapshots) get cursors of the root connection, never the writer's.
         self.con = self.root.cursor()
         self._create()
-        self.known = KnownIndex.load(self.con)
+        self.known = KnownIndex.load(self.con, self.path.parent)
 
     def _create(self) -> None:
         """Make the projection's tables, reference tables and views, lock the connection down, and
@@ -317,5 +317,6 @@ class ProjectionStore:
         return self.root.cursor()
 
     def close(self) -> None:
+        self.known.close()
         self.con.close()
         self.root.close()

@@ -4,6 +4,7 @@ merge of its recent entries, and when it is built again from the file."""
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,7 +186,7 @@ def test_a_few_event_ids_sharing_their_high_half_are_told_apart_by_low_half_and_
     index.settle()
     index.add(("al-c", uuid.UUID(int=(8 << 64) + 5)), 5, "session_held", fact=True)
     index.settle()
-    assert len(index._recent) == 0 and len(index._hi) == 5
+    assert len(index._recent) == 0 and index._count == 5
     asked = [
         (agency, uuid.UUID(int=high + low)) for agency in ("al-a", "al-b", "al-c") for low in (5, 10, 20, 25, 30, 31)
     ]
@@ -221,3 +222,54 @@ def test_each_correction_supersedes_the_version_in_force_whichever_batch_or_file
         "SELECT version_seq, superseded_seq, retracted FROM fact_versions ORDER BY version_seq"
     ).fetchall() == [(1, 2, False), (2, 3, False), (3, 4, False), (4, None, True)]
     store.close()
+
+
+@pytest.mark.parametrize("filter_bytes", [1, 1 << 16])
+def test_the_file_answers_exactly_across_blocks_chunks_and_merges(
+    monkeypatch: pytest.MonkeyPatch, filter_bytes: int
+) -> None:
+    """Blocks of 4 records and merges 8 records at a time, so that keys run across blocks and chunks:
+    many agencies under one event_id, an agency's sequential event_ids, random ones. With a filter
+    of one byte every key asked reaches the file; with a larger one few do; the answers are the same."""
+    monkeypatch.setattr(projections.known, "BLOCK", 4)
+    monkeypatch.setattr(projections.known, "CHUNK", 8)
+    monkeypatch.setattr(projections.known, "MERGE_AT", 7)
+    monkeypatch.setattr(projections.known, "FILTER_BYTES", filter_bytes)
+    rng = random.Random(5)
+    shared = uuid.UUID(int=rng.getrandbits(128))
+    keys = [(f"al-{n:02d}", shared) for n in range(13)]  # one event_id, thirteen agencies
+    keys += [("pl-seq", uuid.UUID(int=(9 << 64) + n)) for n in range(30)]  # one high half
+    keys += [(f"pl-{n % 3}", uuid.UUID(int=rng.getrandbits(128))) for n in range(60)]
+    rng.shuffle(keys)
+    index = KnownIndex()
+    expected: dict[tuple[str, uuid.UUID], Entry] = {}
+    for seq, key in enumerate(keys, start=1):
+        fact = seq % 5 != 0
+        index.add(key, seq, "session_held" if fact else "event_corrected", fact=fact)
+        expected[key] = Entry(seq, "session_held" if fact else "event_corrected", False if fact else None)
+        index.settle()
+        if seq % 11 == 0:  # a fact retracted, in the file or among the recent entries
+            target = next(k for k, e in expected.items() if e.retracted is False)
+            index.retract(target)
+            expected[target] = Entry(expected[target].stream_seq, "session_held", True)
+    assert len(index) == len(keys) == 103
+    assert index._count == 98 and len(index._fence_hi) == 25  # merged 14 times; the rest recent
+    absent = [("al-99", shared), ("pl-seq", uuid.UUID(int=(9 << 64) + 30)), ("pl-seq", uuid.UUID(int=(9 << 64) - 1))]
+    absent += [(agency, uuid.UUID(int=rng.getrandbits(128))) for agency, _ in keys[:20]]
+    assert index.get(keys + absent) == expected
+    with pytest.raises(KeyError):
+        index.retract(absent[0])
+    index.close()
+
+
+def test_what_the_index_holds_in_memory_does_not_grow_with_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filter's bytes are fixed; of the file, only the first key of every block is in memory."""
+    monkeypatch.setattr(projections.known, "MERGE_AT", 1000)
+    index = KnownIndex()
+    for seq in range(1, 5001):
+        index.add(("al-a", uuid.UUID(int=seq * 7919)), seq, "session_held", fact=True)
+        index.settle()
+    assert index._filter.nbytes == projections.known.FILTER_BYTES
+    assert index._count == 5000 and len(index._recent) == 0
+    assert len(index._fence_hi) == len(index._fence_lo) == -(-5000 // projections.known.BLOCK) == 10
+    index.close()
