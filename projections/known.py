@@ -5,18 +5,20 @@ The fold asks, for every batch, which of the batch's event_ids are known. DuckDB
 would not hold in memory, and a scan of the event log for every batch grows with the log. This
 index keeps its memory fixed however long the log grows:
 
-- its entries, sorted by event_id, are records of ``RECORD.itemsize`` bytes in a file beside the
-  database: an unnamed temporary file, built from the database when the store opens and gone when
-  the process ends. A lookup reads the one block of ``BLOCK`` records its event_id falls in, found
-  in the first key of every block (16 bytes per ``BLOCK`` events, the only part that grows);
-- a Bloom filter of ``FILTER_BYTES`` over the file's event_ids answers, without reading the file,
-  nearly every event_id the file does not hold: new events, which are most of every batch. As the
-  log grows past a few million events it lets more of them through to a block read, never fewer;
-- the entries added since the file was last merged, at most ``MERGE_AT``, are in a dictionary.
+- its entries are records of ``RECORD.itemsize`` bytes in a few runs, each sorted by event_id in an
+  unnamed temporary file beside the database: built from the database when the store opens, gone
+  when the process ends. A lookup reads, in each run, the one block of ``BLOCK`` records its
+  event_id falls in, found by the first key of every block (16 bytes per ``BLOCK`` events, the only
+  part that grows with the log). A run is merged with the new records while it is less than
+  ``RATIO`` times as large, so a run is rewritten a few times over the log's life, not once a merge;
+- a Bloom filter of ``FILTER_BYTES`` over the files' event_ids answers, without reading a file,
+  nearly every event_id they do not hold: new events, most of every batch. As the log grows past a
+  few million events it lets more of them through to a block read, never fewer;
+- the entries added since the last merge, at most ``MERGE_AT``, are in a dictionary.
 
-The index is exact: the filter only decides whether the file is read, and the file keeps the whole
-event_id and the agency. It is built from the database when the store opens and extended only with
-batches the database has committed, so it says what the database says.
+The index is exact: the filter only decides whether the files are read, and the files keep the
+whole event_id and the agency. It is built from the database when the store opens and extended
+only with batches the database has committed, so it says what the database says.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ import os
 import tempfile
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import duckdb
 import numpy as np
@@ -38,9 +39,10 @@ import pyarrow.compute as pc
 
 from schemas.errors import ProjectionError
 
-MERGE_AT = 50_000  # events in the dictionary before they are merged into the file
+MERGE_AT = 50_000  # events in the dictionary before they are merged into the files
 BLOCK = 512  # records read for one lookup in the file
 CHUNK = 1 << 17  # records read, merged and written at a time when the file is merged
+RATIO = 4  # a run is merged with the new records while it is less than RATIO times as many
 LOAD_CHUNK = 250_000  # rows of the event log read at a time when the index is built
 FILTER_BYTES = 8 * 1024 * 1024
 FILTER_HASHES = 4
@@ -99,6 +101,105 @@ def _positions(his: np.ndarray, los: np.ndarray, new_his: np.ndarray, new_los: n
     return left
 
 
+def _key(record: np.void) -> tuple[int, int]:
+    return int(record["hi"]), int(record["lo"])
+
+
+def _insert(records: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Sorted records with sorted new ones inserted where they belong."""
+    if not len(new):
+        return records
+    return np.insert(records, _positions(records["hi"], records["lo"], new["hi"], new["lo"]), new)
+
+
+def _merged(a: Iterator[np.ndarray], b: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Two streams of sorted chunks as one sorted stream, holding a chunk of each at a time: of the
+    two chunks in hand, the one whose last key is lower goes out with what of the other precedes it."""
+    left, right = next(a, None), next(b, None)
+    while left is not None and right is not None:
+        if _key(left[-1]) > _key(right[-1]):
+            a, b, left, right = b, a, right, left
+        last = left[-1]
+        cut = _at_most(right["hi"], right["lo"], last["hi"], last["lo"])
+        yield _insert(left, right[:cut])
+        left, right = next(a, None), right[cut:]
+        if not len(right):
+            right = next(b, None)
+    for chunk, rest in ((left, a), (right, b)):
+        if chunk is not None:
+            yield chunk
+            yield from rest
+
+
+def _chunks(records: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, len(records), CHUNK):
+        yield records[start : start + CHUNK]
+
+
+class _Run:
+    """Records sorted by key in an unnamed temporary file, and the first key of every ``BLOCK``."""
+
+    def __init__(self, directory: str | Path | None, chunks: Iterable[np.ndarray]) -> None:
+        self.file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - the run holds it until closed
+        self.close = weakref.finalize(self, self.file.close)
+        fences_hi, fences_lo = [], []
+        self.count = 0
+        try:
+            for chunk in chunks:
+                first = (-self.count) % BLOCK
+                fences_hi.append(chunk["hi"][first::BLOCK].copy())
+                fences_lo.append(chunk["lo"][first::BLOCK].copy())
+                self.file.write(chunk.tobytes())
+                self.count += len(chunk)
+            self.file.flush()
+        except BaseException:
+            self.close()
+            raise
+        self.fd = self.file.fileno()
+        self.fence_hi = np.concatenate(fences_hi) if fences_hi else np.empty(0, np.uint64)
+        self.fence_lo = np.concatenate(fences_lo) if fences_lo else np.empty(0, np.uint64)
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        for start in range(0, self.count, CHUNK):
+            yield self.read(start, min(CHUNK, self.count - start))
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        size = RECORD.itemsize
+        data = os.pread(self.fd, n * size, start * size)
+        if len(data) != n * size:
+            raise ProjectionError(
+                f"the index of known events lost its file's records {start:,} to {start + n:,} (read "
+                f"{len(data):,} of {n * size:,} bytes): something removed or truncated it. Start the projector "
+                f"again: it builds the index anew from the projection"
+            )
+        return np.frombuffer(data, RECORD)
+
+    def find(
+        self, hi: np.uint64, lo: np.uint64, agency_code: int, fences_below: int | None = None
+    ) -> tuple[int, np.void] | None:
+        """The position and record of (hi, lo, agency), or None. Its key's records start in the
+        block of the last fence below it (``fences_below`` of them are), or at the next fence."""
+        if fences_below is None:
+            fences_below = _below(self.fence_hi, self.fence_lo, hi, lo)
+        block = max(fences_below - 1, 0)
+        while block * BLOCK < self.count:
+            start = block * BLOCK
+            records = self.read(start, min(BLOCK, self.count - start))
+            i = _below(records["hi"], records["lo"], hi, lo)
+            while i < len(records):
+                record = records[i]
+                if record["hi"] != hi or record["lo"] != lo:
+                    return None
+                if record["agency"] == agency_code:
+                    return start + i, record
+                i += 1
+            block += 1  # the key's records may go on in the next block
+        return None
+
+    def retract(self, position: int) -> None:
+        os.pwrite(self.fd, np.int8(RETRACTED).tobytes(), position * RECORD.itemsize + _STATE_OFFSET)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     stream_seq: int
@@ -107,7 +208,7 @@ class Entry:
 
 
 class KnownIndex:
-    """The index; ``directory`` holds its file (the system's temporary directory if None)."""
+    """The index; ``directory`` holds its files (the system's temporary directory if None)."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self._directory = directory
@@ -115,19 +216,19 @@ class KnownIndex:
         self._agency_names: list[str] = []
         self._types: dict[str, int] = {}
         self._type_names: list[str] = []
-        self._file: IO[bytes] | None = None
-        self._close_file: weakref.finalize | None = None  # closes the file when the index goes
-        self._count = 0  # records in the file
-        # The key of every BLOCK-th record of the file: its high 64 bits, then its low.
-        self._fence_hi = np.empty(0, np.uint64)
-        self._fence_lo = np.empty(0, np.uint64)
+        # Sorted runs of records, each at least RATIO times the size of the next.
+        self._runs: list[_Run] = []
         self._filter = np.zeros(FILTER_BYTES, np.uint8)
         self._seed = np.uint64(int.from_bytes(os.urandom(8), "little"))
         # Added since the last merge: (agency, event_id) -> [stream_seq, type code, state].
         self._recent: dict[tuple[str, uuid.UUID], list[int]] = {}
 
     def __len__(self) -> int:
-        return self._count + len(self._recent)
+        return self._stored + len(self._recent)
+
+    @property
+    def _stored(self) -> int:
+        return sum(run.count for run in self._runs)
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, directory: str | Path | None = None) -> KnownIndex:
@@ -149,20 +250,22 @@ class KnownIndex:
                 found[key] = self._entry(*recent)
             else:
                 rest.append(key)
-        if not rest or self._count == 0:
+        if not rest or not self._runs:
             return found
         his = np.fromiter((k[1].int >> 64 for k in rest), np.uint64, len(rest))
         los = np.fromiter((k[1].int & _LOW for k in rest), np.uint64, len(rest))
         maybe = np.flatnonzero(self._maybe(his, los))
-        blocks = _positions(self._fence_hi, self._fence_lo, his[maybe], los[maybe])
-        for i, block in zip(maybe.tolist(), blocks.tolist(), strict=True):
+        blocks = [_positions(run.fence_hi, run.fence_lo, his[maybe], los[maybe]).tolist() for run in self._runs]
+        for n, i in enumerate(maybe.tolist()):
             code = self._agencies.get(rest[i][0])
             if code is None:
                 continue
-            hit = self._find(his[i], los[i], code, block)
-            if hit is not None:
-                record = hit[1]
-                found[rest[i]] = self._entry(int(record["seq"]), int(record["type"]), int(record["state"]))
+            for run, below in zip(self._runs, blocks, strict=True):
+                hit = run.find(his[i], los[i], code, below[n])
+                if hit is not None:
+                    record = hit[1]
+                    found[rest[i]] = self._entry(int(record["seq"]), int(record["type"]), int(record["state"]))
+                    break
         return found
 
     def add(self, key: tuple[str, uuid.UUID], stream_seq: int, event_type: str, fact: bool) -> None:
@@ -178,15 +281,18 @@ class KnownIndex:
             return
         agency, event_id = key
         code = self._agencies.get(agency)
-        hit = None if code is None else self._find(np.uint64(event_id.int >> 64), np.uint64(event_id.int & _LOW), code)
-        if hit is None:
-            raise KeyError(f"retracted event {key} is not in the index")
-        assert self._file is not None
-        with self._writing():
-            os.pwrite(self._file.fileno(), np.int8(RETRACTED).tobytes(), hit[0] * RECORD.itemsize + _STATE_OFFSET)
+        if code is not None:
+            hi, lo = np.uint64(event_id.int >> 64), np.uint64(event_id.int & _LOW)
+            for run in self._runs:
+                hit = run.find(hi, lo, code)
+                if hit is not None:
+                    with self._writing():
+                        run.retract(hit[0])
+                    return
+        raise KeyError(f"retracted event {key} is not in the index")
 
     def settle(self) -> None:
-        """Merge what was added into the file once there is enough of it."""
+        """Merge what was added into the files once there is enough of it."""
         if len(self._recent) < MERGE_AT:
             return
         n = len(self._recent)
@@ -203,10 +309,10 @@ class KnownIndex:
         self._recent = {}
 
     def close(self) -> None:
-        """Remove the file (it goes with the process in any case)."""
-        if self._close_file is not None:
-            self._close_file()
-        self._file = self._close_file = None
+        """Remove the files (they go with the process in any case)."""
+        for run in self._runs:
+            run.close()
+        self._runs = []
 
     def _records(self, batch: pa.RecordBatch) -> np.ndarray:
         """Rows of ``LOAD`` as records, agencies and event types as codes without a Python string each."""
@@ -223,83 +329,20 @@ class KnownIndex:
         return records
 
     def _merge(self, new: np.ndarray) -> None:
-        """Merge records into the file: a new file written in one pass over the old, ``CHUNK``
-        records at a time, the new records inserted where they belong."""
+        """New records as a run of their own, merged in one pass with the smallest runs while these
+        are less than ``RATIO`` times as large: each record is rewritten a few times over the log's
+        life, not once a merge, and a lookup reads a block of a few runs."""
         new = new[np.lexsort((new["lo"], new["hi"]))]
+        stream, count, merged = _chunks(new), len(new), []
+        while self._runs and self._runs[-1].count < RATIO * count:
+            run = self._runs.pop()
+            stream, count = _merged(run.chunks(), stream), count + run.count
+            merged.append(run)
         with self._writing():
-            self._rewrite(new)
+            self._runs.append(_Run(self._directory, stream))
+        for run in merged:
+            run.close()
         self._remember(new["hi"], new["lo"])
-
-    def _rewrite(self, new: np.ndarray) -> None:
-        out = tempfile.TemporaryFile(dir=self._directory)  # noqa: SIM115 - it outlives this method: the index holds it
-        fences_hi, fences_lo = [], []
-        written = taken = 0
-        try:
-            for start in range(0, self._count, CHUNK):
-                chunk = self._read(start, min(CHUNK, self._count - start))
-                if start + CHUNK < self._count:
-                    last = chunk[-1]
-                    upto = taken + _at_most(new["hi"][taken:], new["lo"][taken:], last["hi"], last["lo"])
-                else:
-                    upto = len(new)
-                part = new[taken:upto]
-                if len(part):
-                    at = _positions(chunk["hi"], chunk["lo"], part["hi"], part["lo"])
-                    chunk = np.insert(chunk, at, part)
-                taken = upto
-                first = (-written) % BLOCK
-                fences_hi.append(chunk["hi"][first::BLOCK].copy())
-                fences_lo.append(chunk["lo"][first::BLOCK].copy())
-                out.write(chunk.tobytes())
-                written += len(chunk)
-            if taken < len(new):  # the file was empty
-                fences_hi.append(new["hi"][::BLOCK].copy())
-                fences_lo.append(new["lo"][::BLOCK].copy())
-                out.write(new.tobytes())
-                written += len(new)
-            out.flush()
-        except BaseException:
-            out.close()
-            raise
-        self.close()
-        self._file, self._count = out, written
-        self._close_file = weakref.finalize(self, out.close)
-        self._fence_hi = np.concatenate(fences_hi)
-        self._fence_lo = np.concatenate(fences_lo)
-
-    def _read(self, start: int, n: int) -> np.ndarray:
-        assert self._file is not None
-        size = RECORD.itemsize
-        data = os.pread(self._file.fileno(), n * size, start * size)
-        if len(data) != n * size:
-            raise ProjectionError(
-                f"the index of known events beside the projection lost its file's records {start:,} to "
-                f"{start + n:,} (read {len(data):,} of {n * size:,} bytes): something removed or truncated it. "
-                f"Start the projector again: it builds the index anew from the projection"
-            )
-        return np.frombuffer(data, RECORD)
-
-    def _find(
-        self, hi: np.uint64, lo: np.uint64, agency_code: int, fences_below: int | None = None
-    ) -> tuple[int, np.void] | None:
-        """The position and record of (hi, lo, agency) in the file, or None. Its key's records start
-        in the block of the last fence below it (``fences_below`` of them are), or at the next fence."""
-        if fences_below is None:
-            fences_below = _below(self._fence_hi, self._fence_lo, hi, lo)
-        block = max(fences_below - 1, 0)
-        while block * BLOCK < self._count:
-            start = block * BLOCK
-            records = self._read(start, min(BLOCK, self._count - start))
-            i = _below(records["hi"], records["lo"], hi, lo)
-            while i < len(records):
-                record = records[i]
-                if record["hi"] != hi or record["lo"] != lo:
-                    return None
-                if record["agency"] == agency_code:
-                    return start + i, record
-                i += 1
-            block += 1  # the key's records may go on in the next block
-        return None
 
     def _hashes(self, his: np.ndarray, los: np.ndarray) -> list[np.ndarray]:
         """The bit positions of each key in the filter."""

@@ -12,7 +12,6 @@ beside its readers (``projections.file_lock``), what the connection may not do
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import uuid
 from collections.abc import Collection
@@ -31,8 +30,6 @@ from projections.query import SPILL_LIMIT
 from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
 from projections.schema import create_projection
 from schemas.errors import ProjectionError
-
-log = logging.getLogger("outreach.projector")
 
 SELECT_CHECKPOINT = "SELECT last_seq, stream_created, digest FROM checkpoint WHERE stream = ?"
 # The checkpoint only moves forward, from the sequence the batch was folded after, and the

@@ -186,7 +186,7 @@ def test_a_few_event_ids_sharing_their_high_half_are_told_apart_by_low_half_and_
     index.settle()
     index.add(("al-c", uuid.UUID(int=(8 << 64) + 5)), 5, "session_held", fact=True)
     index.settle()
-    assert len(index._recent) == 0 and index._count == 5
+    assert len(index._recent) == 0 and index._stored == 5
     asked = [
         (agency, uuid.UUID(int=high + low)) for agency in ("al-a", "al-b", "al-c") for low in (5, 10, 20, 25, 30, 31)
     ]
@@ -228,12 +228,14 @@ def test_each_correction_supersedes_the_version_in_force_whichever_batch_or_file
 def test_the_file_answers_exactly_across_blocks_chunks_and_merges(
     monkeypatch: pytest.MonkeyPatch, filter_bytes: int
 ) -> None:
-    """Blocks of 4 records and merges 8 records at a time, so that keys run across blocks and chunks:
+    """Blocks of 4 records, merges 8 records at a time and three runs, so that keys run across blocks,
+    chunks and runs:
     many agencies under one event_id, an agency's sequential event_ids, random ones. With a filter
     of one byte every key asked reaches the file; with a larger one few do; the answers are the same."""
     monkeypatch.setattr(projections.known, "BLOCK", 4)
     monkeypatch.setattr(projections.known, "CHUNK", 8)
     monkeypatch.setattr(projections.known, "MERGE_AT", 7)
+    monkeypatch.setattr(projections.known, "RATIO", 2)  # runs of 56, 28 and 14 records in the end
     monkeypatch.setattr(projections.known, "FILTER_BYTES", filter_bytes)
     rng = random.Random(5)
     shared = uuid.UUID(int=rng.getrandbits(128))
@@ -253,7 +255,9 @@ def test_the_file_answers_exactly_across_blocks_chunks_and_merges(
             index.retract(target)
             expected[target] = Entry(expected[target].stream_seq, "session_held", True)
     assert len(index) == len(keys) == 103
-    assert index._count == 98 and len(index._fence_hi) == 25  # merged 14 times; the rest recent
+    assert index._stored == 98  # merged 14 times; the rest recent
+    assert [run.count for run in index._runs] == [56, 28, 14]
+    assert [len(run.fence_hi) for run in index._runs] == [14, 7, 4]
     absent = [("al-99", shared), ("pl-seq", uuid.UUID(int=(9 << 64) + 30)), ("pl-seq", uuid.UUID(int=(9 << 64) - 1))]
     absent += [(agency, uuid.UUID(int=rng.getrandbits(128))) for agency, _ in keys[:20]]
     assert index.get(keys + absent) == expected
@@ -263,13 +267,13 @@ def test_the_file_answers_exactly_across_blocks_chunks_and_merges(
 
 
 def test_what_the_index_holds_in_memory_does_not_grow_with_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The filter's bytes are fixed; of the file, only the first key of every block is in memory."""
+    """The filter's bytes are fixed; of the files, only the first key of every block is in memory."""
     monkeypatch.setattr(projections.known, "MERGE_AT", 1000)
     index = KnownIndex()
     for seq in range(1, 5001):
         index.add(("al-a", uuid.UUID(int=seq * 7919)), seq, "session_held", fact=True)
         index.settle()
     assert index._filter.nbytes == projections.known.FILTER_BYTES
-    assert index._count == 5000 and len(index._recent) == 0
-    assert len(index._fence_hi) == len(index._fence_lo) == -(-5000 // projections.known.BLOCK) == 10
+    assert [run.count for run in index._runs] == [4000, 1000] and len(index._recent) == 0
+    assert [len(run.fence_hi) for run in index._runs] == [len(run.fence_lo) for run in index._runs] == [8, 2]
     index.close()
