@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from consumers.coordination import Coordination
+from consumers.delivery import StreamMessage
 from consumers.fold import (
     GENESIS,
     Parsed,
-    StreamMessage,
     chain_digest,
     fold_batch,
     gaps,
