@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from consumers.fold import StreamMessage
+from consumers.delivery import StreamMessage
 from consumers.reader import read_stream
 from runtime.connection import connect
 from runtime.settings import Settings

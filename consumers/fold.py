@@ -13,10 +13,11 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 from consumers import coordination as coord
+from consumers.delivery import StreamMessage
 from projections.rows import (
     AudienceCount,
     BatchUpdate,
@@ -48,40 +49,9 @@ MAX_REASON = 2000
 REJECTED_PAYLOAD_BYTES = 4096
 
 
-class StreamMessage(NamedTuple):
-    """One message as JetStream stored it. A named tuple: made for every message read, in 0.3 µs
-    where a frozen dataclass took 0.8."""
-
-    seq: int
-    subject: str
-    data: bytes
-    stored_at: datetime
-    msg_id: str | None = None  # the Nats-Msg-Id header, if the publisher set one
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Types compared with ``type(event) is`` / ``in``: pydantic's models make ``isinstance`` a Python
 # call (0.1-0.24 µs each, several an event); no event class has subclasses.
 DEFINITIONS = (CampaignDefined, PlanTaskDefined)
-
-
-def delivered(
-    subject: str, data: bytes, reply: str, headers: dict[str, str] | None = None
-) -> tuple[StreamMessage, int]:
-    """A delivered message, and how many the stream holds after it, from its JetStream reply subject:
-
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<nanoseconds>.<pending>``
-    (or the longer form with domain and account hash). The time is truncated to the microsecond,
-    as the stream's own API reports it, so that "stored by T" means the same everywhere.
-    """
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        seq, nanos, pending = tokens[5], tokens[7], tokens[8]
-    else:  # $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<nanos>.<pending>[.<token>]
-        seq, nanos, pending = tokens[7], tokens[9], tokens[10]
-    msg_id = headers.get("Nats-Msg-Id") if headers else None
-    stored_at = EPOCH + timedelta(microseconds=int(nanos) // 1000)
-    return StreamMessage(int(seq), subject, data, stored_at, msg_id), int(pending)
 
 
 GENESIS = "0" * 64

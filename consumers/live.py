@@ -3,8 +3,9 @@
 - ``Pipeline``: batches from a ``StreamReader`` are parsed (each event's rows derived) on one
   worker thread while the batch before is folded and written on another, with a bounded queue
   between the two. Replay uses it too: the same fold, the same way.
-- ``Follower``: reads from the checkpoint and follows the stream's end; after a missed delivery or
-  a stall it starts reading again from the checkpoint, which is the only position that counts.
+- ``Follower``: reads from the checkpoint and follows the stream's end. A delivery that stops or
+  skips is the reader's to recover (its stall policy, in ``consumers.reader``); the follower starts
+  reading again from the checkpoint, the only position that counts, when the broker did not answer.
 - ``Snapshotter``: refreshes the snapshot file for analysts' own tools, at most every few seconds.
 """
 
@@ -23,7 +24,8 @@ import duckdb
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from consumers.fold import StreamMessage, gaps, parse_batch
+from consumers.delivery import StreamMessage
+from consumers.fold import parse_batch
 from consumers.projector import Projector
 from consumers.reader import StreamReader
 from projections.snapshot import snapshot_path, write_snapshot
@@ -32,7 +34,9 @@ from schemas.errors import ProjectionError
 
 log = logging.getLogger("outreach.projector")
 
-STALL_SECONDS = 10.0
+# Nothing applied for this long: the watchdog checks that the stream is the same one and no shorter
+# than the checkpoint (a stream restored from an older backup delivers nothing, and says nothing).
+QUIET_SECONDS = 10.0
 # A snapshot waits at least this many times as long as the last one took, so that it takes at most
 # about a tenth of the projector's time: at 1,000,000 events one takes 0.9 s (1.4 s of CPU).
 SNAPSHOT_SPACING = 10
@@ -44,23 +48,6 @@ FULL_GC_SECONDS = 10.0
 # cluster elects a new leader): nothing was applied, so read again from the checkpoint.
 BROKER_UNAVAILABLE = (TimeoutError, NoRespondersError, ServiceUnavailableError, ConnectionClosedError)
 RETRY_SECONDS = 1.0
-
-
-class MissedDelivery(ProjectionError):
-    """A message the stream holds was not delivered, or nothing arrives while messages wait:
-    read again from the checkpoint."""
-
-
-async def check_gaps(js: Any, stream: str, last_seq: int, msgs: list[StreamMessage]) -> None:
-    """A sequence missing from a batch was either deleted from the stream (a gap the projection
-    records and verify reports) or not delivered: then nothing of the batch is applied and reading
-    starts again from the checkpoint, rather than skip it."""
-    for first, _ in gaps(last_seq, [m for m in msgs if m.seq > last_seq]):
-        try:
-            await js.get_msg(stream, first)
-        except NotFoundError:
-            continue
-        raise MissedDelivery(f"stream sequence {first} exists but was not delivered (checkpoint {last_seq})")
 
 
 # How long a thread holds the interpreter before another that waits for it takes it (Python's
@@ -224,8 +211,6 @@ class Follower:
                     raise self.failure
                 try:
                     await self._read_once()
-                except MissedDelivery as exc:
-                    log.warning("%s; reading again from the checkpoint", exc)
                 except BROKER_UNAVAILABLE as exc:
                     log.warning("NATS did not answer (%s); reading again in %.0f s", type(exc).__name__, RETRY_SECONDS)
                     await asyncio.sleep(RETRY_SECONDS)
@@ -258,10 +243,10 @@ class Follower:
             finally:
                 self.reader = None
 
-    async def _check_batch(self, batch: list[StreamMessage]) -> None:
+    async def _check_batch(self, batch: list[StreamMessage]) -> None:  # noqa: ARG002 (the pipeline's hook)
         """Before a batch is written: the stream is still the one the projector started on (one
-        deleted and created anew under it would mix two streams' sequences in its file), and no
-        message was left out."""
+        deleted and created anew under it would mix two streams' sequences in its file). That no
+        message was left out is the reader's to ensure."""
         try:
             info = await self.js.stream_info(self.settings.stream)
         except NotFoundError:
@@ -271,14 +256,13 @@ class Follower:
                 f"created anew is another stream: project it into a new database file (--db)."
             ) from None
         self.projector.check_stream_created(info.created)
-        await check_gaps(self.js, self.settings.stream, self.projector.last_seq, batch)
 
     async def _applied(self, batch: list[StreamMessage]) -> None:
         log.info("applied stream sequences up to %d (batch of %d)", self.projector.last_seq, len(batch))
         if self.on_batch is not None:
             self.on_batch(self.projector)
         await self.snapshots.refresh(wait=False)  # the next batch is not held up by the snapshot
-        if self.until_caught_up and self.reader is not None and not (self.reader.ready or self.reader.current):
+        if self.until_caught_up and self.reader is not None and not self.reader.holds_messages():
             info = await self.js.stream_info(self.settings.stream)
             if self.projector.last_seq >= info.state.last_seq:
                 self.finished.set()
@@ -286,9 +270,8 @@ class Follower:
 
     async def _watch(self) -> None:
         """Every half second: a full garbage collection now and then, the snapshot after a quiet
-        spell, and a check that the reader is not stalled (messages wait and none arrives) and that
-        the stream is the same one and did not come back shorter than the checkpoint (else the
-        projector stops)."""
+        spell, and once nothing was applied for QUIET_SECONDS, a check that the stream is the same
+        one and did not come back shorter than the checkpoint (else the projector stops)."""
         seen = (self.projector.last_seq, time.monotonic())
         collected = time.monotonic()
         while not self.finished.is_set():
@@ -300,22 +283,18 @@ class Follower:
             if self.projector.last_seq != seen[0]:
                 seen = (self.projector.last_seq, time.monotonic())
                 continue
-            if time.monotonic() - seen[1] < STALL_SECONDS:
+            if time.monotonic() - seen[1] < QUIET_SECONDS:
                 continue
             try:
                 info = await self.js.stream_info(self.settings.stream)
             except Exception:  # the broker is away: the reader's own errors say so
                 continue
-            last_seq = info.state.last_seq
             try:
                 self.projector.check_stream_created(info.created)
-                self.projector.check_stream_end(last_seq)
+                self.projector.check_stream_end(info.state.last_seq)
             except ProjectionError as exc:  # another stream, or one that came back with fewer messages than applied
                 self.failure = exc
                 if self.reader is not None:
                     self.reader.stop(exc, discard=True)
                 return
-            if last_seq > self.projector.last_seq and self.reader is not None:
-                waiting = last_seq - self.projector.last_seq
-                self.reader.stop(MissedDelivery(f"{waiting} message(s) wait but none arrived for {STALL_SECONDS:.0f}s"))
             seen = (self.projector.last_seq, time.monotonic())

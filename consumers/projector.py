@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from consumers.coordination import Coordination
+from consumers.delivery import StreamMessage
 from consumers.fold import (
     GENESIS,
     Parsed,
-    StreamMessage,
     fold_batch,
     parse_batch,
     published_ids,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from consumers.fold import StreamMessage
+from consumers.delivery import StreamMessage
 from consumers.live import Pipeline, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
 from consumers.reader import StreamReader

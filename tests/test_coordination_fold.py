@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from consumers.fold import StreamMessage
+from consumers.delivery import StreamMessage
 from consumers.projector import Projector
 from projections.store import ProjectionStore
 from tests.oracle import totals_by_county

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 
 import schemas.events
 from consumers.app import run_projector
-from consumers.fold import StreamMessage
+from consumers.delivery import StreamMessage
 from consumers.projector import Projector
 from consumers.replay import replay
 from consumers.verify import verify

@@ -13,7 +13,8 @@ import pytest
 
 from consumers import coordination as coord
 from consumers import fold
-from consumers.fold import StreamMessage, fold_batch, parse_batch
+from consumers.delivery import StreamMessage
+from consumers.fold import fold_batch, parse_batch
 from projections.rows import FactVersion, KnownEvent
 from schemas.parse import parse_event
 from tests.factories import session
@@ -177,39 +178,6 @@ def test_every_message_lands_in_exactly_one_place() -> None:
     )
     assert places == [1, 2, 3, 4]
     assert (len(update.log), len(update.duplicates), len(update.rejected)) == (1, 1, 2)
-
-
-def test_sequence_storage_time_and_what_is_left_come_from_either_form_of_reply_subject() -> None:
-    from consumers.fold import delivered
-
-    v1 = delivered("s", b"{}", "$JS.ACK.OUTREACH.c1.1.42.40.1700000000123456789.7", {"Nats-Msg-Id": "m"})
-    v2 = delivered("s", b"{}", "$JS.ACK._.HASH.OUTREACH.c1.1.42.40.1700000000123456789.7.tok")
-    stored_at = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
-    assert [(msg.seq, msg.stored_at, msg.msg_id, left) for msg, left in (v1, v2)] == [
-        (42, stored_at, "m", 7),
-        (42, stored_at, None, 7),
-    ]
-
-
-async def test_a_gap_is_a_deleted_message_or_a_delivery_to_read_again() -> None:
-    import pytest
-    from nats.js.errors import NotFoundError
-
-    from consumers.live import MissedDelivery, check_gaps
-
-    class Stream:
-        """Answers get_msg as a stream in which sequence 3 was deleted and 5 exists."""
-
-        async def get_msg(self, stream: str, seq: int) -> object:  # noqa: ARG002 (one stream here)
-            if seq == 3:
-                raise NotFoundError
-            return object()
-
-    batch = messages(session(), session(), first_seq=4)  # sequences 4 and 5 after checkpoint 2
-    await check_gaps(Stream(), "OUTREACH", 2, batch)  # 3 was deleted: recorded later, not an error
-    with pytest.raises(MissedDelivery) as caught:
-        await check_gaps(Stream(), "OUTREACH", 4, [batch[0], *messages(session(), first_seq=6)][1:])
-    assert str(caught.value) == "stream sequence 5 exists but was not delivered (checkpoint 4)"
 
 
 def test_a_failure_while_reading_one_message_is_that_messages_rejection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import projections.known
-from consumers.fold import StreamMessage
+from consumers.delivery import StreamMessage
 from consumers.projector import Projector
 from outreach.synthetic import generate
 from projections.known import Entry, KnownIndex

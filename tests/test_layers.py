@@ -79,3 +79,48 @@ def test_no_module_changes_the_process_when_imported() -> None:
                 if name in PROCESS_WIDE:
                     wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {name} on import")
     assert wrong == []
+
+
+# nats-py's private attributes the reader relies on (tests/test_reader.py holds them to its versions).
+NATS_PY_PRIVATE = {"_sub", "_pending_queue", "_pending_size"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_one_adapter_reads_nats_and_the_message_type_needs_neither_it_nor_the_fold() -> None:
+    """consumers/delivery.py (the message and its delivery metadata) imports no NATS client and no
+    other consumer; the fold imports no NATS client; nothing but the reader reaches into nats-py's
+    private attributes, and the reader only in ``take``."""
+    delivery = imported_modules(ROOT / "consumers" / "delivery.py")
+    assert sorted(m for m in delivery if m.split(".")[0] in {"nats", "faststream", "consumers"}) == []
+    fold = imported_modules(ROOT / "consumers" / "fold.py")
+    assert sorted(m for m in fold if m.split(".")[0] in {"nats", "faststream"} or m == "consumers.reader") == []
+
+    from_the_fold = [
+        f"{path.relative_to(ROOT)} imports {alias.name} from consumers.fold"
+        for folder in (*ALLOWED, "tests")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text("utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module == "consumers.fold"
+        for alias in node.names
+        if alias.name in {"StreamMessage", "delivered"}
+    ]
+    assert from_the_fold == []
+
+    users = set()
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for function in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+                    isinstance(node, ast.Attribute) and node.attr in NATS_PY_PRIVATE for node in ast.walk(function)
+                ):
+                    users.add(f"{path.relative_to(ROOT)}: {function.name}")
+    assert users == {"consumers/reader.py: take"}

@@ -21,7 +21,7 @@ import pytest
 from nats.aio.client import Client
 
 from consumers import live
-from consumers.fold import StreamMessage
+from consumers.delivery import StreamMessage
 from consumers.projector import Projector
 from outreach.synthetic import generate
 from producers.publisher import Publisher

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from consumers import reader as reader_module
 from consumers.app import run_projector
-from consumers.reader import QUEUE_BYTES, StreamReader
+from consumers.reader import QUEUE_BYTES, ReaderState, StreamReader
 from consumers.replay import replay
 from outreach.synthetic import generate
 from producers.publisher import Publisher
@@ -211,11 +211,10 @@ async def test_a_reader_that_does_not_take_batches_holds_no_more_than_its_queue_
         assert [m.seq for m in first] == list(range(1, 1001))
 
         deadline = time.monotonic() + 60
-        while not reader.paused:
+        while reader.state is not ReaderState.PAUSED:
             assert time.monotonic() < deadline, "the reader never unsubscribed"
             await asyncio.sleep(0.01)
-        sub = reader.subscription._sub
-        queued, queued_bytes = sub._pending_queue.qsize(), sub._pending_size
+        queued, queued_bytes = reader.queued()
         assert queued_bytes >= QUEUE_BYTES
         # What arrived between two looks (QUEUE_CHECK_S apart) comes on top; nothing after.
         assert queued_bytes <= 2 * QUEUE_BYTES, f"{queued} messages, {queued_bytes:,} bytes queued"
@@ -245,7 +244,7 @@ async def test_a_reader_that_pauses_again_and_again_reads_every_message_once_in_
             seqs.extend(m.seq for m in batch)
             # Take the next batch only once the reader is paused: its queue full, or being emptied.
             deadline = time.monotonic() + 30
-            while not reader.paused and len(seqs) < total - 1000:
+            while reader.state is not ReaderState.PAUSED and len(seqs) < total - 1000:
                 assert time.monotonic() < deadline, "the reader never paused"
                 await asyncio.sleep(0.005)
     assert seqs == list(range(1, total + 1))

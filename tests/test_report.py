@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from consumers.fold import StreamMessage
+from consumers.delivery import StreamMessage
 from consumers.projector import Projector
 from outreach.synthetic import generate
 from projections.report import Filters, Heading, _periods, write_report

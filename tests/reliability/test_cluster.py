@@ -87,7 +87,7 @@ def test_stream_leader_killed_in_a_three_server_cluster(
     assert checkpoint(db) == EVENTS
     assert_exact(db, events)
     resent = sum(duplicates for _, duplicates in reports)
-    restarts = projector.stderr.count("reading again from the checkpoint")
+    restarts = projector.stderr.count("reading again")
     figures.append(
         f"cluster: stream leader n{leader} killed and restarted; {resent} re-sends recognised as duplicates; "
         f"projector consumer restarted {restarts} time(s)"
