@@ -988,14 +988,9 @@ def cmd_auth_change(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    import uuid
-    from datetime import UTC
-
     from outreach.publishing import agency_of, publish_events
-    from projections.query import open_read_only
-    from projections.submission import figures
+    from outreach.submitting import read_figures, submission_event
     from schemas.dates import DateInvalid, span
-    from schemas.submission import figures_sha256
 
     settings = settings_from(args)
     agency = agency_of(settings)
@@ -1004,36 +999,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
         start, end = span(args.period)
     except DateInvalid as exc:
         raise SettingsInvalid(f"--period {args.period}: {exc}") from None
-    source = _readable(settings)
-    con = open_read_only(source)
-    try:
-        row = con.execute("SELECT max(last_seq) FROM checkpoint").fetchone()
-        as_of_seq = int(row[0] or 0) if row else 0
-        rows = figures(con, country, start, end, args.plan, as_of_seq)
-    finally:
-        con.close()
-    digest = figures_sha256(country, start, end, args.plan, as_of_seq, rows)
-    print(f"{len(rows)} figure row(s) of {country}, {start} to {end}, as of stream sequence {as_of_seq}")
-    print(f"figures_sha256 {digest}")
+    found = read_figures(_readable(settings), country, start, end, args.plan)
+    print(f"{len(found.rows)} figure row(s) of {country}, {start} to {end}, as of stream sequence {found.as_of_seq}")
+    print(f"figures_sha256 {found.digest}")
     if args.dry_run:
         from schemas.submission import FIGURE_COLUMNS
 
-        write_result(list(FIGURE_COLUMNS), rows, "table", sys.stdout)
+        write_result(list(FIGURE_COLUMNS), found.rows, "table", sys.stdout)
         return 0
-    event: dict[str, Any] = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "report_submitted",
-        "agency": agency,
-        "recorded_at": datetime.now(UTC).isoformat(),
-        "country": country,
-        "period_start": start.isoformat(),
-        "period_end": end.isoformat(),
-        "plan_id": args.plan,
-        "title": args.title,
-        "submitted_to": args.submitted_to,
-        "as_of_seq": as_of_seq,
-        "figures_sha256": digest,
-    }
+    event = submission_event(agency, found, args.title, args.submitted_to)
     report = _run(publish_events(settings, [event]))
     if report.failed:
         raise SettingsInvalid(f"the submission was not published: {report.failed[0].reason}")
