@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from nats.aio.client import Client
-from nats.aio.subscription import Subscription
 
 from consumers.live import Follower, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
@@ -27,7 +26,7 @@ from consumers.queries import COPY_WAITERS, Services
 from consumers.replay import tune_gc
 from projections.store import ProjectionStore
 from runtime.connection import connect
-from runtime.protocol import Request, serve
+from runtime.protocol import Request, Serving, serve
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.errors import BrokerError, OutreachError, ProjectionError
@@ -89,7 +88,7 @@ class LiveProjector:
 
     async def run(self) -> None:
         """Until a signal, the follower's end, or its fatal error (raised here)."""
-        subscriptions = await self._serve()
+        servings = await self._serve()
         following = asyncio.create_task(self._follower.run())
         signalled = asyncio.Event()
         waiting = asyncio.create_task(signalled.wait())
@@ -100,9 +99,8 @@ class LiveProjector:
             # A query still running would hold the stop up to its limit: it is interrupted, and
             # what waits is refused, each with an answer.
             await self._services.stop()
-            for subscription in subscriptions:
-                with contextlib.suppress(Exception):  # a connection already closed has none to end
-                    await subscription.unsubscribe()
+            for serving in servings:
+                await serving.stop()
             self._follower.stop()  # after the batch being written
             waiting.cancel()
             failure = await _outcome(following)
@@ -113,7 +111,7 @@ class LiveProjector:
                 f"the projector stopped at stream sequence {self._follower.projector.last_seq}: {failure}"
             ) from failure
 
-    async def _serve(self) -> list[Subscription]:
+    async def _serve(self) -> list[Serving]:
         services = self._services
 
         async def query(request: Request) -> None:

@@ -160,6 +160,8 @@ class Services:
                     "answered with the copy as of stream sequence %s already written to %s", last.as_of_seq, last.path
                 )
                 return encode_copy(CopyAnswer(last.path, last.as_of_seq))
+            if self.stopping:  # a copy begun now would hold the stop up for as long as it takes
+                return refusal("the projector is stopping; ask again once it is back")
             cursor = self.store.reader()  # made here, in the loop's thread
             with self.lock:
                 self.running.add(cursor)  # a stop interrupts it, as it does queries

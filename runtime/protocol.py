@@ -221,7 +221,21 @@ class Request:
 Handler = Callable[[Request], Awaitable[None]]
 
 
-async def serve(nc: Client, subject: str, handle: Handler, *, at_once: int = 1) -> Subscription:
+class Serving:
+    """A subject served: ``stop`` ends the subscription and waits for the requests being handled."""
+
+    def __init__(self, subscription: Subscription, running: set[asyncio.Task[None]]) -> None:
+        self._subscription = subscription
+        self._running = running
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):  # a connection already closed has no subscription to end
+            await self._subscription.unsubscribe()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+
+async def serve(nc: Client, subject: str, handle: Handler, *, at_once: int = 1) -> Serving:
     """Answer requests on ``subject`` with ``handle``, ``at_once`` of them at a time (the others
     wait in the subscription); a request whose reply subject is no inbox is dropped and logged."""
     room = asyncio.Semaphore(at_once)
@@ -244,7 +258,7 @@ async def serve(nc: Client, subject: str, handle: Handler, *, at_once: int = 1) 
         running.add(task)
         task.add_done_callback(running.discard)
 
-    return await nc.subscribe(subject, cb=received)
+    return Serving(await nc.subscribe(subject, cb=received), running)
 
 
 # ---- the asking side ---------------------------------------------------------------------------
@@ -311,6 +325,7 @@ __all__ = [
     "CopyAnswer",
     "QueryAnswer",
     "Request",
+    "Serving",
     "Unanswered",
     "ask",
     "asker",
