@@ -1,9 +1,12 @@
-"""The live projector as a FastStream application.
+"""The live projector: the follower that folds the stream into the projection, and the services
+that answer from it (analysts' queries, copies of the projection, agencies' receipts), on one NATS
+connection, from start to a signal or to the end of what there is to apply.
 
-FastStream runs the lifecycle (signals, start, stop) and the request-reply services: analysts'
-queries, a copy of the projection for reading commands, and agencies' receipts. The stream itself
-is read by the ``Follower`` (``consumers.live``) through the one reader every command uses, an
-ordered consumer from the checkpoint; the checkpoint in DuckDB is the only position that counts.
+The stream is read by the ``Follower`` (``consumers.live``) through the one reader every command
+uses, an ordered consumer from the checkpoint; the checkpoint in DuckDB is the only position that
+counts. The services speak ``runtime.protocol`` on plain nats-py subscriptions of the same
+connection; FastStream does not run them (``runtime.protocol`` says why), and what it did besides,
+a stop on SIGINT or SIGTERM, is ``_stop_on_signals`` here.
 """
 
 from __future__ import annotations
@@ -11,34 +14,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from faststream import Context, FastStream
-from faststream.nats import NatsBroker
-from faststream.nats.message import NatsMessage
-from faststream.nats.security import NatsUserPassword
+from nats.aio.client import Client
 
 from consumers.live import Follower, share_the_interpreter
 from consumers.projector import Projector, ProjectorStats
-from consumers.queries import COPY_WAITERS, Services, asker, may_answer
+from consumers.queries import COPY_WAITERS, Services
 from consumers.replay import tune_gc
 from projections.batch_insert import use_system_memory_pool
 from projections.store import ProjectionStore
-from runtime.connection import connect, connect_options
+from runtime.connection import connect
+from runtime.protocol import Request, Serving, serve
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.errors import BrokerError, OutreachError, ProjectionError
 from schemas.subjects import copy_subject, query_subject, status_subject
 
 log = logging.getLogger("outreach.projector")
-
-
-async def raw_payloads(message: Any) -> None:  # noqa: ARG001
-    """FastStream would decode every payload as JSON before the handler runs: wasted work, and a
-    malicious payload (JSON nested thousands deep) would fail the whole batch there. The projector
-    validates the raw bytes itself, so nothing is decoded here."""
-    return None
 
 
 async def run_projector(
@@ -72,7 +67,7 @@ async def run_projector(
             follower = Follower(settings, projector, js, until_caught_up=until_caught_up, on_batch=on_batch)
             services = Services(store, settings, nc.max_payload, applied=lambda: projector.last_seq)
             try:
-                await _serve(settings, follower, services)
+                await LiveProjector(nc, settings.stream, follower, services).run()
             finally:
                 services.close()
             return projector.stats
@@ -82,78 +77,86 @@ async def run_projector(
         await nc.close()
 
 
-async def _serve(settings: Settings, follower: Follower, services: Services) -> None:
-    """FastStream runs the application's lifecycle (signals, start, stop) and the request-reply
-    services beside the follower, which reads the stream itself (``consumers.reader``)."""
-    options = connect_options(settings, "outreach-projector-services")
-    user, password = options.pop("user", None), options.pop("password", None)
-    if user is not None:  # FastStream takes a user and password as a security object
-        options["security"] = NatsUserPassword(user, password or "")
-    broker = NatsBroker(**options, logger=log, log_level=logging.DEBUG)
-    app = FastStream(broker, logger=log)
-    outcome: list[BaseException] = []
+class LiveProjector:
+    """The follower and the services, started and stopped in order: the services first up and
+    first down, so that every request is answered or refused, and the follower stopped after
+    the batch it is writing."""
 
-    # A handler only queues the request: the services share their slots between askers in turn.
-    @broker.subscriber(query_subject(settings.stream), decoder=raw_payloads, no_reply=True)
-    async def answer(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
-        """Analysts' read-only queries, answered from the projection while it is being written."""
-        raw = message.raw_message
-        if may_answer(raw.reply):
-            services.query(asker(raw.reply, raw.headers), raw.data, raw.respond)
+    def __init__(self, nc: Client, stream: str, follower: Follower, services: Services) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._follower = follower
+        self._services = services
 
-    # Requests that come while a copy is written wait for it side by side, and share the next.
-    @broker.subscriber(copy_subject(settings.stream), decoder=raw_payloads, no_reply=True, max_workers=COPY_WAITERS)
-    async def copy(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
-        """A whole copy of the projection beside it, for a reading command that needs more than the
-        snapshot (an export of any view, a report of any size, verify's comparison of every table)."""
-        raw = message.raw_message
-        if may_answer(raw.reply):
-            await raw.respond(await services.copy())
-
-    @broker.subscriber(status_subject("*"), decoder=raw_payloads, no_reply=True)
-    async def status(body: Any, message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
-        """An agency's receipts: the agency is the subject's last token, which the broker lets only
-        that agency (its account) reach."""
-        raw = message.raw_message
-        if not may_answer(raw.reply):
-            return
-        services.status(raw.subject.rsplit(".", 1)[1], raw.data, raw.respond)
-
-    async def follow() -> None:
+    async def run(self) -> None:
+        """Until a signal, the follower's end, or its fatal error (raised here)."""
+        servings = await self._serve()
+        following = asyncio.create_task(self._follower.run())
+        signalled = asyncio.Event()
+        waiting = asyncio.create_task(signalled.wait())
         try:
-            await follower.run()
-        except BaseException as exc:
-            outcome.append(exc)
+            with _stop_on_signals(signalled.set):
+                await asyncio.wait({following, waiting}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            app.exit()
+            # A query still running would hold the stop up to its limit: it is interrupted, and
+            # what waits is refused, each with an answer.
+            await self._services.stop()
+            for serving in servings:
+                await serving.stop()
+            self._follower.stop()  # after the batch being written
+            waiting.cancel()
+            failure = await _outcome(following)
+        if failure is not None:
+            if isinstance(failure, OutreachError):
+                raise failure
+            raise ProjectionError(
+                f"the projector stopped at stream sequence {self._follower.projector.last_seq}: {failure}"
+            ) from failure
 
-    task: list[asyncio.Task[None]] = []
+    async def _serve(self) -> list[Serving]:
+        services = self._services
 
-    @app.on_shutdown
-    async def stop_queries() -> None:
-        """Before the services stop: a query still running would hold their stop up to its limit;
-        it is interrupted, and what waits is refused, each with an answer."""
-        await services.stop()
+        async def query(request: Request) -> None:
+            services.query(request)
 
-    @app.after_startup
-    async def start_following() -> None:
-        task.append(asyncio.create_task(follow()))
+        async def copy(request: Request) -> None:
+            await request.answer(await services.copy())
 
+        async def status(request: Request) -> None:
+            services.status(request)
+
+        return [
+            await serve(self._nc, query_subject(self._stream), query),
+            # Requests that come while a copy is written wait for it side by side, and share the next.
+            await serve(self._nc, copy_subject(self._stream), copy, at_once=COPY_WAITERS),
+            await serve(self._nc, status_subject("*"), status),
+        ]
+
+
+async def _outcome(following: asyncio.Task[None]) -> BaseException | None:
+    """The follower's end: None, or what stopped it."""
     try:
-        await app.run(sleep_time=0.05)
-    except BaseException:
-        with contextlib.suppress(Exception):  # a start that failed leaves the broker's connection open
-            await broker.stop()
-        raise
+        await following
+    except BaseException as exc:  # a cancellation too: the caller reports it
+        return exc
+    return None
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call ``stop`` while inside, where the loop can take signals (its main
+    thread); elsewhere the caller stops the projector itself."""
+    loop = asyncio.get_running_loop()
+    taken = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop)
+            taken.append(sig)
+    try:
+        yield
     finally:
-        follower.stop()  # after the batch being written; a signal stops here too
-        if task:
-            await task[0]
-    if outcome:
-        exc = outcome[0]
-        if isinstance(exc, OutreachError):
-            raise exc
-        raise ProjectionError(f"the projector stopped at stream sequence {follower.projector.last_seq}: {exc}") from exc
+        for sig in taken:
+            loop.remove_signal_handler(sig)
 
 
-__all__ = ["BrokerError", "run_projector"]
+__all__ = ["BrokerError", "LiveProjector", "run_projector"]

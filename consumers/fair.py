@@ -1,6 +1,6 @@
 """Requests from many askers shared fairly among a few workers.
 
-An asker is who the broker says asked (``consumers.queries.asker``). Each asker's requests wait in
+An asker is who the broker says asked (``runtime.protocol.asker``). Each asker's requests wait in
 a line of their own; a free worker takes the next request of the asker with the fewest running, askers with as many
 taking turns (round robin), so one asker's crowd delays another's request by at most the requests
 already running. An asker

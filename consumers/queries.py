@@ -12,9 +12,10 @@ Every refusal is answered to the asker and logged.
 Who asked is what the broker says, never what the asker says: an agency's status request names it
 in its subject, which the broker lets only that agency reach; an analyst's query, on a server set
 up by ``outreach auth``, comes through the ANALYSTS account's service import, which shares the
-asker's account and user with the projector in the ``Nats-Request-Info`` header (the server writes
-it, over any header of that name the asker set). A query without it (an open server, where anyone
-may claim any name, or a user of the stream's own account) is an asker of its own.
+asker's account and user with the projector in the ``Nats-Request-Info`` header (see
+``runtime.protocol.asker``). A query without it (an open server, where anyone may claim any name,
+or a user of the stream's own account) is an asker of its own. What travels, and how it is
+encoded, is ``runtime.protocol``'s.
 
 A copy is written once for every request that it can answer: one at a time, and a request is
 answered with the last copy written when that copy began after the request came, or when nothing
@@ -25,12 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,73 +38,30 @@ import duckdb
 
 from consumers.fair import FairShare
 from projections.copy import write_copy
-from projections.query import QueryLimits, QueryResult, execute_read_only
+from projections.query import QueryLimits, execute_read_only
 from projections.status import agency_status
 from projections.store import ProjectionStore
+from runtime.protocol import (
+    REPLY_ROOM,
+    CopyAnswer,
+    QueryAnswer,
+    Request,
+    decode_query,
+    decode_status_request,
+    encode_answer,
+    encode_copy,
+    encode_status,
+    refusal,
+)
 from runtime.settings import Settings
 from schemas.errors import OutreachError, QueryRefused
 from schemas.receipts import StatusReply
 
 log = logging.getLogger("outreach.projector")
 
-# Replies go only to inboxes: a client's own (_INBOX…) or, across accounts, the private subject a
-# service import maps the asker's reply to (_R_.…). Any other reply subject could name a subject
-# that a stream stores; such a request is refused and logged.
-REPLY_PREFIXES = ("_INBOX", "_R_.")
 SLOT_WAIT_S = 2.0  # how long a query waits for a slot before it is refused
 STATUS_WAITING = 16  # an agency's status requests waiting at once; more are refused
-REQUEST_INFO = "Nats-Request-Info"  # written by the server on a request through a shared service import
-_unnamed = itertools.count()
-
-
-def asker(reply: str | None, headers: dict[str, str] | None) -> str:
-    """Who asked, as the broker says it (see the module's docstring): ``account/user`` from the
-    server's ``Nats-Request-Info`` on a request that came through a service import (an ``_R_``
-    reply subject), else a name of its own for this one request."""
-    info = (headers or {}).get(REQUEST_INFO)
-    if info and reply and reply.startswith("_R_."):
-        try:
-            who = json.loads(info)
-        except ValueError:
-            who = None
-        if isinstance(who, dict) and who.get("acc"):
-            return f"{who['acc']}/{who.get('user') or who.get('id', '?')}"
-    return f"(unnamed {next(_unnamed)})"
-
-
-REPLY_ROOM = 4096  # of the broker's max_payload, kept for the reply's headers and framing
 COPY_WAITERS = 8  # requests for a copy handled at once: one writes, the others wait to share the next
-
-
-def may_answer(reply: str | None) -> bool:
-    if reply and reply.startswith(REPLY_PREFIXES):
-        return True
-    log.warning("refused a request whose reply subject %r is not an inbox", (reply or "")[:200])
-    return False
-
-
-def refusal(message: str, *, refused: bool = True) -> bytes:
-    """An error reply; ``refused``: the query was refused or stopped, rather than failed."""
-    return json.dumps({"error": message, "refused": refused}, ensure_ascii=False).encode()
-
-
-def encode_result(result: QueryResult, max_bytes: int) -> bytes:
-    body = json.dumps(
-        {
-            "columns": result.columns,
-            "rows": result.rows,
-            "as_of_seq": result.as_of_seq,
-            "as_of_stored_at": result.as_of_stored_at,
-        },
-        default=str,
-        ensure_ascii=False,
-    ).encode()
-    if len(body) > max_bytes:
-        raise QueryRefused(
-            f"result too large: {len(result.rows):,} rows, {len(body):,} bytes as JSON where one reply holds "
-            f"{max_bytes:,}; add LIMIT, or use `outreach export`"
-        )
-    return body
 
 
 @dataclass(frozen=True)
@@ -154,20 +110,20 @@ class Services:
         self.lock = threading.Lock()
         self.stopping = False
 
-    def query(self, who: str, request: bytes, respond: Callable[[bytes], Awaitable[object]]) -> None:
-        """Queue an analyst's query; ``respond`` sends its answer, or its refusal, when there is one."""
+    def query(self, request: Request) -> None:
+        """Queue an analyst's query; it is answered, or refused, when there is an answer."""
 
         async def run() -> None:
-            await respond(await self._query(request))
+            await request.answer(await self._query(request.data))
 
         async def refuse(reason: str) -> None:
-            log.warning("refused a query from %s: %s", who, reason)
-            await respond(refusal(reason))
+            log.warning("refused a query from %s: %s", request.asker, reason)
+            await request.answer(refusal(reason))
 
-        self.shared_queries.submit(who, run, refuse)
+        self.shared_queries.submit(request.asker, run, refuse)
 
     async def _query(self, request: bytes) -> bytes:
-        sql = request.decode("utf-8", "replace")
+        sql = decode_query(request)
         cursor = self.store.reader()  # made here, in the loop's thread
         with self.lock:
             self.running.add(cursor)
@@ -180,7 +136,9 @@ class Services:
 
     def _answer(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> bytes:
         try:
-            return encode_result(execute_read_only(cursor, sql, limits=self.limits), self.max_bytes)
+            result = execute_read_only(cursor, sql, limits=self.limits)
+            answer = QueryAnswer(result.columns, result.rows, result.as_of_seq, result.as_of_stored_at)
+            return encode_answer(answer, self.max_bytes)
         except QueryRefused as exc:
             if self.stopping:
                 return refusal("the projector is stopping, and stopped the query; ask again once it is back")
@@ -201,7 +159,9 @@ class Services:
                 log.info(
                     "answered with the copy as of stream sequence %s already written to %s", last.as_of_seq, last.path
                 )
-                return json.dumps({"path": str(last.path), "as_of_seq": last.as_of_seq}).encode()
+                return encode_copy(CopyAnswer(last.path, last.as_of_seq))
+            if self.stopping:  # a copy begun now would hold the stop up for as long as it takes
+                return refusal("the projector is stopping; ask again once it is back")
             cursor = self.store.reader()  # made here, in the loop's thread
             with self.lock:
                 self.running.add(cursor)  # a stop interrupts it, as it does queries
@@ -219,7 +179,7 @@ class Services:
                     self.running.discard(cursor)
             self.last_copy = WrittenCopy(began, path, as_of_seq, _file_of(path))
         log.info("wrote a copy of the projection as of stream sequence %s to %s", as_of_seq, path)
-        return json.dumps({"path": str(path), "as_of_seq": as_of_seq}).encode()
+        return encode_copy(CopyAnswer(path, as_of_seq))
 
     def _answers(self, last: WrittenCopy, asked: float) -> bool:
         """Whether ``last`` holds everything committed when the request came: it began after,
@@ -228,24 +188,30 @@ class Services:
             return False
         return last.began >= asked or (self.applied is not None and last.as_of_seq == self.applied())
 
-    def status(self, agency: str, request: bytes, respond: Callable[[bytes], Awaitable[object]]) -> None:
-        """Queue an agency's status request; agencies waiting are answered in turn, one at a time."""
+    def status(self, request: Request) -> None:
+        """Queue an agency's status request; the agency is the subject's last token, which the
+        broker lets only that agency reach. Agencies waiting are answered in turn, one at a time."""
+        agency = request.subject.rsplit(".", 1)[1]
 
         async def run() -> None:
             cursor = self.store.reader()
             loop = asyncio.get_running_loop()
-            await respond(await loop.run_in_executor(self.receipts, self._status, cursor, agency, request))
+            answer = await loop.run_in_executor(self.receipts, self._status, cursor, agency, request.data)
+            await request.answer(answer)
 
         async def refuse(reason: str) -> None:
             log.warning("refused a status request of %s: %s", agency, reason)
-            await respond(StatusReply(agency=agency, error=reason).model_dump_json().encode())
+            await request.answer(encode_status(StatusReply(agency=agency, error=reason)))
 
         self.shared_status.submit(agency, run, refuse)
 
     @staticmethod
-    def _status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes) -> bytes:
+    def _status(cursor: duckdb.DuckDBPyConnection, agency: str, data: bytes) -> bytes:
         try:
-            return agency_status(cursor, agency, request).model_dump_json().encode()
+            wanted = decode_status_request(data)
+            if isinstance(wanted, str):
+                return encode_status(StatusReply(agency=agency, error=wanted))
+            return encode_status(agency_status(cursor, agency, wanted))
         finally:
             cursor.close()
 
@@ -269,4 +235,4 @@ class Services:
         self.receipts.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["Services", "asker", "may_answer"]
+__all__ = ["COPY_WAITERS", "Services"]

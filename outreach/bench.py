@@ -4,8 +4,8 @@ One run, one machine, one embedded nats-server. Every figure is measured here, i
 
 - publishing: the project's ``Publisher`` next to bare nats-py ``publish_async`` of the same payloads;
 - reading: a bare ordered consumer that only counts (the ceiling);
-- replay into a new file (``outreach replay``, a child process: its peak RSS is its own), at N and N/4;
-- the live projector (``outreach project --until-caught-up``, the one reader) over the same backlog;
+- replay into a new file (``consumers.replay``, in a process of its own: its peak RSS is its own), at N and N/4;
+- the live projector (``consumers.app`` until caught up, in a process of its own) over the same backlog;
 - a naive projector, one FastStream handler call and one INSERT per event, on a sample (the floor);
 - live latency from publish to committed (visible in ``totals_by_county``) at a steady rate;
 - the three totals queries on the replayed file;
@@ -34,13 +34,16 @@ import duckdb
 import nats
 from nats.js.api import StreamConfig
 
+from outreach.measure import Command, Measured, in_a_process
 from outreach.synthetic import generate
 from producers.publisher import Publisher
+from runtime.protocol import ask, decode_answer, encode_query
 from runtime.server import EmbeddedServer
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.errors import OutreachError
 from schemas.parse import parse_event
+from schemas.subjects import query_subject
 
 RAW_STREAM = "BENCH_RAW"
 WINDOW = 1000
@@ -168,55 +171,41 @@ async def _ordered_ceiling(settings: Settings, events: int, results: Results) ->
     await nc.close()
 
 
-def _child(args: list[str], settings: Settings) -> tuple[float, float, str]:
-    """Run ``outreach ARGS`` in a child process: (seconds, its peak RSS in MiB, stdout).
-
-    The child reports its own peak (VmHWM): the kernel's rusage figure would also count the
-    pages it shared with this large parent between fork and exec."""
-    env = dict(os.environ, OUTREACH_NATS_URL=settings.nats_url, OUTREACH_STREAM=settings.stream)
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "outreach", *args], env=env, stdout=subprocess.PIPE, stderr=err)
-        assert proc.stdout is not None
-        out = proc.stdout.read().decode()
-        proc.wait()
-        seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace")[-2000:]
-            raise RuntimeError(f"outreach {' '.join(args)} failed with status {proc.returncode}: {out}{tail}")
-    peak = float(out.rsplit("peak memory ", 1)[1].split()[0])
-    return seconds, peak, out
-
-
 def _replay_phase(settings: Settings, events: int, workdir: Path, results: Results) -> None:
     quarter = events // 4
     print(f"replaying {quarter:,} and {events:,} events into new files", file=sys.stderr)
-    seconds, rss, out = _child(
-        ["replay", "--db", str(workdir / "replay-quarter.duckdb"), "--until-seq", str(quarter)], settings
-    )
-    _require_all("replay --until-seq", out, "replayed ", quarter)
+    seconds, measured = _timed("replay", settings, workdir / "replay-quarter.duckdb", until_seq=quarter)
+    _require_all("replay --until-seq", measured, quarter)
     results.add("replay_quarter_per_s", quarter / seconds)
-    results.add("replay_quarter_peak_rss_mib", rss)
-    seconds, rss, out = _child(["replay", "--db", str(workdir / "replay.duckdb")], settings)
-    _require_all("replay", out, "replayed ", events)
+    results.add("replay_quarter_peak_rss_mib", measured.peak_rss_mib)
+    seconds, measured = _timed("replay", settings, workdir / "replay.duckdb")
+    _require_all("replay", measured, events)
     results.add("replay_per_s", events / seconds)
-    results.add("replay_peak_rss_mib", rss)
+    results.add("replay_peak_rss_mib", measured.peak_rss_mib)
 
 
-def _require_all(command: str, out: str, marker: str, expected: int) -> None:
+def _timed(command: Command, settings: Settings, db: Path, until_seq: int | None = None) -> tuple[float, Measured]:
+    """A command in a process of its own (``outreach.measure``): its seconds, start to end, and
+    what it measured of itself."""
+    start = time.perf_counter()
+    measured = in_a_process(command, settings, db, until_seq)
+    return time.perf_counter() - start, measured
+
+
+def _require_all(command: str, measured: Measured, expected: int) -> None:
     """A rate is only a figure if every event was read: a reader that stops early looks fast."""
-    read = int(out.split(marker, 1)[1].split()[0])
-    if read != expected:
-        raise RuntimeError(f"outreach {command} read {read:,} of {expected:,} events; no rate is reported for it")
+    if measured.messages != expected:
+        raise RuntimeError(
+            f"outreach {command} read {measured.messages:,} of {expected:,} events; no rate is reported for it"
+        )
 
 
 def _live_phase(settings: Settings, events: int, workdir: Path, results: Results) -> None:
     print("the live projector over the same backlog", file=sys.stderr)
-    seconds, rss, out = _child(["project", "--until-caught-up", "--db", str(workdir / "live.duckdb")], settings)
-    _require_all("project --until-caught-up", out, "applied ", events)
+    seconds, measured = _timed("project", settings, workdir / "live.duckdb")
+    _require_all("project --until-caught-up", measured, events)
     results.add("live_projector_per_s", events / seconds)
-    results.add("live_projector_peak_rss_mib", rss)
+    results.add("live_projector_peak_rss_mib", measured.peak_rss_mib)
 
 
 def _naive_phase(settings: Settings, sample: int, workdir: Path, results: Results) -> None:
@@ -336,24 +325,18 @@ def _latency_phase(settings: Settings, rate: int, seconds: float, results: Resul
 async def _with_runaway(settings: Settings, rate: int, seconds: float, answers: list[float]) -> dict[int, float]:
     """The steady publishing, while one analyst's runaway query runs in the projector and another
     asks `SELECT 1` every 100 ms (each answer's time in ``answers``, in ms)."""
-    from schemas.subjects import query_subject
-
     nc = await nats.connect(settings.nats_url)
     subject = query_subject(settings.stream)
-    while True:  # the projector answers once its services are up
-        try:
-            await nc.request(subject, b"SELECT 1", timeout=5)
-            break
-        except nats.errors.NoRespondersError:
-            await asyncio.sleep(0.1)
-    runaway = asyncio.create_task(nc.request(subject, RUNAWAY.encode(), timeout=seconds + 60))
+    select_1 = encode_query("SELECT 1")
+    await ask(nc, subject, select_1, timeout=5, starting_s=60)  # the projector answers once its services are up
+    runaway = asyncio.create_task(ask(nc, subject, encode_query(RUNAWAY), timeout=seconds + 60))
 
     async def probe() -> None:
         while not stop.is_set():
             start = time.perf_counter()
-            reply = await nc.request(subject, b"SELECT 1", timeout=30)
+            answer = decode_answer(await ask(nc, subject, select_1, timeout=30), subject)  # raises on a refusal
             answers.append((time.perf_counter() - start) * 1000)
-            assert b"error" not in reply.data, reply.data
+            assert answer.rows == [(1,)], answer
             await asyncio.sleep(0.1)
 
     stop = asyncio.Event()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -12,12 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from outreach.measure import peak_rss_mib
+from outreach.output import ProgressPrinter, write_result
 from projections.inert import NEUTRALISED_NOTE
 from runtime.settings import Settings
 from schemas.errors import FileInvalid, OutreachError, SettingsInvalid
@@ -408,12 +408,6 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
-
-
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     """Flags given on the command line win over OUTREACH_* variables, which win over defaults."""
     keys = (
@@ -441,6 +435,7 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
+    from outreach.publishing import ensure_stream
     from runtime.server import ClusterNode, EmbeddedServer
 
     settings = settings_from(args)
@@ -469,10 +464,10 @@ def cmd_server(args: argparse.Namespace) -> int:
                 "--nats <every server's URL, comma-separated>"
             )
         elif config is None:
-            _run(_ensure_stream(settings.model_copy(update={"nats_url": server.url})))
+            _run(ensure_stream(settings.model_copy(update={"nats_url": server.url})))
         elif args.auth:
             admin = _credentials_settings(args.auth / "credentials" / "admin.env", server.url, settings)
-            _run(_ensure_stream(admin))
+            _run(ensure_stream(admin))
             print(f"users and credentials in {args.auth}; each agency's in {args.auth / 'credentials'}/<agency>.env")
         else:
             print("with --config, create the stream as admin: outreach stream (with the admin's credentials)")
@@ -532,90 +527,24 @@ def _interrupt(signum: int, frame: object) -> None:  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-async def _ensure_stream(settings: Settings) -> None:
-    from runtime.connection import connect
-    from runtime.stream import ensure_stream
-
-    nc = await connect(settings, "outreach-admin")
-    try:
-        await ensure_stream(nc.jetstream(), settings.stream, settings.duplicate_window_s, settings.stream_replicas)
-    finally:
-        await nc.close()
-
-
 def cmd_publish(args: argparse.Namespace) -> int:
-    from consumers.replay import tune_gc
+    from consumers.replay import Progress, tune_gc
+    from outreach.publishing import agency_of, publish
 
     tune_gc()
     settings = settings_from(args)
     if args.wait is not None:
-        _agency(settings)  # refuse before publishing when receipts could not be asked for
+        agency_of(settings)  # refuse before publishing when receipts could not be asked for
     wait = None if args.dry_run else args.wait
-    report = _run(_publish(settings, args.files, args.skip_invalid, wait, args.retract_missing, args.dry_run))
+    printer = ProgressPrinter(sys.stderr, label="publish")
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        printer(Progress(done, total, done, time.monotonic() - started))
+
+    files, skip = args.files, args.skip_invalid
+    report = _run(publish(settings, files, skip, wait, args.retract_missing, args.dry_run, progress))
     return _print_publish_report(report)
-
-
-def _agency(settings: Settings) -> str:
-    agency = settings.agency or settings.nats_user
-    if not agency:
-        raise SettingsInvalid("which agency? give --agency SLUG or OUTREACH_AGENCY (agency credentials carry it)")
-    return agency
-
-
-async def _publish(
-    settings: Settings,
-    files: Sequence[Path],
-    skip_invalid: bool,
-    wait: float | None = None,
-    retract_missing: bool = False,
-    dry_run: bool = False,
-) -> Any:
-    from producers.files import load_files, publish_files
-    from producers.publisher import Publisher
-    from producers.receipts import in_force
-    from runtime.connection import connect
-
-    load_files(files, skip_invalid=skip_invalid)  # fail before connecting when a file is invalid
-    nc = await connect(settings, "outreach-publisher")
-    try:
-        # Publishing needs no right on the stream itself (agencies have none): the admin creates it.
-        js = nc.jetstream(publish_async_max_pending=settings.publish_window)
-        publisher = Publisher(
-            js,
-            stream=settings.stream,
-            window=settings.publish_window,
-            ack_timeout=settings.publish_timeout_s,
-            retries=settings.publish_retries,
-        )
-        from consumers.replay import Progress
-
-        printer = ProgressPrinter(sys.stderr, label="publish")
-        started = time.monotonic()
-
-        def progress(done: int, total: int) -> None:
-            printer(Progress(done, total, done, time.monotonic() - started))
-
-        report = await publish_files(
-            publisher,
-            files,
-            skip_invalid=skip_invalid,
-            progress=progress,
-            in_force=lambda agency: in_force(nc, agency),
-            retract_missing=retract_missing,
-            dry_run=dry_run,
-        )
-        if wait is not None:
-            from producers.receipts import wait_for_receipts
-
-            published = [str(s.event.event_id) for plan in report.plans for s in plan.sends()]
-            failed = {f.event_id for f in report.published.failed}
-            wanted = [e for e in published if e not in failed]
-            report.receipts, report.unanswered = await wait_for_receipts(
-                nc, _agency(settings), wanted, report.published.last_seq, wait
-            )
-        return report
-    finally:
-        await nc.close()
 
 
 def _print_publish_report(report: Any) -> int:
@@ -703,53 +632,32 @@ def _count_fates(receipts: Sequence[Any]) -> dict[str, int]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from outreach.publishing import agency_of, agency_status
+
     settings = settings_from(args)
-    agency = _agency(settings)
-    found = _run(_status(settings, agency, args.since, args.after_seq, args.rejected))
-    shown, origins = found[2], found[3]
+    agency = agency_of(settings)
+    found = _run(agency_status(settings, agency, args.since, args.after_seq, args.rejected))
+    for warning in found.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        for r in shown:
-            origin = origins.get(r.stream_seq)
+        for r in found.shown:
+            origin = found.origins.get(r.stream_seq)
             extra = {"file": origin.file, "sheet": origin.sheet, "row_or_line": origin.number} if origin else {}
             print(json.dumps({**r.model_dump(mode="json"), **extra}, ensure_ascii=False))
     else:
-        _print_receipts(shown, lambda r: origins.get(r.stream_seq))
-    fates = _count_fates(found[0])
+        _print_receipts(found.shown, lambda r: found.origins.get(r.stream_seq))
+    fates = _count_fates(found.found)
     print(
         f"agency {agency}: {fates['accepted']} accepted, {fates['duplicate']} duplicate(s), "
-        f"{fates['rejected']} rejected (projector as of stream sequence {found[1]})",
+        f"{fates['rejected']} rejected (projector as of stream sequence {found.as_of_seq})",
         file=sys.stderr,
     )
-    pairs, refused = found[4]
-    for pair in pairs:
+    for pair in found.pairs:
         line = f"possible double report: {pair.action_a} and {pair.action_b} (score {pair.score}): {pair.reason}"
         print(_clean_text(line, 600), file=sys.stderr)
-    if refused:
-        print(f"warning: {_clean_text(refused, 300)}", file=sys.stderr)
+    if found.pairs_refused:
+        print(f"warning: {_clean_text(found.pairs_refused, 300)}", file=sys.stderr)
     return 0
-
-
-async def _status(settings: Settings, agency: str, since: datetime | None, after_seq: int, rejected: bool) -> Any:
-    from producers.receipts import receipts
-    from producers.rows import StreamView, origins
-    from runtime.connection import connect
-
-    nc = await connect(settings, "outreach-status")
-    try:
-        found, as_of = await receipts(nc, agency, after_seq=after_seq, since=since)
-        shown = [r for r in found if r.fate == "rejected"] if rejected else found
-        view = StreamView(nc, settings.stream, settings.publish_timeout_s)
-        try:
-            where = await origins(view, agency, shown)
-        except OutreachError as exc:  # receipts without their rows, rather than no receipts at all
-            print(f"warning: {exc}; the rows the events came from are not shown", file=sys.stderr)
-            where = {}
-        from producers.receipts import possible_duplicates
-
-        pairs = await possible_duplicates(nc, agency)
-        return found, as_of, shown, where, pairs
-    finally:
-        await nc.close()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -834,59 +742,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"peak memory {peak_rss_mib():.0f} MiB"
     )
     return 0
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory since it started its program (Linux: VmHWM)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class ProgressPrinter:
-    """A progress bar with rate and ETA on a terminal; a plain line every few seconds otherwise."""
-
-    def __init__(self, out: Any, every: float = 5.0, label: str = "replay") -> None:
-        self.out = out
-        self.label = label
-        self.tty = out.isatty()
-        self.every = every
-        self.last = 0.0
-
-    def __call__(self, p: Any) -> None:
-        now = time.monotonic()
-        if not p.end_seq:  # the end is not known: a count and a rate
-            if now - self.last >= (0.2 if self.tty else self.every):
-                self.last = now
-                rate = p.messages / p.seconds if p.seconds > 0 else 0.0
-                end = "\r" if self.tty else "\n"
-                self.out.write(f"{self.label}: seq {p.applied_seq:,}, {rate:,.0f} msg/s{end}")
-                self.out.flush()
-            return
-        finished = p.applied_seq >= p.end_seq
-        if not finished and now - self.last < (0.2 if self.tty else self.every):
-            return
-        self.last = now
-        rate = p.messages / p.seconds if p.seconds > 0 else 0.0
-        left = (p.end_seq - p.applied_seq) / rate if rate > 0 else 0.0
-        share = p.applied_seq / p.end_seq if p.end_seq else 1.0
-        if self.tty:
-            bar = "#" * int(share * 30)
-            self.out.write(
-                f"\r[{bar:<30}] {share:6.1%} seq {p.applied_seq:,}/{p.end_seq:,} "
-                f"{rate:,.0f}/s ETA {left:,.0f}s" + ("\n" if finished else "")
-            )
-        else:
-            self.out.write(
-                f"{self.label}: {p.applied_seq}/{p.end_seq} ({share:.1%}), {rate:,.0f}/s, ETA {left:,.0f}s\n"
-            )
-        self.out.flush()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -994,99 +849,19 @@ def _report_day(option: str, text: str | None, end: int) -> date | None:
 
 
 def _readable(settings: Settings, carries: Callable[[Path], bool] | None = None) -> Path:
-    """The projection to read: ``settings.db``; or, while a running projector holds it, its snapshot
-    when that carries what the command reads (``carries``), else a whole copy that the projector
-    writes on request. Which one is said on stderr."""
-    from projections.query import LockedByProjector
-    from projections.snapshot import readable
+    """The projection to read (``outreach.reading.readable``); which one is said on stderr."""
+    from outreach.reading import readable
 
-    try:
-        source, note = readable(settings.db)
-    except LockedByProjector:
-        pass  # held by a projector that has written no snapshot yet
-    else:
-        if note is None:  # no projector holds it
-            return source
-        if carries is not None and carries(source):
-            print(f"note: {note}", file=sys.stderr)
-            return source
-    path, as_of_seq = _run(_ask_for_copy(settings))
-    print(
-        f"note: {settings.db} is being written by a running projector: read the copy it wrote, {path}, "
-        f"as of stream sequence {as_of_seq}",
-        file=sys.stderr,
-    )
-    return path
-
-
-async def _ask_for_copy(settings: Settings) -> tuple[Path, int | None]:
-    """A running projector holds the file: ask it to write a whole copy beside it, and wait for it."""
-    from schemas.errors import ProjectionError
-    from schemas.subjects import copy_subject
-
-    answer = await _ask(settings, copy_subject(settings.stream), b"", COPY_TIMEOUT_S, "an analyst's or an auditor's")
-    if "error" in answer:
-        raise ProjectionError(answer["error"])
-    return Path(answer["path"]), answer["as_of_seq"]
-
-
-async def _ask(settings: Settings, subject: str, request: bytes, timeout: float, who: str) -> dict[str, Any]:
-    """One request to the running projector that holds ``settings.db``, and its JSON answer. A
-    projector that is starting is waited for a moment; a request the broker refuses these
-    credentials (``who`` may make it) is said at once, not after ``timeout``."""
-    from nats.errors import TimeoutError as NatsTimeout
-
-    from runtime.connection import connect, redact
-    from schemas.errors import ProjectionError
-
-    where = f"{subject} at {redact(settings.nats_url)}"
-    errors: list[BaseException] = []
-    nc = await connect(settings, "outreach-cli", errors)
-    deadline = time.monotonic() + 15  # a projector that is starting answers once its services are up
-    try:
-        while True:
-            inbox = nc.new_inbox()
-            replies = await nc.subscribe(inbox, max_msgs=1)
-            await nc.publish(subject, request, reply=inbox)
-            asked = time.monotonic()
-            while True:
-                if any("permissions violation" in str(e).lower() for e in errors):
-                    raise ProjectionError(
-                        f"{settings.db} is locked by a running projector, and these credentials may not ask it "
-                        f"on {where}: {who} may (`outreach auth`)"
-                    )
-                try:
-                    reply = await replies.next_msg(timeout=0.5)
-                    break
-                except (TimeoutError, NatsTimeout):
-                    if time.monotonic() - asked > timeout:
-                        raise ProjectionError(
-                            f"{settings.db} is locked by a running projector, which did not answer on {where} "
-                            f"within {timeout:.0f} s"
-                        ) from None
-            if (reply.headers or {}).get("Status") != "503":  # 503: nobody subscribes there yet
-                return dict(json.loads(reply.data))
-            if time.monotonic() > deadline:
-                raise ProjectionError(
-                    f"{settings.db} is locked by a running projector, and no projector answered on {where}"
-                )
-            await _sleep(0.2)
-    finally:
-        await nc.close()
-
-
-COPY_TIMEOUT_S = 600.0  # a copy of a projection of millions of events takes minutes on a small machine
+    source = readable(settings, carries)
+    if source.note is not None:
+        print(f"note: {source.note}", file=sys.stderr)
+    return source.path
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from projections.query import LockedByProjector, QueryLimits, run_query
+    from outreach.reading import run_sql
 
-    settings = settings_from(args)
-    try:
-        limits = QueryLimits(seconds=settings.query_timeout_s, max_rows=settings.query_max_rows)
-        result = run_query(settings.db, args.query, limits=limits)
-    except LockedByProjector:
-        result = _run(_ask_projector(settings, args.query))
+    result = run_sql(settings_from(args), args.query)
     neutralised = write_result(result.columns, result.rows, args.format, sys.stdout, terminal=sys.stdout.isatty())
     if neutralised:
         print(f"note: {neutralised} cell(s): {NEUTRALISED_NOTE}", file=sys.stderr)
@@ -1094,31 +869,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _ask_projector(settings: Settings, query: str) -> Any:
-    """The file is locked by a running projector: it answers read-only queries over NATS."""
-    from projections.query import QueryResult
-    from schemas.errors import ProjectionError, QueryRefused
-    from schemas.subjects import query_subject
-
-    # The projector stops a query at its own limit and says so; this time-out is for a projector gone.
-    timeout = max(60, settings.query_timeout_s + 30)
-    answer = await _ask(settings, query_subject(settings.stream), query.encode(), timeout, "an analyst's")
-    if "error" in answer:
-        error = answer["error"]
-        raise (QueryRefused if answer.get("refused") else ProjectionError)(error)
-    stored = answer["as_of_stored_at"]
-    return QueryResult(
-        answer["columns"],
-        [tuple(r) for r in answer["rows"]],
-        answer["as_of_seq"],
-        datetime.fromisoformat(stored) if stored else None,
-    )
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from importlib import resources
 
     from consumers.app import run_projector
+    from outreach.publishing import ensure_stream, publish
     from projections.query import run_query
     from runtime.server import EmbeddedServer
 
@@ -1132,10 +887,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = settings_from(args, **overrides)
         where = f"embedded nats-server at {server.url} (data in {args.data_dir})" if server else settings.nats_url
         print(f"NATS: {where}")
-        _run(_ensure_stream(settings))
+        _run(ensure_stream(settings))
         seeds = resources.files("schemas.data").joinpath("seed_events.jsonl")
         with resources.as_file(seeds) as seed_path:
-            report = _run(_publish(settings, [seed_path], False))
+            report = _run(publish(settings, [seed_path], False))
         pub = report.published
         print(
             f"published the seed reports: {pub.total} event(s), {pub.stored} stored, "
@@ -1201,6 +956,7 @@ def cmd_auth_init(args: argparse.Namespace) -> int:
 
 def cmd_auth_change(args: argparse.Namespace) -> int:
     from outreach import auth
+    from outreach.publishing import publish_events
 
     coordinates = tuple(c.strip().upper() for c in getattr(args, "coordinates", []))
     if args.change == "add":
@@ -1220,7 +976,7 @@ def cmd_auth_change(args: argparse.Namespace) -> int:
         admin = _credentials_settings(args.dir / "credentials" / "admin.env", url, settings_from(args))
         for event in auth.appointments(args.dir, args.name):
             country = event["country"]
-            report = _run(_publish_events(admin, [event]))
+            report = _run(publish_events(admin, [event]))
             if report.failed:
                 raise SettingsInvalid(
                     f"{args.name} may now submit {country}'s figures at the broker, but the appointment was not "
@@ -1231,68 +987,28 @@ def cmd_auth_change(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _publish_events(settings: Settings, events: list[dict[str, Any]]) -> Any:
-    """Validate and publish a few events (an appointment, a submission); the publisher's report."""
-    from producers.publisher import Publisher
-    from runtime.connection import connect
-    from schemas.parse import parse_event
-
-    parsed = [parse_event(e) for e in events]
-    nc = await connect(settings, "outreach-cli")
-    try:
-        publisher = Publisher(nc.jetstream(), stream=settings.stream, ack_timeout=settings.publish_timeout_s, retries=1)
-        return await publisher.publish(parsed)
-    finally:
-        await nc.close()
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
-    import uuid
-    from datetime import UTC
-
-    from projections.query import open_read_only
-    from projections.submission import figures
+    from outreach.publishing import agency_of, publish_events
+    from outreach.submitting import read_figures, submission_event
     from schemas.dates import DateInvalid, span
-    from schemas.submission import figures_sha256
 
     settings = settings_from(args)
-    agency = _agency(settings)
+    agency = agency_of(settings)
     country = args.country.strip().upper()
     try:
         start, end = span(args.period)
     except DateInvalid as exc:
         raise SettingsInvalid(f"--period {args.period}: {exc}") from None
-    source = _readable(settings)
-    con = open_read_only(source)
-    try:
-        row = con.execute("SELECT max(last_seq) FROM checkpoint").fetchone()
-        as_of_seq = int(row[0] or 0) if row else 0
-        rows = figures(con, country, start, end, args.plan, as_of_seq)
-    finally:
-        con.close()
-    digest = figures_sha256(country, start, end, args.plan, as_of_seq, rows)
-    print(f"{len(rows)} figure row(s) of {country}, {start} to {end}, as of stream sequence {as_of_seq}")
-    print(f"figures_sha256 {digest}")
+    found = read_figures(_readable(settings), country, start, end, args.plan)
+    print(f"{len(found.rows)} figure row(s) of {country}, {start} to {end}, as of stream sequence {found.as_of_seq}")
+    print(f"figures_sha256 {found.digest}")
     if args.dry_run:
         from schemas.submission import FIGURE_COLUMNS
 
-        write_result(list(FIGURE_COLUMNS), rows, "table", sys.stdout)
+        write_result(list(FIGURE_COLUMNS), found.rows, "table", sys.stdout)
         return 0
-    event: dict[str, Any] = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "report_submitted",
-        "agency": agency,
-        "recorded_at": datetime.now(UTC).isoformat(),
-        "country": country,
-        "period_start": start.isoformat(),
-        "period_end": end.isoformat(),
-        "plan_id": args.plan,
-        "title": args.title,
-        "submitted_to": args.submitted_to,
-        "as_of_seq": as_of_seq,
-        "figures_sha256": digest,
-    }
-    report = _run(_publish_events(settings, [event]))
+    event = submission_event(agency, found, args.title, args.submitted_to)
+    report = _run(publish_events(settings, [event]))
     if report.failed:
         raise SettingsInvalid(f"the submission was not published: {report.failed[0].reason}")
     print(f"submitted: submission {event['event_id']} (stream sequence {report.last_seq})")
@@ -1301,8 +1017,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
+    from outreach.publishing import ensure_stream
+
     settings = settings_from(args)
-    _run(_ensure_stream(settings))
+    _run(ensure_stream(settings))
     print(f"stream {settings.stream} is in place, with immutable history")
     return 0
 
@@ -1322,74 +1040,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     schema = TypeAdapter(Event).json_schema()
     schema["title"] = "Outreach Ledger event"
     print(json.dumps(schema, indent=2, ensure_ascii=False))
-    return 0
-
-
-# ---- output --------------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return ";".join(_cell(v) for v in value)
-    return str(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
-
-
-def write_result(columns: list[str], rows: list[tuple[Any, ...]], fmt: str, out: Any, *, terminal: bool = False) -> int:
-    """Print a query result as an aligned table, CSV, or JSON (a list of objects); return how many
-    CSV cells were neutralised. Nothing printed is obeyed by the tool that reads it
-    (``projections.inert``): a CSV's text cells that a spreadsheet would run get a leading ``'``;
-    the table, and a CSV on a ``terminal``, show control characters escaped; JSON escapes them all."""
-    from projections.inert import CONTROLS_BEYOND_C0, escape_controls, is_formula, neutralise
-
-    if fmt == "csv":
-        shown = escape_controls if terminal else str
-        neutralised = 0
-
-        def csv_cell(value: Any) -> str:
-            nonlocal neutralised
-            text = _cell(value)
-            if not _is_number(value) and is_formula(text):
-                neutralised += 1
-                text = neutralise(text)
-            return shown(text)
-
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([csv_cell(name) for name in columns])
-        for row in rows:
-            writer.writerow([csv_cell(v) for v in row])
-        return neutralised
-    if fmt == "json":
-        text = json.dumps(
-            [dict(zip(columns, row, strict=True)) for row in rows], default=_cell, ensure_ascii=False, indent=1
-        )
-        # json escapes C0 controls itself; DEL, C1 and the reordering marks are escaped here, inside
-        # strings, which is the only place they can be.
-        out.write(CONTROLS_BEYOND_C0.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
-        return 0
-    cells = [[escape_controls(_cell(v)) for v in row] for row in rows]
-    names = [escape_controls(name) for name in columns]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(names)]
-    numeric = [all(_is_number(row[i]) or row[i] is None for row in rows) and rows != [] for i in range(len(columns))]
-
-    def line(values: list[str]) -> str:
-        padded = (v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
-        return "  ".join(padded).rstrip()
-
-    out.write(line(names) + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for row in cells:
-        out.write(line(row) + "\n")
-    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
     return 0
 
 

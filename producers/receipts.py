@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from nats.aio.client import Client
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 
+from runtime.protocol import Unanswered, decode_status, encode_status_request
+from runtime.protocol import ask as ask_service
 from schemas.errors import BrokerError
 from schemas.receipts import InForce, PossibleDuplicate, Receipt, StatusReply, StatusRequest
 from schemas.subjects import status_subject
@@ -23,16 +23,13 @@ async def ask(nc: Client, agency: str, request: StatusRequest) -> StatusReply:
     """One request, one page of receipts; a ``BrokerError`` when no projector answers or it refuses."""
     subject = status_subject(agency)
     try:
-        msg = await nc.request(subject, request.model_dump_json().encode(), timeout=ASK_TIMEOUT_S)
-    except (TimeoutError, NoRespondersError, NatsTimeoutError) as exc:
+        data = await ask_service(nc, subject, encode_status_request(request), timeout=ASK_TIMEOUT_S)
+    except Unanswered as exc:
         raise BrokerError(
-            f"no projector answered on {subject} ({type(exc).__name__}): receipts come from a running "
+            f"no projector answered on {subject} ({exc.cause}): receipts come from a running "
             f"`outreach project`; is one running, and may these credentials ask for agency {agency!r}?"
         ) from None
-    reply = StatusReply.model_validate_json(msg.data)
-    if reply.error:
-        raise BrokerError(f"the projector refused the status request: {reply.error}")
-    return reply
+    return decode_status(data)
 
 
 async def receipts(

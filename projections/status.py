@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import duckdb
-from pydantic import ValidationError
 
 from projections.submission import Submission
 from schemas.receipts import MAX_RECEIPTS, InForce, PossibleDuplicate, Receipt, StatusReply, StatusRequest
@@ -82,13 +81,8 @@ LIMIT $limit
 """
 
 
-def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, request: bytes) -> StatusReply:
-    """The receipts of ``agency`` that ``request`` (a JSON ``StatusRequest``) asks for."""
-    try:
-        wanted = StatusRequest.model_validate_json(request or b"{}")
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(request)'}: {e['msg']}" for e in exc.errors())
-        return StatusReply(agency=agency, error=f"invalid status request: {problems[:500]}")
+def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, wanted: StatusRequest) -> StatusReply:
+    """The receipts of ``agency`` that ``wanted`` asks for."""
     as_of = cursor.execute(SELECT_AS_OF).fetchone()
     as_of_seq = int(as_of[0] or 0) if as_of else 0
     if wanted.in_force:

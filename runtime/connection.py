@@ -20,7 +20,7 @@ def redact(url: str) -> str:
 
 
 def connect_options(settings: Settings, name: str) -> dict[str, Any]:
-    """Keyword arguments for ``nats.connect`` (and FastStream's ``NatsBroker``)."""
+    """Keyword arguments for ``nats.connect``."""
     options: dict[str, Any] = {
         "servers": settings.nats_servers,
         "name": name,

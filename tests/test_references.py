@@ -204,8 +204,7 @@ def from_projection(settings: Settings) -> Any:
 
     async def ask(agency: str) -> list[InForce]:
         with duckdb.connect(str(settings.db), read_only=True) as cursor:
-            request = StatusRequest(in_force=True).model_dump_json().encode()
-            return list(agency_status(cursor, agency, request).in_force)
+            return list(agency_status(cursor, agency, StatusRequest(in_force=True)).in_force)
 
     return ask
 

@@ -179,10 +179,11 @@ def test_the_benchmark_names_a_working_directory_it_cannot_use(tmp_path: Path) -
 
 def test_the_benchmark_reports_no_rate_for_a_reader_that_stopped_early() -> None:
     from outreach.bench import _require_all
+    from outreach.measure import Measured
 
-    _require_all("replay", "replayed 1000 message(s) into x.duckdb in 1.0s", "replayed ", 1000)
+    _require_all("replay", Measured(messages=1000, peak_rss_mib=150.0), 1000)
     with pytest.raises(RuntimeError) as caught:
-        _require_all("replay", "replayed 734800 message(s) into x.duckdb in 112.7s", "replayed ", 1_000_000)
+        _require_all("replay", Measured(messages=734_800, peak_rss_mib=150.0), 1_000_000)
     assert str(caught.value) == "outreach replay read 734,800 of 1,000,000 events; no rate is reported for it"
 
 
