@@ -39,9 +39,11 @@ import duckdb
 
 from consumers.fair import FairShare
 from projections.copy import write_copy
+from projections.memory_guard import MemoryGuard, data_limit_mib
 from projections.query import QueryLimits, QueryResult, execute_read_only
 from projections.status import agency_status
 from projections.store import ProjectionStore
+from runtime.memory import resident_bound_mib
 from runtime.settings import Settings
 from schemas.errors import OutreachError, QueryRefused
 from schemas.receipts import StatusReply
@@ -138,6 +140,9 @@ class Services:
         self.applied = applied  # the last stream sequence the projector committed
         self.slots = settings.query_slots
         self.max_bytes = max(max_payload - REPLY_ROOM, 1024)
+        # Where the process is bounded (`outreach project`), queries are stopped short of the bound.
+        limit = data_limit_mib()
+        self.guard = None if limit is None else MemoryGuard(resident_bound_mib(settings.memory_limit_mb))
         self.limits = QueryLimits(
             seconds=settings.query_timeout_s, max_rows=settings.query_max_rows, max_bytes=self.max_bytes
         )
@@ -180,7 +185,7 @@ class Services:
 
     def _answer(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> bytes:
         try:
-            return encode_result(execute_read_only(cursor, sql, limits=self.limits), self.max_bytes)
+            return encode_result(execute_read_only(cursor, sql, limits=self.limits, guard=self.guard), self.max_bytes)
         except QueryRefused as exc:
             if self.stopping:
                 return refusal("the projector is stopping, and stopped the query; ask again once it is back")

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from projections.memory_guard import MemoryGuard, data_limit_mib
 from schemas.errors import ProjectionError, QueryRefused
 
 # What DuckDB may spill to its temporary directory (beside the file, ``<file>.tmp``) for one
@@ -191,12 +192,15 @@ def _json_size_at_least(value: Any) -> int:
 
 
 def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
-    """What queries on ``con`` may use, as DuckDB shows it (after the failed transaction ends)."""
+    """What queries on ``con`` may use, as DuckDB shows it (after the failed transaction ends),
+    and the kernel's limit of the process, where one is set (the projector's)."""
     try:
         con.execute("ROLLBACK")
-        return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        pool = str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
     except duckdb.Error:
-        return "its memory limit"
+        pool = "its memory limit"
+    limit = data_limit_mib()
+    return pool if limit is None else f"{pool} of DuckDB's pool, in a process limited to {limit:,} MiB"
 
 
 def _explains_a_select(con: duckdb.DuckDBPyConnection, query: str) -> bool:
@@ -261,11 +265,13 @@ def execute_read_only(
     sql: str,
     params: list[Any] | None = None,
     limits: QueryLimits | None = None,
+    guard: MemoryGuard | None = None,
 ) -> QueryResult:
     """Run one statement that only reads, in a read-only transaction on a connection whose external
     access is disabled: anything that would write (EXPLAIN ANALYZE of a write included) or reach
-    outside is refused. A query past ``limits.seconds`` is interrupted inside DuckDB; an answer of
-    more than ``limits.max_rows`` rows is refused. The answer says as of when it is."""
+    outside is refused. A query past ``limits.seconds`` is interrupted inside DuckDB, and so is one
+    running while ``guard`` finds the process past its memory bound; an answer of more than
+    ``limits.max_rows`` rows is refused. The answer says as of when it is."""
     limits = limits or QueryLimits()
     try:
         statements = con.extract_statements(sql)
@@ -296,32 +302,37 @@ def execute_read_only(
         raise ProjectionError(f"the query could not be prepared: {exc}") from None
     timer = threading.Timer(limits.seconds, con.interrupt)
     count = 0
+    watching = guard.watching(con) if guard is not None else contextlib.nullcontext(None)
+    watch = None
     try:
-        # One read-only transaction: DuckDB itself refuses any write, and the answer and its as-of
-        # come from one snapshot.
-        con.execute("BEGIN TRANSACTION READ ONLY")
-        timer.start()
-        cursor = con.execute(sql, params or [])
-        columns = [d[0] for d in cursor.description or []]
-        rows: list[tuple[Any, ...]] = []
-        size = 0
-        while chunk := cursor.fetchmany(FETCH_ROWS):
-            count += len(chunk)
-            if count <= limits.max_rows:
-                rows.extend(chunk)
-                if limits.max_bytes is not None:
-                    size += _json_size_at_least(chunk)
-                    if size > limits.max_bytes:
-                        raise QueryRefused(
-                            f"result too large: its first {count:,} rows are more than {limits.max_bytes:,} bytes as "
-                            f"JSON, what one reply holds; add LIMIT, or use `outreach export`"
-                        )
-            else:
-                rows = []  # counted on to tell the analyst how many, never kept
-        if count > limits.max_rows:
-            raise too_large(f"{count:,}")
-        mark = con.execute(AS_OF).fetchone()
+        with watching as watch:
+            # One read-only transaction: DuckDB itself refuses any write, and the answer and its as-of
+            # come from one snapshot.
+            con.execute("BEGIN TRANSACTION READ ONLY")
+            timer.start()
+            cursor = con.execute(sql, params or [])
+            columns = [d[0] for d in cursor.description or []]
+            rows: list[tuple[Any, ...]] = []
+            size = 0
+            while chunk := cursor.fetchmany(FETCH_ROWS):
+                count += len(chunk)
+                if count <= limits.max_rows:
+                    rows.extend(chunk)
+                    if limits.max_bytes is not None:
+                        size += _json_size_at_least(chunk)
+                        if size > limits.max_bytes:
+                            raise QueryRefused(
+                                f"result too large: its first {count:,} rows are more than {limits.max_bytes:,} "
+                                f"bytes as JSON, what one reply holds; add LIMIT, or use `outreach export`"
+                            )
+                else:
+                    rows = []  # counted on to tell the analyst how many, never kept
+            if count > limits.max_rows:
+                raise too_large(f"{count:,}")
+            mark = con.execute(AS_OF).fetchone()
     except duckdb.InterruptException:
+        if guard is not None and watch is not None and watch.stopped:
+            raise QueryRefused(guard.refusal()) from None
         if count > limits.max_rows:
             raise too_large(f"more than {count:,}") from None
         raise QueryRefused(f"the query ran longer than {limits.seconds:g} s and was stopped") from None
