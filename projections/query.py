@@ -233,6 +233,40 @@ def _functions(tree: Any) -> Iterator[tuple[str, str, bool]]:
 
 
 _BUILDERS = {"repeat", "lpad", "rpad"}
+# Formatters whose text says how wide a value to build: `printf('%1000000000d', 1)` is 1 GB made in
+# one piece, which no watching of memory can stop. Their format must be a constant text with no
+# width or precision over MAX_VALUE_CHARS, and none given by an argument (`%*d`, `{:>{}}`).
+FORMATTERS = {"printf", "format"}
+_DYNAMIC_WIDTH = {"printf": re.compile(r"%[^a-zA-Z%]*\*"), "format": re.compile(r"\{[^{}]*:[^{}]*\{")}
+
+
+def _format_refusal(name: str, arguments: list[Any]) -> str | None:
+    """Why a call of printf() or format() is refused; None when its format is bounded."""
+    first = arguments[0].get("expression", {}) if arguments and isinstance(arguments[0], dict) else {}
+    literal = first.get("literal") or {}
+    if first.get("class") != "CONSTANT" or literal.get("kind") != "STRING":
+        return f"{name}() is refused with a format that is not a constant text: write its format in the query"
+    text = str(literal.get("text", ""))
+    widths = [int(number) for number in re.findall(r"\d+", text)]
+    if _DYNAMIC_WIDTH[name].search(text) or any(width > MAX_VALUE_CHARS for width in widths):
+        return (
+            f"{name}() is refused with a width or precision over {MAX_VALUE_CHARS:,} characters, or one given by "
+            f"an argument: it would make a value larger than one answer holds"
+        )
+    return None
+
+
+def _formatters(tree: Any) -> Iterator[tuple[str, list[Any]]]:
+    """Every call of printf() or format() in a parsed statement, with its arguments."""
+    if isinstance(tree, dict):
+        name = str(tree.get("function_name", "")).lower()
+        if tree.get("class") == "FUNCTION" and name in FORMATTERS:
+            yield name, list(tree.get("arguments") or tree.get("children") or [])
+        for value in tree.values():
+            yield from _formatters(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _formatters(item)
 
 
 def refuse_table_functions(con: duckdb.DuckDBPyConnection, select: str) -> None:
@@ -246,6 +280,10 @@ def refuse_table_functions(con: duckdb.DuckDBPyConnection, select: str) -> None:
         raise ProjectionError(f"the query could not be checked before it ran: {exc}") from None
     if tree.get("error"):
         raise ProjectionError(f"the query could not be checked before it ran: {tree.get('error_message', tree)}")
+    for name, arguments in _formatters(tree.get("statements", [])):
+        reason = _format_refusal(name, arguments)
+        if reason is not None:
+            raise QueryRefused(reason)
     for kind, name, qualified in _functions(tree.get("statements", [])):
         if kind == "scalar":
             if qualified and name in _BUILDERS:  # past the macros that bound them (BOUNDED_BUILDERS)

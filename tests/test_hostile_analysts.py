@@ -230,9 +230,23 @@ async def test_values_built_beyond_duckdbs_pool_are_refused_within_the_projector
         )  # fmt: skip
         assert (code, out) == (0, 'names\n"Berat, Korçë"\n'), err
         code, out, err = ask(directory, server, db, "jana", "SELECT list(name ORDER BY name) AS names FROM campaigns")
-        assert (code, out) == (0, "names\n\"['Roads of Fier', 'Schools of Korçë']\"\n"), err
+        assert (code, out) == (0, "names\nRoads of Fier;Schools of Korçë\n"), err
         publish_as(directory, server, "al-b", [session("al-b", students=5)], tmp_path / "b.jsonl")
         wait_until(lambda: applied(directory, server, db) == 5, 60, "the projector applied the fifth event")
+        # A width that would build a value of 1 GB in one piece is refused before it runs.
+        for query, name in [
+            ("SELECT length(printf('%1000000000d', 1))", "printf"),
+            ("SELECT length(format('{:>1000000000}', 'x'))", "format"),
+            ("SELECT length(format('{:>{}}', 'x', 1000000000))", "format"),
+        ]:
+            code, _, err = ask(directory, server, db, "analyst", query)
+            assert (code, err.splitlines()[0]) == (
+                1,
+                f"error: {name}() is refused with a width or precision over 65,536 characters, or one given by an "
+                "argument: it would make a value larger than one answer holds",
+            )
+        code, out, err = ask(directory, server, db, "jana", "SELECT printf('%5.1f|%-3s|', 2.25, 'a') AS p")
+        assert (code, out) == (0, "p\n  2.2|a  |\n"), err
         peak = peak_rss_mib(projector.process.pid)
     finally:
         log = projector.stop()
@@ -240,6 +254,7 @@ async def test_values_built_beyond_duckdbs_pool_are_refused_within_the_projector
     assert peak < data_bound_mib(POOL_MB), f"the projector peaked at {peak:.0f} MiB"
     print(f"the projector peaked at {peak:.0f} MiB")
     assert log.count("refused a query (the query") == len(BEYOND_THE_POOL), log[-3000:]
+    assert log.count("refused a query (format() is refused") == 2
     assert "Traceback" not in log
 
 
