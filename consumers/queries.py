@@ -43,7 +43,7 @@ from projections.memory_guard import MemoryGuard, data_limit_mib
 from projections.query import QueryLimits, QueryResult, execute_read_only
 from projections.status import agency_status
 from projections.store import ProjectionStore
-from runtime.memory import resident_bound_mib
+from runtime.memory import DATA_ROOM_MIB, data_cap_mib, resident_bound_mib
 from runtime.settings import Settings
 from schemas.errors import OutreachError, QueryRefused
 from schemas.receipts import StatusReply
@@ -142,7 +142,10 @@ class Services:
         self.max_bytes = max(max_payload - REPLY_ROOM, 1024)
         # Where the process is bounded (`outreach project`), queries are stopped short of the bound.
         limit = data_limit_mib()
-        self.guard = None if limit is None else MemoryGuard(resident_bound_mib(settings.memory_limit_mb))
+        self.guard = None
+        if limit is not None:
+            pool = settings.memory_limit_mb
+            self.guard = MemoryGuard(resident_bound_mib(pool), DATA_ROOM_MIB, data_cap_mib(pool))
         self.limits = QueryLimits(
             seconds=settings.query_timeout_s, max_rows=settings.query_max_rows, max_bytes=self.max_bytes
         )
