@@ -238,6 +238,8 @@ _BUILDERS = {"repeat", "lpad", "rpad"}
 # width or precision over MAX_VALUE_CHARS, and none given by an argument (`%*d`, `{:>{}}`).
 FORMATTERS = {"printf", "format"}
 _DYNAMIC_WIDTH = {"printf": re.compile(r"%[^a-zA-Z%]*\*"), "format": re.compile(r"\{[^{}]*:[^{}]*\{")}
+# Where a width or precision is written: a printf spec up to its conversion, a format spec after ':'.
+_SPECS = {"printf": re.compile(r"%([^a-zA-Z%]*)"), "format": re.compile(r"\{[^{}]*:([^{}]*)\}")}
 
 
 def _format_refusal(name: str, arguments: list[Any]) -> str | None:
@@ -247,7 +249,7 @@ def _format_refusal(name: str, arguments: list[Any]) -> str | None:
     if first.get("class") != "CONSTANT" or literal.get("kind") != "STRING":
         return f"{name}() is refused with a format that is not a constant text: write its format in the query"
     text = str(literal.get("text", ""))
-    widths = [int(number) for number in re.findall(r"\d+", text)]
+    widths = [int(number) for spec in _SPECS[name].findall(text) for number in re.findall(r"\d+", spec)]
     if _DYNAMIC_WIDTH[name].search(text) or any(width > MAX_VALUE_CHARS for width in widths):
         return (
             f"{name}() is refused with a width or precision over {MAX_VALUE_CHARS:,} characters, or one given by "
