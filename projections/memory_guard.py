@@ -110,14 +110,15 @@ class MemoryGuard:
         limit = data_limit_mib()
         if limit is None or self.cap_mib is None or limit >= self.cap_mib:
             return
-        wanted = min(self.cap_mib, int(data_mib()) + self.room_mib)
-        if wanted > limit:
+        held = int(data_mib())
+        wanted = min(self.cap_mib, held + self.room_mib)
+        if limit - held < self.room_mib // 2 and wanted > limit:  # in steps, not a few MiB at a time
             _, hard = resource.getrlimit(resource.RLIMIT_DATA)
             resource.setrlimit(resource.RLIMIT_DATA, (wanted * MIB, hard))
             log.warning(
-                "the projector's data segment holds %.0f MiB, address space DuckDB keeps for its own reuse after "
+                "the projector's data segment holds %d MiB, address space DuckDB keeps for its own reuse after "
                 "a query; its limit raised from %d to %d MiB (at most %d), to keep %d MiB free for the rest",
-                data_mib(),
+                held,
                 limit,
                 wanted,
                 self.cap_mib,

@@ -255,8 +255,9 @@ async def test_values_built_beyond_duckdbs_pool_are_refused_within_the_projector
         peak = peak_rss_mib(projector.process.pid)
     finally:
         log = projector.stop()
-    # The bound holds: the kernel's limit of the data segment, which resident memory cannot pass.
-    assert peak < data_bound_mib(POOL_MB), f"the projector peaked at {peak:.0f} MiB"
+    # The bound holds: the furthest the kernel's limit of the data segment is raised, which resident
+    # memory cannot pass but for the code of the libraries (about 100 MiB).
+    assert peak < data_cap_mib(POOL_MB), f"the projector peaked at {peak:.0f} MiB"
     print(f"the projector peaked at {peak:.0f} MiB")
     assert log.count("refused a query (the query") in (len(BEYOND_THE_POOL), len(BEYOND_THE_POOL) + 1), log[-3000:]
     assert re.search(
