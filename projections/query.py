@@ -388,7 +388,7 @@ def execute_read_only(
             "the query would write, and is refused: `outreach sql` only reads. The projection is "
             "written by the projector alone."
         ) from None
-    except duckdb.OutOfMemoryException as exc:
+    except (duckdb.OutOfMemoryException, MemoryError) as exc:  # MemoryError: its rows, made into Python's
         if "max_temp_directory_size" in str(exc):
             raise QueryRefused(
                 f"the query needs more room on disk than queries may spill to here ({SPILL_LIMIT}, beside the "
