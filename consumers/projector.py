@@ -8,6 +8,8 @@ its consumers, every stream sequence is applied once.
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +26,15 @@ from consumers.fold import (
     referenced_ids,
 )
 from projections.coordination import load_coordination
-from projections.store import ProjectionStore
+from projections.rows import BatchUpdate
+from projections.store import ProjectionStore, WriteOutOfMemory
 from schemas.errors import ProjectionError
+
+log = logging.getLogger("outreach.projector")
+# A batch that could not be written for want of memory is written again after these pauses (an
+# analyst's query may hold the memory for a moment, until it is refused); then the failure stops
+# the projector, with its remedy.
+MEMORY_RETRY_S = (0.1, 0.5, 2.0, 5.0, 10.0)
 
 
 @dataclass
@@ -99,7 +108,7 @@ class Projector:
             after_seq=self.last_seq,
             digest=self.digest,
         )
-        self.store.apply(update, self.stream, self.stream_created, self.last_seq)
+        self._write(update)
         self.last_seq = update.last_seq
         self.digest = update.digest
         self.stats.batches += 1
@@ -108,6 +117,22 @@ class Projector:
         self.stats.rejected += len(update.rejected)
         self.stats.duplicates += len(update.duplicates)
         return len(parsed)
+
+    def _write(self, update: BatchUpdate) -> None:
+        for pause in MEMORY_RETRY_S:
+            try:
+                self.store.apply(update, self.stream, self.stream_created, self.last_seq)
+                return
+            except WriteOutOfMemory as exc:
+                log.warning(
+                    "writing the batch ending at stream sequence %d ran out of memory (%s); nothing of it was "
+                    "kept, and it is written again in %g s",
+                    update.last_seq,
+                    exc.detail,
+                    pause,
+                )
+                time.sleep(pause)
+        self.store.apply(update, self.stream, self.stream_created, self.last_seq)
 
     def _coordination(self, parsed: list[Parsed], referenced: list[tuple[str, uuid.UUID]]) -> Coordination | None:
         """The appointments and links in force, for a batch with a coordination event or a

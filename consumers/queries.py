@@ -38,9 +38,11 @@ import duckdb
 
 from consumers.fair import FairShare
 from projections.copy import write_copy
+from projections.memory_guard import MemoryGuard, data_limit_mib
 from projections.query import QueryLimits, execute_read_only
 from projections.status import agency_status
 from projections.store import ProjectionStore
+from runtime.memory import DATA_ROOM_MIB, data_cap_mib, resident_bound_mib
 from runtime.protocol import (
     REPLY_ROOM,
     CopyAnswer,
@@ -94,6 +96,12 @@ class Services:
         self.applied = applied  # the last stream sequence the projector committed
         self.slots = settings.query_slots
         self.max_bytes = max(max_payload - REPLY_ROOM, 1024)
+        # Where the process is bounded (`outreach project`), queries are stopped short of the bound.
+        limit = data_limit_mib()
+        self.guard = None
+        if limit is not None:
+            pool = settings.memory_limit_mb
+            self.guard = MemoryGuard(resident_bound_mib(pool), DATA_ROOM_MIB, data_cap_mib(pool))
         self.limits = QueryLimits(
             seconds=settings.query_timeout_s, max_rows=settings.query_max_rows, max_bytes=self.max_bytes
         )
@@ -136,7 +144,7 @@ class Services:
 
     def _answer(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> bytes:
         try:
-            result = execute_read_only(cursor, sql, limits=self.limits)
+            result = execute_read_only(cursor, sql, limits=self.limits, guard=self.guard)
             answer = QueryAnswer(result.columns, result.rows, result.as_of_seq, result.as_of_stored_at)
             return encode_answer(answer, self.max_bytes)
         except QueryRefused as exc:

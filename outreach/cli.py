@@ -690,6 +690,9 @@ def cmd_template(args: argparse.Namespace) -> int:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
+    from runtime.memory import data_bound_mib, limit_data, tune_allocators
+
+    tune_allocators()  # before pyarrow is imported
     from consumers.app import run_projector
     from consumers.replay import Progress
 
@@ -707,6 +710,7 @@ def cmd_project(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    limit_data(data_bound_mib(settings.memory_limit_mb))
     stats = _run(run_projector(settings, until_caught_up=args.until_caught_up, on_batch=progress, on_start=started_at))
     print(
         f"applied {stats.messages} message(s) in {stats.batches} batch(es): {stats.accepted} accepted, "

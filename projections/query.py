@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from projections.memory_guard import MemoryGuard, data_limit_mib
 from schemas.errors import ProjectionError, QueryRefused
 
 # What DuckDB may spill to its temporary directory (beside the file, ``<file>.tmp``) for one
@@ -191,12 +192,15 @@ def _json_size_at_least(value: Any) -> int:
 
 
 def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
-    """What queries on ``con`` may use, as DuckDB shows it (after the failed transaction ends)."""
+    """What queries on ``con`` may use, as DuckDB shows it (after the failed transaction ends),
+    and the kernel's limit of the process, where one is set (the projector's)."""
     try:
         con.execute("ROLLBACK")
-        return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        pool = str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
     except duckdb.Error:
-        return "its memory limit"
+        pool = "its memory limit"
+    limit = data_limit_mib()
+    return pool if limit is None else f"{pool} of DuckDB's pool, in a process limited to {limit:,} MiB"
 
 
 def _explains_a_select(con: duckdb.DuckDBPyConnection, query: str) -> bool:
@@ -229,6 +233,42 @@ def _functions(tree: Any) -> Iterator[tuple[str, str, bool]]:
 
 
 _BUILDERS = {"repeat", "lpad", "rpad"}
+# Formatters whose text says how wide a value to build: `printf('%1000000000d', 1)` is 1 GB made in
+# one piece, which no watching of memory can stop. Their format must be a constant text with no
+# width or precision over MAX_VALUE_CHARS, and none given by an argument (`%*d`, `{:>{}}`).
+FORMATTERS = {"printf", "format"}
+_DYNAMIC_WIDTH = {"printf": re.compile(r"%[^a-zA-Z%]*\*"), "format": re.compile(r"\{[^{}]*:[^{}]*\{")}
+# Where a width or precision is written: a printf spec up to its conversion, a format spec after ':'.
+_SPECS = {"printf": re.compile(r"%([^a-zA-Z%]*)"), "format": re.compile(r"\{[^{}]*:([^{}]*)\}")}
+
+
+def _format_refusal(name: str, arguments: list[Any]) -> str | None:
+    """Why a call of printf() or format() is refused; None when its format is bounded."""
+    first = arguments[0].get("expression", {}) if arguments and isinstance(arguments[0], dict) else {}
+    literal = first.get("literal") or {}
+    if first.get("class") != "CONSTANT" or literal.get("kind") != "STRING":
+        return f"{name}() is refused with a format that is not a constant text: write its format in the query"
+    text = str(literal.get("text", ""))
+    widths = [int(number) for spec in _SPECS[name].findall(text) for number in re.findall(r"\d+", spec)]
+    if _DYNAMIC_WIDTH[name].search(text) or any(width > MAX_VALUE_CHARS for width in widths):
+        return (
+            f"{name}() is refused with a width or precision over {MAX_VALUE_CHARS:,} characters, or one given by "
+            f"an argument: it would make a value larger than one answer holds"
+        )
+    return None
+
+
+def _formatters(tree: Any) -> Iterator[tuple[str, list[Any]]]:
+    """Every call of printf() or format() in a parsed statement, with its arguments."""
+    if isinstance(tree, dict):
+        name = str(tree.get("function_name", "")).lower()
+        if tree.get("class") == "FUNCTION" and name in FORMATTERS:
+            yield name, list(tree.get("arguments") or tree.get("children") or [])
+        for value in tree.values():
+            yield from _formatters(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _formatters(item)
 
 
 def refuse_table_functions(con: duckdb.DuckDBPyConnection, select: str) -> None:
@@ -242,6 +282,10 @@ def refuse_table_functions(con: duckdb.DuckDBPyConnection, select: str) -> None:
         raise ProjectionError(f"the query could not be checked before it ran: {exc}") from None
     if tree.get("error"):
         raise ProjectionError(f"the query could not be checked before it ran: {tree.get('error_message', tree)}")
+    for name, arguments in _formatters(tree.get("statements", [])):
+        reason = _format_refusal(name, arguments)
+        if reason is not None:
+            raise QueryRefused(reason)
     for kind, name, qualified in _functions(tree.get("statements", [])):
         if kind == "scalar":
             if qualified and name in _BUILDERS:  # past the macros that bound them (BOUNDED_BUILDERS)
@@ -261,11 +305,13 @@ def execute_read_only(
     sql: str,
     params: list[Any] | None = None,
     limits: QueryLimits | None = None,
+    guard: MemoryGuard | None = None,
 ) -> QueryResult:
     """Run one statement that only reads, in a read-only transaction on a connection whose external
     access is disabled: anything that would write (EXPLAIN ANALYZE of a write included) or reach
-    outside is refused. A query past ``limits.seconds`` is interrupted inside DuckDB; an answer of
-    more than ``limits.max_rows`` rows is refused. The answer says as of when it is."""
+    outside is refused. A query past ``limits.seconds`` is interrupted inside DuckDB, and so is one
+    running while ``guard`` finds the process past its memory bound; an answer of more than
+    ``limits.max_rows`` rows is refused. The answer says as of when it is."""
     limits = limits or QueryLimits()
     try:
         statements = con.extract_statements(sql)
@@ -296,32 +342,37 @@ def execute_read_only(
         raise ProjectionError(f"the query could not be prepared: {exc}") from None
     timer = threading.Timer(limits.seconds, con.interrupt)
     count = 0
+    watching = guard.watching(con) if guard is not None else contextlib.nullcontext(None)
+    watch = None
     try:
-        # One read-only transaction: DuckDB itself refuses any write, and the answer and its as-of
-        # come from one snapshot.
-        con.execute("BEGIN TRANSACTION READ ONLY")
-        timer.start()
-        cursor = con.execute(sql, params or [])
-        columns = [d[0] for d in cursor.description or []]
-        rows: list[tuple[Any, ...]] = []
-        size = 0
-        while chunk := cursor.fetchmany(FETCH_ROWS):
-            count += len(chunk)
-            if count <= limits.max_rows:
-                rows.extend(chunk)
-                if limits.max_bytes is not None:
-                    size += _json_size_at_least(chunk)
-                    if size > limits.max_bytes:
-                        raise QueryRefused(
-                            f"result too large: its first {count:,} rows are more than {limits.max_bytes:,} bytes as "
-                            f"JSON, what one reply holds; add LIMIT, or use `outreach export`"
-                        )
-            else:
-                rows = []  # counted on to tell the analyst how many, never kept
-        if count > limits.max_rows:
-            raise too_large(f"{count:,}")
-        mark = con.execute(AS_OF).fetchone()
+        with watching as watch:
+            # One read-only transaction: DuckDB itself refuses any write, and the answer and its as-of
+            # come from one snapshot.
+            con.execute("BEGIN TRANSACTION READ ONLY")
+            timer.start()
+            cursor = con.execute(sql, params or [])
+            columns = [d[0] for d in cursor.description or []]
+            rows: list[tuple[Any, ...]] = []
+            size = 0
+            while chunk := cursor.fetchmany(FETCH_ROWS):
+                count += len(chunk)
+                if count <= limits.max_rows:
+                    rows.extend(chunk)
+                    if limits.max_bytes is not None:
+                        size += _json_size_at_least(chunk)
+                        if size > limits.max_bytes:
+                            raise QueryRefused(
+                                f"result too large: its first {count:,} rows are more than {limits.max_bytes:,} "
+                                f"bytes as JSON, what one reply holds; add LIMIT, or use `outreach export`"
+                            )
+                else:
+                    rows = []  # counted on to tell the analyst how many, never kept
+            if count > limits.max_rows:
+                raise too_large(f"{count:,}")
+            mark = con.execute(AS_OF).fetchone()
     except duckdb.InterruptException:
+        if guard is not None and watch is not None and watch.stopped:
+            raise QueryRefused(guard.refusal()) from None
         if count > limits.max_rows:
             raise too_large(f"more than {count:,}") from None
         raise QueryRefused(f"the query ran longer than {limits.seconds:g} s and was stopped") from None
@@ -337,7 +388,7 @@ def execute_read_only(
             "the query would write, and is refused: `outreach sql` only reads. The projection is "
             "written by the projector alone."
         ) from None
-    except duckdb.OutOfMemoryException as exc:
+    except (duckdb.OutOfMemoryException, MemoryError) as exc:  # MemoryError: its rows, made into Python's
         if "max_temp_directory_size" in str(exc):
             raise QueryRefused(
                 f"the query needs more room on disk than queries may spill to here ({SPILL_LIMIT}, beside the "

@@ -87,6 +87,15 @@ DISK_FAILURES = ("no space left", "file too large", "disk quota", "disk is full"
 PERMISSION_FAILURES = ("permission denied", "read-only file system", "read only file system", "operation not permitted")
 
 
+class WriteOutOfMemory(ProjectionError):
+    """A batch could not be written for want of memory: nothing of it was written, and the same
+    batch may be written again once memory is free (an analyst's query may hold it for a moment)."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail  # DuckDB's (or Python's) words for what could not be allocated
+
+
 class CheckpointNotAdvanced(ProjectionError):
     """A batch would not move the checkpoint forward from the sequence it was folded after: it was
     refused, and nothing of it written."""
@@ -241,15 +250,19 @@ class ProjectionStore:
                 )
             con.execute(INSERT_CHECKPOINT_LOG, [stream, update.last_seq, update.last_stored_at, update.digest, now])
             con.commit()
-        except duckdb.Error as exc:
+        except (duckdb.Error, MemoryError) as exc:
             with contextlib.suppress(duckdb.Error):  # already gone: nothing of it was committed
                 con.rollback()
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ProjectionError(
+            message = (
                 f"writing the batch ending at stream sequence {update.last_seq} to {self.path} failed; "
                 f"nothing of it was kept and the checkpoint did not move: {detail.rstrip('.')}. "
                 f"{self._remedy(exc)}, then start the projector again: it resumes from the checkpoint."
-            ) from None
+            )
+            # A database DuckDB invalidated (a fatal error) takes no batch again.
+            if self._is_memory(exc) and not isinstance(exc, duckdb.FatalException):
+                raise WriteOutOfMemory(message, detail) from None
+            raise ProjectionError(message) from None
         self._remember(update.log)
         self._fold_log_if_long(update)
 
@@ -276,10 +289,16 @@ class ProjectionStore:
             ) from None
         self.long_strings = 0
 
-    def _remedy(self, exc: duckdb.Error) -> str:
+    @staticmethod
+    def _is_memory(exc: BaseException) -> bool:
+        return isinstance(exc, duckdb.OutOfMemoryException | MemoryError) or any(
+            m in str(exc).lower() for m in MEMORY_FAILURES
+        )
+
+    def _remedy(self, exc: BaseException) -> str:
         """What failed in a write, by DuckDB's error, and what the operator does about it."""
         text = str(exc).lower()
-        if isinstance(exc, duckdb.OutOfMemoryException) or any(m in text for m in MEMORY_FAILURES):
+        if self._is_memory(exc):
             return (
                 f"Memory: DuckDB's buffer pool ({self.memory_limit}, OUTREACH_MEMORY_LIMIT_MB) could not hold "
                 f"the batch. Raise OUTREACH_MEMORY_LIMIT_MB, or lower OUTREACH_BATCH_BYTES or OUTREACH_BATCH_SIZE"

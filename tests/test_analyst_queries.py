@@ -20,6 +20,7 @@ from nats.aio.client import Client
 from outreach.synthetic import generate
 from producers.publisher import Publisher
 from projections.snapshot import snapshot_path
+from runtime.memory import data_bound_mib
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
 from schemas.parse import parse_event
@@ -258,8 +259,8 @@ async def test_a_query_past_the_memory_limit_is_refused_and_the_projector_goes_o
         done = sql(settings, "SELECT length(list(repeat('x', 100))::VARCHAR) AS n FROM range(1000000)")
         assert done.returncode == 1
         assert done.stderr.splitlines()[0] == (
-            "error: the query needs more memory than queries are given here (15.2 MiB); narrow it with "
-            "WHERE or LIMIT, or use `outreach export`"
+            "error: the query needs more memory than queries are given here (15.2 MiB of DuckDB's pool, in a "
+            f"process limited to {data_bound_mib(16):,} MiB); narrow it with WHERE or LIMIT, or use `outreach export`"
         )
         assert answer(sql(settings, "SELECT count(*) FROM event_log")) == ["100"]
     finally:

@@ -23,6 +23,7 @@ from nats.aio.client import Client
 from consumers.app import run_projector
 from consumers.queries import STATUS_WAITING
 from outreach import auth
+from runtime.memory import data_bound_mib, data_cap_mib, resident_bound_mib
 from runtime.server import EmbeddedServer
 from runtime.settings import Settings
 from schemas.files import MAX_CELL_CHARS, MAX_ROWS
@@ -153,7 +154,7 @@ async def test_no_query_writes_the_file_or_builds_a_value_past_the_projectors_me
         )
         # Two at once, of 1.9 GB each in values of 64 KB: refused at their first rows, or by the pool.
         too_large = "error: result too large: its first 256 rows are more than 1,044,480 bytes as JSON"
-        out_of_pool = "error: the query needs more memory than queries are given here (106.8 MiB)"
+        out_of_pool = OUT_OF_MEMORY
         for wide, refusal in [
             ("SELECT repeat('x', 65000) AS v FROM range(30000) t(i)", too_large),
             ("SELECT repeat('x', 65000) || i AS v FROM range(30000) t(i)", out_of_pool),
@@ -175,6 +176,94 @@ async def test_no_query_writes_the_file_or_builds_a_value_past_the_projectors_me
         assert applied(directory, server, db) == 3  # and it goes on
     finally:
         log = projector.stop()
+    assert "Traceback" not in log
+
+
+# ---- values DuckDB's pool does not count ------------------------------------------------------------
+
+# Values built beside DuckDB's pool, by aggregates and list functions (through the projector, each
+# took it to gigabytes: the first to 4.5 GiB, the second to 15 GiB before its time limit).
+WIDE = ", ".join(["p"] * 10_000)
+BEYOND_THE_POOL = [
+    "SELECT length(string_agg(repeat('x', 60000), '')) FROM range(20000)",
+    "SELECT len(range(300000000))",
+    "SELECT len(generate_series(1, 300000000))",
+    "SELECT len(list_resize([1], 300000000))",
+    "SELECT len(array_resize([1], 300000000))",
+    "SELECT len(list(i)) FROM range(200000000) t(i)",
+    "SELECT len(array_agg(repeat('x', 60000))) FROM range(100000)",
+    f"SELECT max(length(concat({WIDE}))) FROM (SELECT repeat('x', 65000) || i AS p FROM range(2048) t(i))",
+    "WITH RECURSIVE t(n, s) AS (SELECT 1, 'x' UNION ALL SELECT n + 1, s || s FROM t WHERE n < 40) "
+    "SELECT max(length(s)) FROM t",
+]
+POOL_MB = 112  # OUTREACH_MEMORY_LIMIT_MB's default
+OUT_OF_MEMORY = (
+    f"error: the query needs more memory than queries are given here (106.8 MiB of DuckDB's pool, in a process "
+    f"limited to {data_bound_mib(POOL_MB):,} MiB); narrow it with WHERE or LIMIT, or use `outreach export`"
+)
+STOPPED = (
+    f"error: the query was stopped: the projector's memory passed {resident_bound_mib(POOL_MB):,} MiB, the most "
+    "analysts' queries may take it to; narrow it with WHERE or LIMIT, or use `outreach export`"
+)
+
+
+async def test_values_built_beyond_duckdbs_pool_are_refused_within_the_projectors_bound(
+    closed: tuple[EmbeddedServer, Path], tmp_path: Path
+) -> None:
+    server, directory = closed
+    db = tmp_path / "p.duckdb"
+    events = [campaign("al-a", "c-1", "Schools of Korçë"), campaign("al-a", "c-2", "Roads of Fier")]
+    publish_as(directory, server, "al-a", events + [session("al-a", students=n) for n in (3, 4)], tmp_path / "a.jsonl")
+    projector = LiveProjector(directory, server, db)
+    try:
+        wait_until(lambda: applied(directory, server, db) == 4, 60, "the projector applied the 4 events")
+        for query in BEYOND_THE_POOL:
+            code, _, err = ask(directory, server, db, "analyst", query)
+            assert code == 1, query
+            assert err.splitlines()[0] in (OUT_OF_MEMORY, STOPPED), (query, err)
+        # 800 MB built in one piece, under the kernel's limit: stopped by the guard, or answered when
+        # it is done before the guard looks. DuckDB keeps its address space; the writer still finds
+        # room beside it (below: a batch of 300 events).
+        code, out, err = ask(directory, server, db, "analyst", "SELECT len(range(100000000)) AS n")
+        assert (code, out if code == 0 else err.splitlines()[0]) in ((0, "n\n100000000\n"), (1, STOPPED)), err
+        # Another analyst is answered, ordinary aggregates and lists included, and the writer goes on.
+        code, out, err = ask(directory, server, db, "jana", "SELECT 41 + 1 AS answer")
+        assert (code, out) == (0, "answer\n42\n"), err
+        code, out, err = ask(
+            directory, server, db, "jana",
+            "SELECT string_agg(name, ', ' ORDER BY code) AS names FROM counties WHERE code IN ('AL-01', 'AL-06')",
+        )  # fmt: skip
+        assert (code, out) == (0, 'names\n"Berat, Korçë"\n'), err
+        code, out, err = ask(directory, server, db, "jana", "SELECT list(name ORDER BY name) AS names FROM campaigns")
+        assert (code, out) == (0, "names\nRoads of Fier;Schools of Korçë\n"), err
+        publish_as(directory, server, "al-b", [session("al-b", students=5) for _ in range(300)], tmp_path / "b.jsonl")
+        wait_until(lambda: applied(directory, server, db) == 304, 60, "the projector applied 300 more events")
+        # A width that would build a value of 1 GB in one piece is refused before it runs.
+        for query, name in [
+            ("SELECT length(printf('%1000000000d', 1))", "printf"),
+            ("SELECT length(format('{:>1000000000}', 'x'))", "format"),
+            ("SELECT length(format('{:>{}}', 'x', 1000000000))", "format"),
+        ]:
+            code, _, err = ask(directory, server, db, "analyst", query)
+            assert (code, err.splitlines()[0]) == (
+                1,
+                f"error: {name}() is refused with a width or precision over 65,536 characters, or one given by an "
+                "argument: it would make a value larger than one answer holds",
+            )
+        code, out, err = ask(directory, server, db, "jana", "SELECT printf('%5.1f|%-3s|', 2.25, 'a') AS p")
+        assert (code, out) == (0, "p\n  2.2|a  |\n"), err
+        peak = peak_rss_mib(projector.process.pid)
+    finally:
+        log = projector.stop()
+    # The bound holds: the furthest the kernel's limit of the data segment is raised, which resident
+    # memory cannot pass but for the code of the libraries (about 100 MiB).
+    assert peak < data_cap_mib(POOL_MB), f"the projector peaked at {peak:.0f} MiB"
+    print(f"the projector peaked at {peak:.0f} MiB")
+    assert log.count("refused a query (the query") in (len(BEYOND_THE_POOL), len(BEYOND_THE_POOL) + 1), log[-3000:]
+    assert re.search(
+        rf"its limit raised from {data_bound_mib(POOL_MB)} to \d+ MiB \(at most {data_cap_mib(POOL_MB)}\)", log
+    ), log[-3000:]
+    assert log.count("refused a query (format() is refused") == 2
     assert "Traceback" not in log
 
 

@@ -17,14 +17,24 @@ ALLOWED = {
 }
 
 
-def imported_packages(path: Path) -> set[str]:
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports (absolute imports), by its full name."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text("utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
         elif isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-    return found & set(ALLOWED)
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def imported_top_levels(path: Path) -> set[str]:
+    """The top-level packages a file imports, third-party ones included."""
+    return {module.split(".")[0] for module in imported_modules(path)}
+
+
+def imported_packages(path: Path) -> set[str]:
+    return imported_top_levels(path) & set(ALLOWED)
 
 
 def test_each_package_imports_only_those_below_it() -> None:
@@ -48,13 +58,7 @@ STORE_PARTS = {
 
 
 def imported_projections(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("projections."):
-            found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("projections."))
-    return found
+    return {module.split(".")[1] for module in imported_modules(path) if module.startswith("projections.")}
 
 
 def test_the_writers_parts_sit_below_it() -> None:
@@ -83,16 +87,6 @@ def test_no_module_changes_the_process_when_imported() -> None:
 
 # nats-py's private attributes the reader relies on (tests/test_reader.py holds them to its versions).
 NATS_PY_PRIVATE = {"_sub", "_pending_queue", "_pending_size"}
-
-
-def imported_modules(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return found
 
 
 def test_one_adapter_reads_nats_and_the_message_type_needs_neither_it_nor_the_fold() -> None:
@@ -175,3 +169,27 @@ def test_the_command_line_parses_and_prints() -> None:
     """``outreach/cli.py`` touches neither NATS nor the protocol: the work is in modules by role."""
     modules, _ = imported_names(ROOT / "outreach" / "cli.py")
     assert {m for m in modules if m.split(".")[0] == "nats" or m == PROTOCOL} == set()
+
+
+def test_projections_and_the_memory_guard_know_nothing_of_nats() -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in [*sorted((ROOT / "projections").rglob("*.py")), ROOT / "runtime" / "memory.py"]
+        for name in sorted(imported_top_levels(path) & {"nats", "faststream"})
+    ]
+    assert wrong == []
+
+
+def test_the_process_memory_bound_is_set_at_the_projectors_entry_point_alone() -> None:
+    """``limit_data`` and ``tune_allocators`` change the whole process: only `outreach project` calls them."""
+    callers = sorted(
+        str(path.relative_to(ROOT))
+        for package in ALLOWED
+        for path in (ROOT / package).rglob("*.py")
+        if path != ROOT / "runtime" / "memory.py"
+        and any(
+            isinstance(node, ast.Call) and getattr(node.func, "id", None) in {"limit_data", "tune_allocators"}
+            for node in ast.walk(ast.parse(path.read_text("utf-8")))
+        )
+    )
+    assert callers == ["outreach/cli.py"]

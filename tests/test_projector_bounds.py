@@ -265,6 +265,38 @@ def test_a_batch_beyond_duckdbs_memory_says_memory_and_how_to_give_it_more(tmp_p
     assert duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM rejected_events").fetchone() == (0,)
 
 
+def test_a_batch_that_fails_for_memory_is_written_again_before_the_projector_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An analyst's query may hold the memory for a moment: the writer tries the batch again, saying
+    so each time, and stops with the memory's remedy only when the batch never fits."""
+    from consumers import projector as projector_module
+    from projections.store import WriteOutOfMemory
+
+    monkeypatch.setattr(projector_module, "MEMORY_RETRY_S", (0.0, 0.0))
+    db = tmp_path / "p.duckdb"
+    store = ProjectionStore(db, memory_limit="16MB")
+    try:
+        writer = projector_module.Projector(store, "OUTREACH", datetime.now(UTC))
+        with caplog.at_level("WARNING", logger="outreach.projector"), pytest.raises(WriteOutOfMemory) as failed:
+            writer._write(_junk_rejections(40, 1_000_000))
+        assert store.checkpoint("OUTREACH") is None
+    finally:
+        store.close()
+    retries = [r.getMessage() for r in caplog.records if "ran out of memory" in r.getMessage()]
+    assert len(retries) == 2, retries
+    assert all(
+        re.fullmatch(
+            r"writing the batch ending at stream sequence 40 ran out of memory \(.*failed to pin block of size "
+            r"980\.0 KiB .+\); "
+            r"nothing of it was kept, and it is written again in 0 s",
+            message,
+        )
+        for message in retries
+    ), retries
+    assert "Memory: DuckDB's buffer pool (16MB, OUTREACH_MEMORY_LIMIT_MB) could not hold the batch" in str(failed.value)
+
+
 def test_a_write_refused_for_permissions_says_permissions(tmp_path: Path) -> None:
     """DuckDB's words for a file it may not write (this suite runs as root, for whom no mode refuses)."""
     store = ProjectionStore(tmp_path / "p.duckdb")
