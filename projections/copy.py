@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -38,6 +39,10 @@ TABLES = (
     "counties",
     "municipalities",
 )
+# A checkpoint in STORAGE_VERSION holds a row group's strings in memory at once: with DuckDB's
+# 122,880-row groups, 150,000 events of ordinary size outgrow a 112 MB pool. Smaller groups keep
+# what one checkpoint holds within the pool (older readers read any size of group).
+COPY_ROW_GROUP = 8_192
 BATCH_ROWS = 50_000  # rows held at once while copying: bounded memory whatever the projection's size
 
 
@@ -57,26 +62,9 @@ def write_copy(
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    out = duckdb.connect(
-        str(partial), config={"memory_limit": memory_limit, "storage_compatibility_version": STORAGE_VERSION}
-    )
+    out = _new_file(partial, memory_limit)
     try:
-        out.execute(SCHEMA_SQL)
-        out.execute(REFERENCE_SQL)
-        reader.execute("BEGIN TRANSACTION")  # every table from the same committed batch
-        for table in TABLES:
-            rows = reader.sql(f"SELECT * FROM {table}")
-            batches = getattr(rows, "to_arrow_reader", None) or rows.fetch_arrow_reader  # DuckDB 2, or 1.x
-            for batch in batches(BATCH_ROWS):
-                out.register("copied", batch)
-                try:
-                    out.execute(f"INSERT INTO {table} SELECT * FROM copied")
-                finally:
-                    out.unregister("copied")
-        row = reader.execute("SELECT max(last_seq) FROM checkpoint").fetchone()
-        reader.execute("ROLLBACK")
-        out.execute(VIEWS_SQL)
-        out.execute("CHECKPOINT")
+        row = _copy_tables(reader, out)
     finally:
         out.close()
         reader.close()
@@ -85,18 +73,52 @@ def write_copy(
 
 
 def copy_file(source: Path, target: Path, memory_limit: str = MEMORY_LIMIT) -> None:
-    """Copy the whole DuckDB file ``source`` (tables, their rows, views) into ``target``, a new file
-    in ``STORAGE_VERSION``, through a connection of its own with a buffer pool of ``memory_limit``.
-    ``target`` appears whole or not at all."""
+    """Copy the projection file ``source`` (a replay's, no longer written) into ``target``, a new
+    file in ``STORAGE_VERSION``, as ``write_copy`` does, through connections of its own with a
+    buffer pool of ``memory_limit`` each. ``target`` appears whole or not at all."""
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    con = duckdb.connect(config={"memory_limit": memory_limit, "threads": 1})
+    reader = duckdb.connect(str(source), read_only=True, config={"memory_limit": memory_limit, "threads": 1})
+    out = _new_file(partial, memory_limit)
     try:
-        con.execute("ATTACH ? AS source (READ_ONLY)", [str(source)])
-        con.execute(f"ATTACH ? AS target (STORAGE_VERSION '{STORAGE_VERSION}')", [str(partial)])
-        con.execute("COPY FROM DATABASE source TO target")
-        con.execute("DETACH target")
+        _copy_tables(reader, out)
     finally:
-        con.close()
+        out.close()
+        reader.close()
     os.replace(partial, target)
+
+
+def _new_file(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """A connection to a new projection file at ``path``, in ``STORAGE_VERSION`` and with row groups
+    of ``COPY_ROW_GROUP`` rows, its tables made and empty."""
+    out = duckdb.connect(config={"memory_limit": memory_limit})
+    out.execute(
+        f"ATTACH ? AS copied_file (STORAGE_VERSION '{STORAGE_VERSION}', ROW_GROUP_SIZE {COPY_ROW_GROUP})", [str(path)]
+    )
+    out.execute("USE copied_file")
+    out.execute(SCHEMA_SQL)
+    out.execute(REFERENCE_SQL)
+    return out
+
+
+def _copy_tables(reader: duckdb.DuckDBPyConnection, out: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """Every table from ``reader``, as of one committed batch, into ``out``, ``BATCH_ROWS`` rows a
+    statement (each its own transaction, so ``out`` checkpoints as it goes and no statement holds a
+    whole table: one ``COPY FROM DATABASE`` into the older format does, and runs out of the pool);
+    then the views over them. Returns the checkpoint's ``max(last_seq)`` row."""
+    reader.execute("BEGIN TRANSACTION")
+    for table in TABLES:
+        rows = reader.sql(f"SELECT * FROM {table}")
+        batches = getattr(rows, "to_arrow_reader", None) or rows.fetch_arrow_reader  # DuckDB 2, or 1.x
+        for batch in batches(BATCH_ROWS):
+            out.register("copied", batch)
+            try:
+                out.execute(f"INSERT INTO {table} SELECT * FROM copied")
+            finally:
+                out.unregister("copied")
+    row = reader.execute("SELECT max(last_seq) FROM checkpoint").fetchone()
+    reader.execute("ROLLBACK")
+    out.execute(VIEWS_SQL)
+    out.execute("CHECKPOINT")
+    return row
