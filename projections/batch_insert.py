@@ -65,9 +65,9 @@ def field_names(row_type: type) -> tuple[str, ...]:
 
 
 class BatchInsert:
-    """Rows of one row type into one table: each field into the column of its name, of the type the
-    table has in the database. Made once a connection has made the tables (the columns files made by
-    earlier versions gained since are added by then)."""
+    """Rows of one row type into one table: each field into the column of its name, in the type the
+    table has in the database. Made after ``schema.sql`` has run on the connection, so that a file of
+    an earlier version has the columns added since."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, table: str, row_type: type) -> None:
         names = field_names(row_type)
