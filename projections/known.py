@@ -41,7 +41,7 @@ from schemas.errors import ProjectionError
 
 MERGE_AT = 50_000  # events in the dictionary before they are merged into the files
 BLOCK = 512  # records read for one lookup in the file
-CHUNK = 1 << 17  # records read, merged and written at a time when the file is merged
+CHUNK = 1 << 15  # records of a run read, merged and written at a time; a merge holds two a run
 RATIO = 4  # a run is merged with the new records while it is less than RATIO times as many
 LOAD_CHUNK = 250_000  # rows of the event log read at a time when the index is built
 FILTER_BYTES = 8 * 1024 * 1024
