@@ -41,7 +41,7 @@ from schemas.errors import ProjectionError
 
 MERGE_AT = 50_000  # events in the dictionary before they are merged into the files
 BLOCK = 512  # records read for one lookup in the file
-CHUNK = 1 << 17  # records read, merged and written at a time when the file is merged
+CHUNK = 1 << 15  # records of a run read, merged and written at a time; a merge holds two a run
 RATIO = 4  # a run is merged with the new records while it is less than RATIO times as many
 LOAD_CHUNK = 250_000  # rows of the event log read at a time when the index is built
 FILTER_BYTES = 8 * 1024 * 1024
@@ -333,15 +333,15 @@ class KnownIndex:
         are less than ``RATIO`` times as large: each record is rewritten a few times over the log's
         life, not once a merge, and a lookup reads a block of a few runs."""
         new = new[np.lexsort((new["lo"], new["hi"]))]
-        stream, count, merged = _chunks(new), len(new), []
-        while self._runs and self._runs[-1].count < RATIO * count:
-            run = self._runs.pop()
-            stream, count = _merged(run.chunks(), stream), count + run.count
-            merged.append(run)
-        with self._writing():
-            self._runs.append(_Run(self._directory, stream))
-        for run in merged:
-            run.close()
+        stream, count, keep = _chunks(new), len(new), len(self._runs)
+        while keep and self._runs[keep - 1].count < RATIO * count:
+            keep -= 1
+            stream, count = _merged(self._runs[keep].chunks(), stream), count + self._runs[keep].count
+        with self._writing():  # on failure the runs stay as they were
+            run = _Run(self._directory, stream)
+        merged, self._runs = self._runs[keep:], [*self._runs[:keep], run]
+        for old in merged:
+            old.close()
         self._remember(new["hi"], new["lo"])
 
     def _hashes(self, his: np.ndarray, los: np.ndarray) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ from outreach.synthetic import generate
 from projections.known import Entry, KnownIndex
 from projections.rows import KnownEvent
 from projections.store import ProjectionStore
+from schemas.errors import ProjectionError
 from tests.test_fold import correction, messages, retraction
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -276,4 +277,35 @@ def test_what_the_index_holds_in_memory_does_not_grow_with_the_log(monkeypatch: 
     assert index._filter.nbytes == projections.known.FILTER_BYTES
     assert [run.count for run in index._runs] == [4000, 1000] and len(index._recent) == 0
     assert [len(run.fence_hi) for run in index._runs] == [len(run.fence_lo) for run in index._runs] == [8, 2]
+    index.close()
+
+
+def test_a_merge_that_cannot_write_says_where_and_leaves_the_index_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk during a merge: a ProjectionError naming the directory, and every entry still found."""
+    monkeypatch.setattr(projections.known, "MERGE_AT", 10)
+    index = KnownIndex(tmp_path)
+    keys = [("al-a", uuid.UUID(int=n * 7919)) for n in range(1, 21)]
+    for seq, key in enumerate(keys[:10], start=1):
+        index.add(key, seq, "session_held", fact=True)
+    index.settle()  # one run of 10
+
+    class Full:
+        def __init__(self, *_: object, **__: object) -> None:
+            self.closed = False
+
+        def write(self, _: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(projections.known.tempfile, "TemporaryFile", Full)
+    for seq, key in enumerate(keys[10:], start=11):
+        index.add(key, seq, "session_held", fact=True)
+    with pytest.raises(ProjectionError, match=rf"cannot write the index of known events in {tmp_path}: .*No space"):
+        index.settle()
+    assert [run.count for run in index._runs] == [10] and len(index._recent) == 10
+    assert index.get(keys) == {key: Entry(seq, "session_held", False) for seq, key in enumerate(keys, start=1)}
     index.close()
