@@ -50,7 +50,7 @@ REJECTED_PAYLOAD_BYTES = 4096
 
 
 # Types compared with ``type(event) is`` / ``in``: pydantic's models make ``isinstance`` a Python
-# call (0.1-0.24 µs each, several an event); no event class has subclasses.
+# call, several an event; no event class has subclasses.
 DEFINITIONS = (CampaignDefined, PlanTaskDefined)
 
 
@@ -139,7 +139,7 @@ def _prepare(msg: StreamMessage, link: bytes, event: EventBase, published_versio
     else:
         version = _version(event, msg)
     occurred = event.occurred
-    log = LogRow(  # by position: 0.4 µs less than by name
+    log = LogRow(  # by position, the cheaper call on the hot path
         msg.seq,
         event.event_id,
         msg.subject,
@@ -377,7 +377,7 @@ def _check_subject(subject: str, event: EventBase) -> str | None:
 
 def _is_text_of(text: str, event_id: uuid.UUID) -> bool:
     """Whether ``text`` is ``str(event_id)``: lower-case hexadecimal digits with dashes after the
-    8th, 12th, 16th and 20th. Compared without formatting the UUID (0.3 µs against 1.3)."""
+    8th, 12th, 16th and 20th. Compared without formatting the UUID, a call an event saved."""
     dashed = len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-"
     return dashed and text.replace("-", "") == event_id.hex
 

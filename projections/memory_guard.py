@@ -21,7 +21,7 @@ allocators' arenas), so its limit is set well above what is resident; the guard 
 resident memory, the figure that matters, near ``stop_at_mib``. DuckDB's allocator (jemalloc) keeps
 the address space of what a query freed, for its own reuse, never for Python's: after a query that
 built a value of 1 GB, the rest of the process would find no room under the limit, and the writer
-would fail for want of 300 MiB while nothing is resident. So once a query ends the guard keeps
+would fail for want of room while nothing is resident. So once a query ends the guard keeps
 ``room_mib`` free for the rest of the process, raising the limit as far as ``cap_mib`` and no
 further (``keep_room``): a value built in one piece is refused past the limit of the moment, and
 never past ``cap_mib``.

@@ -80,7 +80,7 @@ PROJECTION_MACROS = frozenset(
 SERIALIZE = "SELECT json_serialize_sql(?)"
 # The functions that build a value as large as a number says, shadowed on the query's connection
 # (a temporary macro is found before the built-in) by ones that refuse a value larger than one
-# reply before it is built: `repeat('x', 1500000000)` would take 3 GiB outside DuckDB's pool.
+# reply before it is built: `repeat('x', 1500000000)` would be built outside DuckDB's pool.
 MAX_VALUE_CHARS = 64 * 1024  # no value of the projection is larger: no event is
 VALUE_TOO_LARGE = "outreach: refused before it was built"
 _REFUSE_VALUE = (

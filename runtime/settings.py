@@ -8,8 +8,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-# A batch of 2,500 events of a typical size holds about 1.5 MB; 4 MiB bounds one of large messages
-# (the largest event is 64 KiB) well within DuckDB's pool, which holds a batch until it is committed.
+# A batch is bounded by bytes as well as by count: a batch of the largest events (64 KiB) stays well
+# within DuckDB's pool, which holds a batch until it is committed.
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -53,10 +53,8 @@ class Settings(BaseSettings):
     query_max_rows: int = Field(
         100_000, ge=1, le=10_000_000, description="an analyst's query returning more rows is refused"
     )
-    # At 1,000,000 events the live projector ran as fast with 112 MB as with 128 and peaked at
-    # 370-374 MiB against 386-403; with 96, 359-365 MiB, but a runaway analyst's query through the
-    # projector slowed its answers (publish -> visible, p50 177-202 ms against 115-123 with 128 and
-    # 137-141 with 112). In 64 MB a query reading `corrections` whole at that size runs out of memory.
+    # DuckDB's pool: the projector's batches, its analysts' queries and their spill share it
+    # (BENCHMARKS.md gives the runs that chose the default).
     memory_limit_mb: int = Field(
         112,
         ge=16,
