@@ -544,7 +544,7 @@ async def _ensure_stream(settings: Settings) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from consumers.replay import tune_gc
+    from runtime.interpreter import tune_gc
 
     tune_gc()
     settings = settings_from(args)
@@ -784,7 +784,9 @@ def cmd_template(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     from consumers.app import run_projector
     from consumers.replay import Progress
+    from runtime.interpreter import tune_gc
 
+    tune_gc()
     settings = settings_from(args)
     printer = ProgressPrinter(sys.stderr, label="project")
     started = time.monotonic()
@@ -820,7 +822,9 @@ def _timestamp(text: str) -> datetime:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from consumers.replay import replay
+    from runtime.interpreter import tune_gc
 
+    tune_gc()
     settings = settings_from(args)
     started = time.monotonic()
     stats = _run(
@@ -891,7 +895,9 @@ class ProgressPrinter:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from consumers.verify import verify, verify_submission
+    from runtime.interpreter import tune_gc
 
+    tune_gc()
     settings = settings_from(args)
     if args.submission:
         check = _run(verify_submission(settings, args.submission))
