@@ -19,7 +19,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.message import NatsMessage
 from faststream.nats.security import NatsUserPassword
 
-from consumers.live import Follower, share_the_interpreter
+from consumers.live import Follower
 from consumers.projector import Projector, ProjectorStats
 from consumers.queries import COPY_WAITERS, Services, asker, may_answer
 from projections.store import ProjectionStore
@@ -50,7 +50,6 @@ async def run_projector(
     applied everything the stream held when it last looked; ``on_start`` is called once, before the
     stream is read, with the projector at its checkpoint. Raises on a fatal error, after which the
     database holds exactly the batches up to its checkpoint."""
-    share_the_interpreter()
     nc = await connect(settings, "outreach-projector")
     try:
         js = nc.jetstream()

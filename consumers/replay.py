@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from consumers.fold import StreamMessage
-from consumers.live import Pipeline, share_the_interpreter
+from consumers.live import Pipeline
 from consumers.projector import Projector, ProjectorStats
 from consumers.reader import StreamReader
 from projections.copy import copy_file
@@ -77,7 +77,6 @@ async def _replay(
     progress: Callable[[Progress], None] | None,
     idle_timeout: float,
 ) -> ProjectorStats:
-    share_the_interpreter()
     nc = await connect(settings, "outreach-replay")
     store: ProjectionStore | None = None
     try:
