@@ -20,10 +20,9 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from consumers.live import Follower, share_the_interpreter
+from consumers.live import Follower
 from consumers.projector import Projector, ProjectorStats
 from consumers.queries import COPY_WAITERS, Services
-from consumers.replay import tune_gc
 from projections.batch_insert import use_system_memory_pool
 from projections.store import ProjectionStore
 from runtime.connection import connect
@@ -47,8 +46,6 @@ async def run_projector(
     applied everything the stream held when it last looked; ``on_start`` is called once, before the
     stream is read, with the projector at its checkpoint. Raises on a fatal error, after which the
     database holds exactly the batches up to its checkpoint."""
-    tune_gc()
-    share_the_interpreter()
     nc = await connect(settings, "outreach-projector")
     try:
         js = nc.jetstream()

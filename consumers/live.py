@@ -1,8 +1,7 @@
 """The live projector's moving parts, each a small object owning its state:
 
-- ``Pipeline``: batches from a ``StreamReader`` are parsed (each event's rows derived) on one
-  worker thread while the batch before is folded and written on another, with a bounded queue
-  between the two. Replay uses it too: the same fold, the same way.
+- ``Pipeline``: each batch from a ``StreamReader`` is parsed, folded and written on a worker thread
+  while the reader reads on. Replay uses it too: the same fold, the same way.
 - ``Follower``: reads from the checkpoint and follows the stream's end. A delivery that stops or
   skips is the reader's to recover (its stall policy, in ``consumers.reader``); the follower starts
   reading again from the checkpoint, the only position that counts, when the broker did not answer.
@@ -15,7 +14,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,7 +23,6 @@ from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from consumers.delivery import StreamMessage
-from consumers.fold import parse_batch
 from consumers.projector import Projector
 from consumers.reader import StreamReader
 from projections.snapshot import snapshot_path, write_snapshot
@@ -40,9 +37,9 @@ QUIET_SECONDS = 10.0
 # A snapshot waits at least this many times as long as the last one took, so that it takes at most
 # about a tenth of the projector's time: at 1,000,000 events one takes 0.9 s (1.4 s of CPU).
 SNAPSHOT_SPACING = 10
-# The collector's young-generation threshold is raised for speed (``tune_gc``), so garbage cycles
-# that outlive a young collection would wait for a rare full one. A full collection this often
-# keeps a long-running projector's memory flat.
+# `outreach project` raises the collector's young-generation threshold (``runtime.interpreter``), so
+# garbage cycles that outlive a young collection would wait for a rare full one. A full collection
+# this often keeps a long-running projector's memory flat.
 FULL_GC_SECONDS = 10.0
 # The broker did not answer in time, or has no JetStream leader for a moment (it restarts, a
 # cluster elects a new leader): nothing was applied, so read again from the checkpoint.
@@ -50,23 +47,10 @@ BROKER_UNAVAILABLE = (TimeoutError, NoRespondersError, ServiceUnavailableError, 
 RETRY_SECONDS = 1.0
 
 
-# How long a thread holds the interpreter before another that waits for it takes it (Python's
-# default is 5 ms). DuckDB's Python client takes the interpreter back between the tasks of a
-# statement, so while another thread runs Python it waited up to the whole interval each time: a
-# query run beside a busy Python thread finished 25 times in 5 s where it ran 480 times alone;
-# with 0.2 ms, 239. In the pipeline, replays of 400,000 events with 0.5 ms ran at 14,885/s
-# (median of three alternated runs) against 13,825/s with 5 ms.
-SWITCH_INTERVAL_S = 0.0005
-
-
-def share_the_interpreter() -> None:
-    """The pipeline's threads (the reader, the parser, the writer in DuckDB) take turns faster."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-
-
 class Pipeline:
-    """Parse batch N+1 while batch N is folded and written; the checkpoint stays in each batch's
-    transaction, so stopping anywhere leaves the file at a whole batch."""
+    """Each batch the reader hands over is parsed, folded and written in one worker thread, one
+    batch at a time, while the reader goes on reading on the event loop; the checkpoint stays in
+    each batch's transaction, so stopping anywhere leaves the file at a whole batch."""
 
     def __init__(
         self,
@@ -80,42 +64,13 @@ class Pipeline:
         self.after_write = after_write
 
     async def run(self, reader: StreamReader) -> None:
-        queue: asyncio.Queue[tuple[list[StreamMessage], list[Any]] | None] = asyncio.Queue(maxsize=1)
-        # Parsed batches alive at once: the one being written and the next. A third, parsed ahead
-        # and waiting for room in the queue, held 14 MiB (5,000 events) and bought no speed.
-        parsed_slots = asyncio.Semaphore(2)
-        failures: list[Exception] = []
-
-        async def parse() -> None:
-            try:
-                async for batch in reader:
-                    await parsed_slots.acquire()
-                    await queue.put((batch, await asyncio.to_thread(parse_batch, batch)))
-            except Exception as exc:  # the reader's failure, raised below once the writer is done
-                failures.append(exc)
-            await queue.put(None)  # not reached when cancelled: then nobody reads the queue
-
-        async def write() -> None:
-            while (item := await queue.get()) is not None:
-                batch, parsed = item
-                del item
-                if self.before_write is not None:
-                    await self.before_write(batch)
-                await asyncio.to_thread(self.projector.apply_parsed, parsed)
-                del parsed  # not held while the next batch is awaited
-                parsed_slots.release()
-                if self.after_write is not None:
-                    await self.after_write(batch)
-
-        parser = asyncio.create_task(parse())
-        try:
-            await write()
-        finally:
-            parser.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await parser
-        if failures:
-            raise failures[0]
+        """Until the reader ends; its failure is raised after the batches it handed over are written."""
+        async for batch in reader:
+            if self.before_write is not None:
+                await self.before_write(batch)
+            await asyncio.to_thread(self.projector.apply, batch)
+            if self.after_write is not None:
+                await self.after_write(batch)
 
 
 class Snapshotter:

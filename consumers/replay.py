@@ -9,7 +9,6 @@ storage format, then copied into an older one that analysts' tools read (``proje
 from __future__ import annotations
 
 import contextlib
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from consumers.delivery import StreamMessage
-from consumers.live import Pipeline, share_the_interpreter
+from consumers.live import Pipeline
 from consumers.projector import Projector, ProjectorStats
 from consumers.reader import StreamReader
 from projections.batch_insert import use_system_memory_pool
@@ -35,16 +34,6 @@ class Progress:
     end_seq: int
     messages: int
     seconds: float
-
-
-def tune_gc() -> None:
-    """Young-generation collections only past what batches in flight hold. A batch of 5,000
-    events holds about 150,000 objects from its parsing until it is written, and a collection
-    walks every object still alive: with the default threshold (700) parsing took 20 µs an event;
-    with 100,000, a collection ran at nearly every batch and took 12% of a 300,000-event replay
-    (3.7 s in the young generation, 1.1 s in the next); with 500,000, none ran during it, and peak
-    memory was the same (cyclic garbage still triggers one past 500,000 objects)."""
-    gc.set_threshold(500_000, 10, 10)
 
 
 async def replay(
@@ -89,8 +78,6 @@ async def _replay(
     progress: Callable[[Progress], None] | None,
     idle_timeout: float,
 ) -> ProjectorStats:
-    tune_gc()
-    share_the_interpreter()
     nc = await connect(settings, "outreach-replay")
     store: ProjectionStore | None = None
     try:

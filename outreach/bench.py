@@ -353,6 +353,9 @@ async def _with_runaway(settings: Settings, rate: int, seconds: float, answers: 
 
 def _latency_projector(settings: Settings, commits: Any, ready: Any) -> None:
     from consumers.app import run_projector
+    from runtime.interpreter import tune_gc
+
+    tune_gc()  # as `outreach project` does
 
     def on_batch(projector: Any) -> None:
         commits.put((projector.last_seq, time.time()))

@@ -528,8 +528,9 @@ def _interrupt(signum: int, frame: object) -> None:  # noqa: ARG001
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from consumers.replay import Progress, tune_gc
+    from consumers.replay import Progress
     from outreach.publishing import agency_of, publish
+    from runtime.interpreter import tune_gc
 
     tune_gc()
     settings = settings_from(args)
@@ -695,7 +696,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     tune_allocators()  # before pyarrow is imported
     from consumers.app import run_projector
     from consumers.replay import Progress
+    from runtime.interpreter import tune_gc
 
+    tune_gc()
     settings = settings_from(args)
     printer = ProgressPrinter(sys.stderr, label="project")
     started = time.monotonic()
@@ -732,7 +735,9 @@ def _timestamp(text: str) -> datetime:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from consumers.replay import replay
+    from runtime.interpreter import tune_gc
 
+    tune_gc()
     settings = settings_from(args)
     started = time.monotonic()
     stats = _run(
@@ -750,7 +755,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from consumers.verify import verify, verify_submission
+    from runtime.interpreter import tune_gc
 
+    tune_gc()
     settings = settings_from(args)
     if args.submission:
         check = _run(verify_submission(settings, args.submission))

@@ -193,3 +193,31 @@ def test_the_process_memory_bound_is_set_at_the_projectors_entry_point_alone() -
         )
     )
     assert callers == ["outreach/cli.py"]
+
+
+# Settings of the whole interpreter: made in one module, and only by the commands that need them.
+INTERPRETER_WIDE = {("gc", "set_threshold"), ("sys", "setswitchinterval")}
+INTERPRETER_MODULE = "runtime/interpreter.py"
+
+
+def interpreter_wide_calls(path: Path) -> list[str]:
+    return [
+        f"{node.func.value.id}.{node.func.attr}"
+        for node in ast.walk(ast.parse(path.read_text("utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and (node.func.value.id, node.func.attr) in INTERPRETER_WIDE
+    ]
+
+
+def test_settings_of_the_whole_interpreter_are_made_in_one_module_by_the_command_line() -> None:
+    made, imported = [], []
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            where = str(path.relative_to(ROOT))
+            made += [f"{where}: {call}" for call in interpreter_wide_calls(path)]
+            if "runtime.interpreter" in imported_modules(path):
+                imported.append(where)
+    assert made == [f"{INTERPRETER_MODULE}: gc.set_threshold"]
+    assert imported and all(where.startswith("outreach/") for where in imported), imported
