@@ -5,7 +5,7 @@ the pool does not count (``projections.memory_guard`` says how each is enforced,
 
 - ``RESIDENT_MARGIN_MIB``: past the pool plus this, in resident memory, every analyst's query
   running is stopped. It holds what the projector itself needs (the interpreter and libraries,
-  the index of events, two parsed batches, nats-py's queue) and two queries fetching answers as
+  the index of events, two batches in flight, nats-py's queue) and two queries fetching answers as
   wide as a reply at once.
 - ``DATA_MARGIN_MIB``: the kernel's limit of the data segment (``RLIMIT_DATA``), past which an
   allocation fails: what refuses a value built in one allocation, which no watching can stop. The
