@@ -60,9 +60,13 @@ def in_a_process(command: Command, settings: Settings, db: Path, until_seq: int 
 
 
 def _run(command: Command, settings: Settings, db: Path, until_seq: int | None, answers: Any) -> None:
-    """In the child: the command, and its outcome (a ``Measured``, or why it failed) to the parent."""
+    """In the child: the command, with the settings of the whole interpreter its ``outreach``
+    command makes, and its outcome (a ``Measured``, or why it failed) to the parent."""
     import asyncio
 
+    from runtime.interpreter import tune_gc
+
+    tune_gc()  # as `outreach replay` and `outreach project` do
     try:
         if command == "replay":
             from consumers.replay import replay
