@@ -44,6 +44,7 @@ TABLES = (
 # what one checkpoint holds within the pool (older readers read any size of group).
 COPY_ROW_GROUP = 8_192
 BATCH_ROWS = 50_000  # rows held at once while copying: bounded memory whatever the projection's size
+READER_POOL = "32MB"  # copy_file's reading side only streams its rows out, a batch at a time
 
 
 def copy_path(db: Path) -> Path:
@@ -74,12 +75,13 @@ def write_copy(
 
 def copy_file(source: Path, target: Path, memory_limit: str = MEMORY_LIMIT) -> None:
     """Copy the projection file ``source`` (a replay's, no longer written) into ``target``, a new
-    file in ``STORAGE_VERSION``, as ``write_copy`` does, through connections of its own with a
-    buffer pool of ``memory_limit`` each. ``target`` appears whole or not at all."""
+    file in ``STORAGE_VERSION``, as ``write_copy`` does, through connections of its own: the new
+    file's with a buffer pool of ``memory_limit``, the reading one with ``READER_POOL``. ``target``
+    appears whole or not at all."""
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    reader = duckdb.connect(str(source), read_only=True, config={"memory_limit": memory_limit, "threads": 1})
+    reader = duckdb.connect(str(source), read_only=True, config={"memory_limit": READER_POOL, "threads": 1})
     out = _new_file(partial, memory_limit)
     try:
         _copy_tables(reader, out)
