@@ -60,35 +60,20 @@ def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def test_rows_go_into_the_columns_of_their_names_as_they_were(con: duckdb.DuckDBPyConnection) -> None:
-    rows = [
-        Action(
-            ID,
-            2**64 - 1,
-            AT,
-            date(2017, 12, 4),
-            ["pl-nap-2013-2015/III/4"],
-            [{"audience": "pupils", "count": 40, "estimated": False}],
-            '{"venue": "Shkolla \\"Naim Frashëri\\""}',
-            b"\x00\xff",
-        ),
-        Action(uuid.UUID(int=1), 0, AT, None, [], None, None, None),
-    ]
-    BatchInsert(con, "actions", Action).write(con, rows)
+    full = (
+        ID,
+        2**64 - 1,
+        AT,
+        date(2017, 12, 4),
+        ["pl-nap-2013-2015/III/4"],
+        [{"audience": "pupils", "count": 40, "estimated": False}],
+        '{"venue": "Shkolla \\"Naim Frashëri\\""}',
+        b"\x00\xff",
+    )
+    empty = (uuid.UUID(int=1), 0, AT, None, [], None, None, None)
+    BatchInsert(con, "actions", Action).write(con, [Action(*full), Action(*empty)])
     got = con.execute("SELECT * FROM actions ORDER BY seq").fetchall()
-    assert got == [
-        (uuid.UUID(int=1), 0, AT, None, [], None, None, None, "nobody"),
-        (
-            ID,
-            2**64 - 1,
-            AT,
-            date(2017, 12, 4),
-            ["pl-nap-2013-2015/III/4"],
-            [{"audience": "pupils", "count": 40, "estimated": False}],
-            '{"venue": "Shkolla \\"Naim Frashëri\\""}',
-            b"\x00\xff",
-            "nobody",
-        ),
-    ]
+    assert got == [(*empty, "nobody"), (*full, "nobody")]
 
 
 def test_a_dataclass_row_is_read_by_field_name_into_any_column_order(con: duckdb.DuckDBPyConnection) -> None:
