@@ -16,16 +16,9 @@ from typing import Any
 
 import duckdb
 
-from projections.schema import REFERENCE_SQL, SCHEMA_SQL
+from projections.schema import REFERENCE_SQL, SCHEMA_SQL, STORAGE_VERSION
 from projections.store import MEMORY_LIMIT
 from projections.views import VIEWS_SQL
-
-# The on-disk format of the files made for analysts' own tools (the snapshot, the copy, a replay):
-# the one DuckDB 1.1 and every later version read, as BI tools bundle older versions. The live
-# projection keeps the newest format: in the older one a checkpoint of a full write-ahead log holds
-# a row group's strings in memory at once, more than the projector's buffer pool has left, and
-# fails. A replay is built in the newest format and copied into the older one when done.
-STORAGE_VERSION = "v1.1.0"
 
 # Every table of a projection; the views are made from these.
 TABLES = (

@@ -11,6 +11,13 @@ import duckdb
 from projections.views import VIEWS_SQL
 from schemas.reference import regions
 
+# The on-disk format of the files made for analysts' own tools (the snapshot, the copy, a replay):
+# the one DuckDB 1.1 and every later version read, as BI tools bundle older versions. The live
+# projection keeps the newest format: in the older one a checkpoint of a full write-ahead log holds
+# a row group's strings in memory at once, more than the projector's buffer pool has left, and
+# fails. A replay is built in the newest format and copied into the older one when done.
+STORAGE_VERSION = "v1.1.0"
+
 SCHEMA_SQL = resources.files("projections").joinpath("schema.sql").read_text("utf-8")
 
 # Made anew at every start from the reference data this version carries (``schemas.reference``).

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from projections.copy import STORAGE_VERSION
 from projections.query import LockedByProjector, open_read_only
+from projections.schema import STORAGE_VERSION
 
 SNAPSHOT_VIEWS = (
     "totals_by_county",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import duckdb
 
-from projections.copy import STORAGE_VERSION, copy_file
+from projections.copy import copy_file
+from projections.schema import STORAGE_VERSION
 from projections.store import ProjectionStore
 
 EVENTS = 150_000

@@ -221,3 +221,21 @@ def test_settings_of_the_whole_interpreter_are_made_in_one_module_by_the_command
                 imported.append(where)
     assert made == [f"{INTERPRETER_MODULE}: gc.set_threshold"]
     assert imported and all(where.startswith("outreach/") for where in imported), imported
+
+
+def test_reading_a_file_loads_none_of_the_writers_modules() -> None:
+    """`outreach sql` starts as a process for every query an analyst types: reading a file (the
+    query, the snapshot) must not load the writer, its index of events or pyarrow."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, outreach.cli, outreach.reading; print(' '.join(sorted(sys.modules)))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert [m for m in loaded if m.split(".")[0] == "pyarrow" or m in WRITERS_MODULES] == []
+
+
+WRITERS_MODULES = {"projections.store", "projections.known", "projections.batch_insert", "projections.copy"}
