@@ -3,14 +3,18 @@
 The stream is read through the one reader (``consumers.reader``) in large batches, and every batch
 goes through the same ``Pipeline`` and ``Projector`` as the live path, so a replay and the live
 projection are the same fold of the same messages. It is built beside its path in the newest
-storage format, then copied into an older one that analysts' tools read (``projections.copy``).
+storage format, then copied into an older one that analysts' tools read (``projections.copy``),
+in a process of its own: the copy's memory is never added to what the replay's process has held.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,10 +62,29 @@ async def replay(
     _remove(building)  # of a replay interrupted
     try:
         stats = await _replay(settings, building, until_seq, as_of, progress, idle_timeout)
-        copy_file(building, db, f"{settings.memory_limit_mb}MB")
+        _copy_in_a_process(building, db, f"{settings.memory_limit_mb}MB")
     finally:
         _remove(building)
     return stats
+
+
+def _copy_in_a_process(building: Path, db: Path, memory_limit: str) -> None:
+    """``copy_file`` in a new process, its errors raised here. The replay's process keeps what its
+    allocators took for the fold and the writes; a copy made beside it would peak on top of that."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as copier:
+        try:
+            copier.submit(_copy, building, db, memory_limit).result()
+        except BrokenProcessPool:
+            raise ProjectionError(
+                f"the copy of the replay into {db} ended without a word (killed, or out of memory); "
+                "the replay is not kept: run it again, with more memory for the copy (OUTREACH_MEMORY_LIMIT_MB)"
+            ) from None
+
+
+def _copy(building: Path, db: Path, memory_limit: str) -> None:
+    """The copier's process: Arrow's batches through the C library's allocator, as in the replay's."""
+    use_system_memory_pool()
+    copy_file(building, db, memory_limit)
 
 
 def _remove(db: Path) -> None:

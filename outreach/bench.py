@@ -4,7 +4,8 @@ One run, one machine, one embedded nats-server. Every figure is measured here, i
 
 - publishing: the project's ``Publisher`` next to bare nats-py ``publish_async`` of the same payloads;
 - reading: a bare ordered consumer that only counts (the ceiling);
-- replay into a new file (``consumers.replay``, in a process of its own: its peak RSS is its own), at N and N/4;
+- replay into a new file (``consumers.replay``, in a process of its own: its peak RSS is its own, and
+  its copy's for analysts' tools, made by a process of the replay's, is reported beside it), at N and N/4;
 - the live projector (``consumers.app`` until caught up, in a process of its own) over the same backlog;
 - a naive projector, one FastStream handler call and one INSERT per event, on a sample (the floor);
 - live latency from publish to committed (visible in ``totals_by_county``) at a steady rate;
@@ -178,10 +179,12 @@ def _replay_phase(settings: Settings, events: int, workdir: Path, results: Resul
     _require_all("replay --until-seq", measured, quarter)
     results.add("replay_quarter_per_s", quarter / seconds)
     results.add("replay_quarter_peak_rss_mib", measured.peak_rss_mib)
+    results.add("replay_quarter_copy_peak_rss_mib", measured.children_peak_rss_mib)
     seconds, measured = _timed("replay", settings, workdir / "replay.duckdb")
     _require_all("replay", measured, events)
     results.add("replay_per_s", events / seconds)
     results.add("replay_peak_rss_mib", measured.peak_rss_mib)
+    results.add("replay_copy_peak_rss_mib", measured.children_peak_rss_mib)
 
 
 def _timed(command: Command, settings: Settings, db: Path, until_seq: int | None = None) -> tuple[float, Measured]:
@@ -401,20 +404,19 @@ def _ratios(results: Results) -> None:
     f["live_ratio_to_naive"] = f["live_projector_per_s"] / f["naive_projector_per_s"]
 
 
+# What BENCHMARKS.md holds each figure to (its *Targets*).
 TARGETS: list[tuple[str, str, Callable[[dict[str, float]], bool]]] = [
-    ("replay_per_s", ">= 40,000/s", lambda f: f["replay_per_s"] >= 40_000),
-    ("replay_ratio_to_ordered_consumer", ">= 0.25", lambda f: f["replay_ratio_to_ordered_consumer"] >= 0.25),
-    ("live_projector_per_s", ">= 30,000/s", lambda f: f["live_projector_per_s"] >= 30_000),
-    ("latency_p50_ms", "<= 200 ms", lambda f: f["latency_p50_ms"] <= 200),
-    ("latency_p99_ms", "<= 500 ms", lambda f: f["latency_p99_ms"] <= 500),
-    ("latency_runaway_p99_ms", "<= 1,000 ms", lambda f: f["latency_runaway_p99_ms"] <= 1000),
-    ("sql_startup_ms", "<= 300 ms", lambda f: f["sql_startup_ms"] <= 300),
     ("publish_ratio_to_raw", ">= 0.7", lambda f: f["publish_ratio_to_raw"] >= 0.7),
+    ("replay_ratio_to_ordered_consumer", ">= 0.12", lambda f: f["replay_ratio_to_ordered_consumer"] >= 0.12),
     ("replay_peak_rss_mib", "<= 400 MiB", lambda f: f["replay_peak_rss_mib"] <= 400),
+    ("replay_copy_peak_rss_mib", "<= 400 MiB", lambda f: f["replay_copy_peak_rss_mib"] <= 400),
     ("live_projector_peak_rss_mib", "<= 400 MiB", lambda f: f["live_projector_peak_rss_mib"] <= 400),
     ("query_totals_by_county_ms", "< 100 ms", lambda f: f["query_totals_by_county_ms"] < 100),
     ("query_totals_by_campaign_ms", "< 100 ms", lambda f: f["query_totals_by_campaign_ms"] < 100),
     ("query_totals_by_plan_task_ms", "< 100 ms", lambda f: f["query_totals_by_plan_task_ms"] < 100),
+    ("sql_startup_ms", "<= 300 ms", lambda f: f["sql_startup_ms"] <= 300),
+    ("latency_p99_ms", "<= 500 ms", lambda f: f["latency_p99_ms"] <= 500),
+    ("latency_runaway_p99_ms", "<= 1,000 ms", lambda f: f["latency_runaway_p99_ms"] <= 1000),
 ]
 
 

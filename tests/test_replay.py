@@ -137,8 +137,10 @@ def test_the_benchmark_runs_end_to_end_on_a_small_stream(tmp_path: Path) -> None
         "ordered_consumer_per_s",
         "replay_quarter_per_s",
         "replay_quarter_peak_rss_mib",
+        "replay_quarter_copy_peak_rss_mib",
         "replay_per_s",
         "replay_peak_rss_mib",
+        "replay_copy_peak_rss_mib",
         "live_projector_per_s",
         "live_projector_peak_rss_mib",
         "naive_projector_per_s",
@@ -181,9 +183,9 @@ def test_the_benchmark_reports_no_rate_for_a_reader_that_stopped_early() -> None
     from outreach.bench import _require_all
     from outreach.measure import Measured
 
-    _require_all("replay", Measured(messages=1000, peak_rss_mib=150.0), 1000)
+    _require_all("replay", Measured(messages=1000, peak_rss_mib=150.0, children_peak_rss_mib=0.0), 1000)
     with pytest.raises(RuntimeError) as caught:
-        _require_all("replay", Measured(messages=734_800, peak_rss_mib=150.0), 1_000_000)
+        _require_all("replay", Measured(messages=734_800, peak_rss_mib=150.0, children_peak_rss_mib=0.0), 1_000_000)
     assert str(caught.value) == "outreach replay read 734,800 of 1,000,000 events; no rate is reported for it"
 
 
