@@ -64,10 +64,13 @@ from nats.js.errors import NotFoundError
 from consumers.delivery import StreamMessage, delivered
 from runtime.settings import DEFAULT_BATCH_BYTES
 from schemas.errors import OutreachError, ProjectionError
-from schemas.subjects import ALL_EVENTS
 
 log = logging.getLogger("outreach.reader")
 
+# The ordered consumer's filter: none, for the stream holds events alone (``runtime.stream``). A
+# filter, even one equal to the stream's subjects, has nats-server count what is pending subject by
+# subject each time the consumer is made (at every pause and stall), and there is a subject an event.
+WHOLE_STREAM = ""
 # Heartbeats the ordered consumer needs; nats-py recreates it after missing two. Far longer than
 # STALL_S, so that the reader's own policy acts first.
 IDLE_HEARTBEAT_S = 30.0
@@ -220,7 +223,7 @@ class StreamReader:
         self._state = ReaderState.SUBSCRIBING
         try:
             self._subscription = await self._js.subscribe(
-                ALL_EVENTS,
+                WHOLE_STREAM,
                 stream=self._stream,
                 ordered_consumer=True,
                 idle_heartbeat=IDLE_HEARTBEAT_S,

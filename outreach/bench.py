@@ -35,6 +35,7 @@ import duckdb
 import nats
 from nats.js.api import StreamConfig
 
+from consumers.reader import WHOLE_STREAM
 from outreach.measure import Command, Measured, in_a_process
 from outreach.synthetic import generate
 from producers.publisher import Publisher
@@ -165,7 +166,7 @@ async def _ordered_ceiling(settings: Settings, events: int, results: Results) ->
             done.set()
 
     start = time.perf_counter()
-    sub = await js.subscribe("outreach.events.>", stream=settings.stream, cb=counted, ordered_consumer=True)
+    sub = await js.subscribe(WHOLE_STREAM, stream=settings.stream, cb=counted, ordered_consumer=True)
     await asyncio.wait_for(done.wait(), timeout=3600)
     results.add("ordered_consumer_per_s", events / (time.perf_counter() - start))
     await sub.unsubscribe()

@@ -22,7 +22,6 @@ from consumers.delivery import delivered
 from consumers.reader import PENDING_BYTES, PENDING_LIMIT, StreamReader, stored, take
 from runtime.settings import Settings
 from runtime.stream import ensure_stream
-from schemas.subjects import ALL_EVENTS
 from tests.conftest import async_wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +106,7 @@ async def test_take_empties_nats_py_queue_as_its_public_counts_say_and_flow_cont
     await _publish(js, total, payload)
 
     subscription = await js.subscribe(
-        ALL_EVENTS,
+        reader_module.WHOLE_STREAM,
         stream=settings.stream,
         ordered_consumer=True,
         idle_heartbeat=reader_module.IDLE_HEARTBEAT_S,
@@ -116,6 +115,9 @@ async def test_take_empties_nats_py_queue_as_its_public_counts_say_and_flow_cont
         pending_bytes_limit=PENDING_BYTES,
     )
     try:
+        # The consumer reads the whole stream unfiltered: nats-server then counts nothing subject by subject.
+        config = (await subscription.consumer_info()).config
+        assert (config.filter_subject, config.filter_subjects) == (None, None)
         await async_wait_until(lambda: subscription.pending_msgs >= 100, what="the first messages queued")
 
         seqs: list[int] = []
