@@ -27,9 +27,18 @@ from projections.batch_insert import use_system_memory_pool
 from projections.copy import copy_file
 from projections.store import ProjectionStore
 from runtime.connection import connect
+from runtime.memory import peak_rss_mib
 from runtime.settings import Settings
 from runtime.stream import read_stream_info
 from schemas.errors import ProjectionError
+
+
+@dataclass
+class ReplayStats(ProjectorStats):
+    """What a replay applied, and the peak memory of the process that copied it for analysts' tools
+    (0 when it was not copied)."""
+
+    copy_peak_rss_mib: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,7 @@ async def replay(
     progress: Callable[[Progress], None] | None = None,
     idle_timeout: float = 30.0,
     for_analysts: bool = True,
-) -> ProjectorStats:
+) -> ReplayStats:
     """Rebuild every projection from the first event into ``db`` (a new file), stopping after
     stream sequence ``until_seq`` or at the last event the stream had stored by ``as_of``.
     ``for_analysts``: in the storage format older DuckDB versions read (``STORAGE_VERSION``),
@@ -57,23 +66,24 @@ async def replay(
     if db.exists():
         raise ProjectionError(f"{db} exists; replay builds a new database file, give a path that does not exist")
     if not for_analysts:
-        return await _replay(settings, db, until_seq, as_of, progress, idle_timeout)
+        return ReplayStats(**vars(await _replay(settings, db, until_seq, as_of, progress, idle_timeout)))
     building = db.with_name(db.name + ".building")
     _remove(building)  # of a replay interrupted
     try:
         stats = await _replay(settings, building, until_seq, as_of, progress, idle_timeout)
-        _copy_in_a_process(building, db, f"{settings.memory_limit_mb}MB")
+        copy_peak = _copy_in_a_process(building, db, f"{settings.memory_limit_mb}MB")
     finally:
         _remove(building)
-    return stats
+    return ReplayStats(**vars(stats), copy_peak_rss_mib=copy_peak)
 
 
-def _copy_in_a_process(building: Path, db: Path, memory_limit: str) -> None:
-    """``copy_file`` in a new process, its errors raised here. The replay's process keeps what its
-    allocators took for the fold and the writes; a copy made beside it would peak on top of that."""
+def _copy_in_a_process(building: Path, db: Path, memory_limit: str) -> float:
+    """``copy_file`` in a new process, its errors raised here; that process's peak memory, in MiB.
+    The replay's process keeps what its allocators took for the fold and the writes; a copy made
+    beside it would peak on top of that."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as copier:
         try:
-            copier.submit(_copy, building, db, memory_limit).result()
+            return copier.submit(_copy, building, db, memory_limit).result()
         except BrokenProcessPool:
             raise ProjectionError(
                 f"the copy of the replay into {db} ended without a word (killed, or out of memory); "
@@ -81,10 +91,12 @@ def _copy_in_a_process(building: Path, db: Path, memory_limit: str) -> None:
             ) from None
 
 
-def _copy(building: Path, db: Path, memory_limit: str) -> None:
-    """The copier's process: Arrow's batches through the C library's allocator, as in the replay's."""
+def _copy(building: Path, db: Path, memory_limit: str) -> float:
+    """The copier's process: Arrow's batches through the C library's allocator, as in the replay's.
+    Returns its peak resident memory."""
     use_system_memory_pool()
     copy_file(building, db, memory_limit)
+    return peak_rss_mib()
 
 
 def _remove(db: Path) -> None:

@@ -17,6 +17,7 @@ One run, one machine, one embedded nats-server. Every figure is measured here, i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -109,6 +110,58 @@ def run_bench(events: int, sample: int, latency_rate: int, latency_seconds: floa
     return results
 
 
+# A server that acknowledges before its disk has the write: the memory run builds a large stream
+# once, to measure what reading it costs, not what storing it does.
+UNSYNCED = "# Written by outreach bench --memory: acknowledged before written to disk.\njetstream {}\n"
+
+
+def run_memory(at: list[int], workdir: Path) -> Results:
+    """The memory run: one stream of ``max(at)`` events, and at each size in ``at`` as the stream
+    reaches it: the live projector over the whole backlog and a replay of it, each a new process
+    from an empty file (peak RSS, events/s), and the three totals queries on the replayed file."""
+    results = Results(max(at), machine())
+    config = workdir / "unsynced.conf"
+    config.write_text(UNSYNCED)
+    with EmbeddedServer(workdir / "nats", port=0, config_file=config) as server:
+        settings = Settings(nats_url=server.url, db=workdir / "live.duckdb")
+        generated = generate(max(at))
+        published = 0
+        for size in sorted(at):
+            published = asyncio.run(_publish_bare(settings, generated, published, size))
+            print(f"{published:,} events stored; the live projector and a replay over them", file=sys.stderr)
+            seconds, measured = _timed("project", settings, workdir / f"live-{size}.duckdb")
+            _require_all("project --until-caught-up", measured, size)
+            results.add(f"live_projector_{size}_per_s", size / seconds)
+            results.add(f"live_projector_{size}_peak_rss_mib", measured.peak_rss_mib)
+            replayed = workdir / f"replay-{size}.duckdb"
+            seconds, measured = _timed("replay", settings, replayed)
+            _require_all("replay", measured, size)
+            results.add(f"replay_{size}_per_s", size / seconds)
+            results.add(f"replay_{size}_peak_rss_mib", measured.peak_rss_mib)
+            results.add(f"replay_{size}_copy_peak_rss_mib", measured.copy_peak_rss_mib)
+            _query_phase(replayed, results, suffix=f"_{size}")
+            for path in (workdir / f"live-{size}.duckdb", replayed):  # a few GB at millions of events
+                path.unlink()
+    return results
+
+
+async def _publish_bare(settings: Settings, generated: Iterator[Any], published: int, until: int) -> int:
+    """Publish the next generated events with bare ``publish_async`` until ``until`` are stored."""
+    nc = await nats.connect(settings.nats_url)
+    js = nc.jetstream(publish_async_max_pending=WINDOW)
+    await ensure_stream(js, settings.stream, settings.duplicate_window_s)
+    while published < until:
+        window = list(itertools.islice(generated, min(WINDOW, until - published)))
+        futures = [await js.publish_async(i.subject, i.payload, headers={"Nats-Msg-Id": i.event_id}) for i in window]
+        await asyncio.gather(*futures)
+        published += len(window)
+    info = await js.stream_info(settings.stream)
+    await nc.close()
+    if info.state.messages != published:
+        raise RuntimeError(f"{info.state.messages:,} of {published:,} events were stored")
+    return published
+
+
 def _chunks(events: int, size: int = 20_000) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     for item in generate(events):
@@ -180,12 +233,12 @@ def _replay_phase(settings: Settings, events: int, workdir: Path, results: Resul
     _require_all("replay --until-seq", measured, quarter)
     results.add("replay_quarter_per_s", quarter / seconds)
     results.add("replay_quarter_peak_rss_mib", measured.peak_rss_mib)
-    results.add("replay_quarter_copy_peak_rss_mib", measured.children_peak_rss_mib)
+    results.add("replay_quarter_copy_peak_rss_mib", measured.copy_peak_rss_mib)
     seconds, measured = _timed("replay", settings, workdir / "replay.duckdb")
     _require_all("replay", measured, events)
     results.add("replay_per_s", events / seconds)
     results.add("replay_peak_rss_mib", measured.peak_rss_mib)
-    results.add("replay_copy_peak_rss_mib", measured.children_peak_rss_mib)
+    results.add("replay_copy_peak_rss_mib", measured.copy_peak_rss_mib)
 
 
 def _timed(command: Command, settings: Settings, db: Path, until_seq: int | None = None) -> tuple[float, Measured]:
@@ -253,7 +306,7 @@ async def _naive(settings: Settings, sample: int, db: Path) -> float:
     return seconds
 
 
-def _query_phase(db: Path, results: Results) -> None:
+def _query_phase(db: Path, results: Results, suffix: str = "") -> None:
     con = duckdb.connect(str(db), read_only=True)
     for view in ("totals_by_county", "totals_by_campaign", "totals_by_plan_task"):
         times = []
@@ -261,7 +314,7 @@ def _query_phase(db: Path, results: Results) -> None:
             start = time.perf_counter()
             con.execute(f"SELECT * FROM {view}").fetchall()
             times.append((time.perf_counter() - start) * 1000)
-        results.add(f"query_{view}_ms", statistics.median(times))
+        results.add(f"query_{view}{suffix}_ms", statistics.median(times))
     con.close()
 
 
@@ -440,7 +493,13 @@ def table(results: Results) -> str:
 
 
 def main(
-    events: int, sample: int, latency_rate: int, latency_seconds: float, out: Path | None, workdir: Path | None
+    events: int,
+    sample: int,
+    latency_rate: int,
+    latency_seconds: float,
+    out: Path | None,
+    workdir: Path | None,
+    memory_at: list[int] | None = None,
 ) -> Results:
     if workdir is not None:
         try:
@@ -448,7 +507,10 @@ def main(
         except OSError as exc:
             raise OutreachError(f"cannot use {workdir} as the benchmark's working directory: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="outreach-bench-", dir=workdir) as tmp:
-        results = run_bench(events, sample, latency_rate, latency_seconds, Path(tmp))
+        if memory_at:
+            results = run_memory(memory_at, Path(tmp))
+        else:
+            results = run_bench(events, sample, latency_rate, latency_seconds, Path(tmp))
     print(table(results))
     if out is not None:
         out.write_text(

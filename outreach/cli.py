@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from outreach.measure import peak_rss_mib
 from outreach.output import ProgressPrinter, write_result
 from projections.inert import NEUTRALISED_NOTE
+from runtime.memory import peak_rss_mib
 from runtime.settings import Settings
 from schemas.errors import FileInvalid, OutreachError, SettingsInvalid
 
@@ -56,7 +56,8 @@ EPILOG = {
     "  outreach replay --db as-known-2018-01-15.duckdb --as-of 2018-01-15T00:00:00Z\n"
     "  outreach replay --db first-1000.duckdb --until-seq 1000",
     "bench": "examples:\n  outreach bench                       # 1,000,000 events, several minutes\n"
-    "  outreach bench --events 20000 --out bench.json",
+    "  outreach bench --events 20000 --out bench.json\n"
+    "  outreach bench --memory 1000000,3000000  # peak memory as the stream grows",
     "verify": "example:\n  outreach verify --db outreach.duckdb",
     "export-log": "examples:\n  outreach export-log --out log.parquet\n  outreach export-log --out log.jsonl",
     "auth": "examples:\n  outreach auth init --dir ./auth --agency al-national-coordinator --agency iom-albania\n"
@@ -317,6 +318,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency run (default 10)")
     p.add_argument("--out", type=Path, help="also write the figures as JSON to this file")
     p.add_argument("--workdir", type=Path, help="where to keep the temporary server and databases")
+    p.add_argument(
+        "--memory",
+        type=_event_counts,
+        metavar="N,N,...",
+        help="instead: one stream (stored without waiting for the disk), the live projector's and a replay's "
+        "peak memory and the totals queries as it reaches each size (e.g. 1000000,3000000)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = command("auth", "generate and maintain least-privilege NATS users (agencies, auditor, projector, admin)")
@@ -951,8 +959,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.events < 1_000 or args.sample < 100 or args.latency_rate < 100:
         raise SettingsInvalid("bench needs --events >= 1000, --sample >= 100 and --latency-rate >= 100")
-    bench(args.events, args.sample, args.latency_rate, args.latency_seconds, args.out, args.workdir)
+    bench(args.events, args.sample, args.latency_rate, args.latency_seconds, args.out, args.workdir, args.memory)
     return 0
+
+
+def _event_counts(text: str) -> list[int]:
+    """``--memory``'s sizes: whole numbers of events, at least 1,000 each."""
+    try:
+        counts = [int(part.replace("_", "")) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of event counts such as 1000000,3000000") from None
+    if not counts or min(counts) < 1_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: each size needs at least 1,000 events")
+    return counts
 
 
 def cmd_auth_init(args: argparse.Namespace) -> int:

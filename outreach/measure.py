@@ -7,39 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from runtime.memory import peak_rss_mib
 from runtime.settings import Settings
 
 Command = Literal["replay", "project"]
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory since it started its program (Linux: VmHWM)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def children_peak_rss_mib() -> float:
-    """The largest peak resident memory of this process's children that have ended."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 @dataclass(frozen=True)
 class Measured:
-    """What a command in a process of its own applied, that process's peak memory, and the largest
-    peak of the processes it ran (a replay's copy for analysts' tools; 0 when it ran none)."""
+    """What a command in a process of its own applied, that process's peak memory, and the peak of
+    the process a replay copies its file in (0 for the projector)."""
 
     messages: int
     peak_rss_mib: float
-    children_peak_rss_mib: float
+    copy_peak_rss_mib: float
 
 
 def in_a_process(command: Command, settings: Settings, db: Path, until_seq: int | None = None) -> Measured:
@@ -88,4 +69,4 @@ def _run(command: Command, settings: Settings, db: Path, until_seq: int | None, 
     except BaseException as exc:  # reported to the parent, which raises it
         answers.put(f"{type(exc).__name__}: {exc}")
         return
-    answers.put(Measured(stats.messages, peak_rss_mib(), children_peak_rss_mib()))
+    answers.put(Measured(stats.messages, peak_rss_mib(), getattr(stats, "copy_peak_rss_mib", 0.0)))

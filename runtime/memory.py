@@ -29,6 +29,7 @@ import ctypes
 import ctypes.util
 import os
 import resource
+from pathlib import Path
 
 RESIDENT_MARGIN_MIB = 768
 DATA_MARGIN_MIB = 1536
@@ -78,3 +79,14 @@ def tune_allocators() -> None:
     libc = ctypes.util.find_library("c")
     if libc:
         ctypes.CDLL(libc).mallopt(_M_ARENA_MAX, ARENAS)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since it started its program (Linux: VmHWM)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

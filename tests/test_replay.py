@@ -163,6 +163,43 @@ def test_the_benchmark_runs_end_to_end_on_a_small_stream(tmp_path: Path) -> None
     assert "| replay_per_s |" in done.stdout
 
 
+@pytest.mark.e2e
+def test_the_memory_run_measures_each_size_as_the_stream_reaches_it(tmp_path: Path) -> None:
+    """``outreach bench --memory``: every figure at every size, each command having read every event
+    (the run stops otherwise), without a timing assertion."""
+    out = tmp_path / "memory.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "bench", "--memory", "2000,4000", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(out.read_text())
+    assert document["events"] == 4000
+    measures = [
+        "live_projector_{}_per_s",
+        "live_projector_{}_peak_rss_mib",
+        "replay_{}_per_s",
+        "replay_{}_peak_rss_mib",
+        "replay_{}_copy_peak_rss_mib",
+        "query_totals_by_county_{}_ms",
+        "query_totals_by_campaign_{}_ms",
+        "query_totals_by_plan_task_{}_ms",
+    ]
+    assert list(document["figures"]) == [m.format(size) for size in (2000, 4000) for m in measures]
+    assert all(value > 0 for value in document["figures"].values())
+
+
+def test_the_memory_run_names_sizes_it_cannot_use() -> None:
+    command = [sys.executable, "-m", "outreach", "bench", "--memory", "1000000,3m"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "outreach bench: error: argument --memory: '1000000,3m' is not a list of event counts such as 1000000,3000000"
+    )
+
+
 def test_the_benchmark_names_a_working_directory_it_cannot_use(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -183,9 +220,9 @@ def test_the_benchmark_reports_no_rate_for_a_reader_that_stopped_early() -> None
     from outreach.bench import _require_all
     from outreach.measure import Measured
 
-    _require_all("replay", Measured(messages=1000, peak_rss_mib=150.0, children_peak_rss_mib=0.0), 1000)
+    _require_all("replay", Measured(messages=1000, peak_rss_mib=150.0, copy_peak_rss_mib=0.0), 1000)
     with pytest.raises(RuntimeError) as caught:
-        _require_all("replay", Measured(messages=734_800, peak_rss_mib=150.0, children_peak_rss_mib=0.0), 1_000_000)
+        _require_all("replay", Measured(messages=734_800, peak_rss_mib=150.0, copy_peak_rss_mib=0.0), 1_000_000)
     assert str(caught.value) == "outreach replay read 734,800 of 1,000,000 events; no rate is reported for it"
 
 
