@@ -90,7 +90,7 @@ class Snapshotter:
         self.turn = asyncio.Lock()  # one of a batch's write and the snapshot's at a time
         self.writes: set[asyncio.Future[None]] = set()
         self.took = 0.0  # how long the last write took
-        self.cells = True  # copy the report's cells, until they are found too many
+        self.left_out: frozenset[str] = frozenset()  # the bounded views found too large to copy
 
     async def refresh(self, *, now: bool = False, wait: bool = True) -> None:
         """At most every snapshot_interval_s, and not before SNAPSHOT_SPACING times as long as the
@@ -127,7 +127,7 @@ class Snapshotter:
 
     def _write(self, cursor: duckdb.DuckDBPyConnection) -> None:
         try:
-            self.cells = write_snapshot(cursor, self.settings.db, cells=self.cells)
+            self.left_out = write_snapshot(cursor, self.settings.db, leave_out=self.left_out)
         except (duckdb.Error, OSError) as exc:
             log.warning("the snapshot %s was not refreshed: %s", snapshot_path(self.settings.db), exc)
         finally:

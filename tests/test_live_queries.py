@@ -323,10 +323,10 @@ def test_a_snapshot_copies_the_reports_cells_only_while_they_are_few(
             con.close()
 
     monkeypatch.setattr(snapshot_module, "SNAPSHOT_CELLS_MAX", cells)
-    assert write_snapshot(store.reader(), store.path) is True
+    assert write_snapshot(store.reader(), store.path) == frozenset()
     assert tables()["report_cells"] == cells
     monkeypatch.setattr(snapshot_module, "SNAPSHOT_CELLS_MAX", cells - 1)
-    assert write_snapshot(store.reader(), store.path) is False
+    assert write_snapshot(store.reader(), store.path) == {"report_cells"}
     copied = tables()
     assert "report_cells" not in copied
     assert set(copied) == {*SNAPSHOT_VIEWS, "snapshot_info", "checkpoint", "counties"} - {"report_cells"}
@@ -335,20 +335,51 @@ def test_a_snapshot_copies_the_reports_cells_only_while_they_are_few(
     asked: list[str] = []
     reader = store.reader()
     monkeypatch.setattr(snapshot_module, "_copy", lambda _r, _o, name, *_a: asked.append(name) or True)
-    assert write_snapshot(reader, store.path, cells=False) is False
+    assert write_snapshot(reader, store.path, leave_out=frozenset({"report_cells"})) == {"report_cells"}
     assert "report_cells" not in asked
     assert len(asked) == len(SNAPSHOT_VIEWS) + 2  # the three tables and the other views
+    store.close()
+
+
+def test_a_bounded_view_that_does_not_fit_the_pool_is_left_out_of_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Running out of DuckDB's pool ends the transaction: the views after it are read in a new one,
+    and every other table is copied."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    items = list(generate(200, seed=3))
+    Projector(store, "OUTREACH", at).apply(
+        [StreamMessage(i + 1, item.subject, item.payload, at) for i, item in enumerate(items)]
+    )
+    copy = snapshot_module._copy
+
+    def out_of_memory_for_one(reader: Any, out: Any, name: str, *args: Any) -> bool:
+        if name == "changes_since_submission":
+            with pytest.raises(duckdb.Error):  # as DuckDB leaves a transaction that ran out of memory
+                reader.execute("SELECT error('out of memory')").fetchall()
+            raise duckdb.OutOfMemoryException("failed to allocate data of size 8.0 MiB (103.5 MiB/106.8 MiB used)")
+        return copy(reader, out, name, *args)
+
+    monkeypatch.setattr(snapshot_module, "_copy", out_of_memory_for_one)
+    assert write_snapshot(store.reader(), store.path) == {"changes_since_submission"}
+    con = duckdb.connect(str(snapshot_path(store.path)), read_only=True)
+    copied = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    as_of = con.execute("SELECT as_of_seq FROM snapshot_info").fetchall()
+    con.close()
+    assert copied == {*SNAPSHOT_VIEWS, "snapshot_info", "checkpoint", "counties"} - {"changes_since_submission"}
+    assert as_of == [(200,)]
     store.close()
 
 
 async def test_a_projector_that_found_the_cells_too_many_no_longer_asks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: list[bool] = []
+    asked: list[frozenset[str]] = []
 
-    def write(_cursor: Any, _db: Any, *, cells: bool) -> bool:
-        asked.append(cells)
-        return False  # too many
+    def write(_cursor: Any, _db: Any, *, leave_out: frozenset[str]) -> frozenset[str]:
+        asked.append(leave_out)
+        return frozenset({"report_cells"})  # too many
 
     monkeypatch.setattr(live, "write_snapshot", write)
     projector = SimpleNamespace(last_seq=0, store=SimpleNamespace())
@@ -357,4 +388,4 @@ async def test_a_projector_that_found_the_cells_too_many_no_longer_asks(
     for seq in (1, 2, 3):
         projector.last_seq = seq
         await snapshots.refresh(now=True)
-    assert asked == [True, False, False]
+    assert asked == [frozenset(), frozenset({"report_cells"}), frozenset({"report_cells"})]
