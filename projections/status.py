@@ -138,7 +138,8 @@ def agency_status(cursor: duckdb.DuckDBPyConnection, agency: str, wanted: Status
         found = _bounded(cursor, "possible double reports", lambda: _duplicates(cursor, agency))
         if found is None:
             refused = (
-                f"the possible double reports were not found within {EXTRAS_SECONDS:g} s; query possible_duplicates"
+                f"the possible double reports were not found within {EXTRAS_SECONDS:g} s and the projector's "
+                "memory; query possible_duplicates"
             )
         duplicates = found or ()
     return StatusReply(
@@ -157,13 +158,17 @@ def _duplicates(cursor: duckdb.DuckDBPyConnection, agency: str) -> tuple[Possibl
 
 
 def _bounded(cursor: duckdb.DuckDBPyConnection, what: str, run: Callable[[], T]) -> T | None:
-    """``run()``, stopped inside DuckDB after ``EXTRAS_SECONDS``: None then, and logged."""
+    """``run()``, stopped inside DuckDB after ``EXTRAS_SECONDS`` or when it runs out of the
+    projector's pool: None then, and logged."""
     timer = threading.Timer(EXTRAS_SECONDS, cursor.interrupt)
     timer.start()
     try:
         return run()
     except duckdb.InterruptException:
         log.warning("stopped finding the %s of a receipt after %g s", what, EXTRAS_SECONDS)
+        return None
+    except duckdb.OutOfMemoryException as exc:
+        log.warning("stopped finding the %s of a receipt: %s", what, str(exc).splitlines()[0])
         return None
     finally:
         timer.cancel()

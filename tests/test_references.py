@@ -5,6 +5,7 @@ with the real projector; totals are checked against the oracle."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -458,3 +459,18 @@ async def test_references_added_to_a_published_workbook_never_count_its_rows_twi
         f"{path}: sheet session_held, row 3, KOR-2: withdrawn: never published, nothing to retract",
     ]
     assert again.published.total == 0
+
+
+def test_a_receipts_extra_that_runs_out_of_the_pool_is_left_out_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The receipts' extras are joins over every action: one that does not fit the projector's pool
+    is left out of the receipt, as one that takes too long is, and the next query still runs."""
+    from projections import status
+
+    cursor = duckdb.connect(config={"memory_limit": "10MB", "temp_directory": ""})
+    heavy = "SELECT i, count(*) FROM range(3000000) t(i) GROUP BY i"
+    with caplog.at_level(logging.WARNING, logger="outreach.projector"):
+        assert status._bounded(cursor, "possible double reports", lambda: cursor.execute(heavy).fetchall()) is None
+    assert [r.getMessage().split(": Out of Memory Error")[0] for r in caplog.records] == [
+        "stopped finding the possible double reports of a receipt"
+    ]
+    assert cursor.execute("SELECT 42").fetchall() == [(42,)]
