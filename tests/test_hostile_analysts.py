@@ -59,21 +59,26 @@ def closed(tmp_path: Path) -> Iterator[tuple[EmbeddedServer, Path]]:
 
 
 class LiveProjector:
-    """`outreach project` with the projector's credentials, stopped with SIGTERM."""
+    """`outreach project` with the projector's credentials, stopped with SIGTERM. Its log goes to a
+    file, not a pipe: a pipe nobody reads while thousands of refusals are logged would fill, and
+    every thread that logs would wait on it."""
 
     def __init__(self, directory: Path, server: EmbeddedServer, db: Path, **env: str) -> None:
         self.db = db
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "outreach", "project"],
-            env=env_of(directory, "projector", server, OUTREACH_DB=str(db), **env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        self.log = db.with_name(db.name + ".stderr")
+        with self.log.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "outreach", "project"],
+                env=env_of(directory, "projector", server, OUTREACH_DB=str(db), **env),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                text=True,
+            )
 
     def stop(self) -> str:
         self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=60)
+        self.process.wait(timeout=60)
+        err = self.log.read_text()
         assert self.process.returncode == 0, err[-3000:]
         return err
 
@@ -203,6 +208,7 @@ OUT_OF_MEMORY = (
     f"error: the query needs more memory than queries are given here (106.8 MiB of DuckDB's pool, in a process "
     f"limited to {data_bound_mib(POOL_MB):,} MiB); narrow it with WHERE or LIMIT, or use `outreach export`"
 )
+QUERY_SUBJECT = "outreach.query.OUTREACH"
 STOPPED = (
     f"error: the query was stopped: the projector's memory passed {resident_bound_mib(POOL_MB):,} MiB, the most "
     "analysts' queries may take it to; narrow it with WHERE or LIMIT, or use `outreach export`"
@@ -328,6 +334,58 @@ async def test_a_run_of_queries_near_the_limit_leaves_the_writer_its_room(
     assert peak < data_bound_mib(POOL_MB) + LIBRARIES_MIB, f"the projector peaked at {peak:.0f} MiB"
     assert log.count("refused a query (the query") == len(RATCHET) - outcomes["answered"], log[-3000:]
     assert "WriteOutOfMemory" not in log and "Traceback" not in log
+
+
+async def test_a_flood_of_queries_near_the_limit_from_every_slot_holds_up_no_write(
+    closed: tuple[EmbeddedServer, Path], tmp_path: Path
+) -> None:
+    server, directory = closed
+    db = tmp_path / "p.duckdb"
+    publish_as(directory, server, "al-a", [session("al-a", students=n) for n in (1, 2)], tmp_path / "a.jsonl")
+    projector = LiveProjector(directory, server, db)
+    pid = projector.process.pid
+    askers = [await as_user(directory, user, server) for user in ("analyst", "analyst", "jana", "jana")]
+    try:
+        wait_until(lambda: applied(directory, server, db) == 2, 60, "the projector applied the 2 events")
+        # Every slot asks, back to back for 20 s, for a value of 0.8 to 1.04 GB built in one piece:
+        # two at once pass the kernel's limit, one alone the guard's.
+        until = asyncio.get_running_loop().time() + 20
+        outcomes: dict[str, int] = {}
+        segment: list[float] = []
+
+        async def flood(asker: Client, n: int) -> None:
+            while asyncio.get_running_loop().time() < until:
+                reply = json.loads((await asker.request(QUERY_SUBJECT, f"SELECT len(range({n}))".encode(), 60)).data)
+                first = reply["error"].split(";")[0] if reply.get("error") else "answered"
+                outcomes[first] = outcomes.get(first, 0) + 1
+
+        async def watch() -> None:
+            while asyncio.get_running_loop().time() < until:
+                segment.append(data_segment_mib(pid))
+                await asyncio.sleep(0.05)
+
+        async def publish() -> None:
+            await asyncio.sleep(2)
+            events = [session("al-b", students=5) for _ in range(300)]
+            await asyncio.to_thread(publish_as, directory, server, "al-b", events, tmp_path / "b.jsonl")
+
+        sizes = (100_000_000, 110_000_000, 120_000_000, 130_000_000)
+        await asyncio.gather(*(flood(a, n) for a, n in zip(askers, sizes, strict=True)), watch(), publish())
+        print(f"outcomes {outcomes}; data segment at most {max(segment):.0f} MiB while they ran")
+        refusals = {text.removeprefix("error: ").split(";")[0] for text in (OUT_OF_MEMORY, STOPPED)}
+        assert set(outcomes) <= {"answered", *refusals}, outcomes
+        wait_until(lambda: applied(directory, server, db) == 302, 60, "the projector applied the 300 events")
+        code, out, err = ask(directory, server, db, "jana", "SELECT sum(participants) AS s FROM actions")
+        assert (code, out) == (0, "s\n1503\n"), err
+        peak = peak_rss_mib(pid)
+    finally:
+        for asker in askers:
+            await asker.close()
+        log = projector.stop()
+    print(f"the projector peaked at {peak:.0f} MiB")
+    assert peak < data_bound_mib(POOL_MB) + LIBRARIES_MIB, f"the projector peaked at {peak:.0f} MiB"
+    print(f"{log.count('ran out of memory')} write(s) retried for want of memory")
+    assert "Traceback" not in log
 
 
 # ---- shares: one analyst, one agency, cannot take every slot ---------------------------------------
