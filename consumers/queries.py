@@ -42,7 +42,7 @@ from projections.memory_guard import MemoryGuard, data_limit_mib
 from projections.query import QueryLimits, execute_read_only
 from projections.status import agency_status
 from projections.store import ProjectionStore
-from runtime.memory import DATA_ROOM_MIB, data_cap_mib, resident_bound_mib
+from runtime.memory import resident_bound_mib
 from runtime.protocol import (
     REPLY_ROOM,
     CopyAnswer,
@@ -101,7 +101,7 @@ class Services:
         self.guard = None
         if limit is not None:
             pool = settings.memory_limit_mb
-            self.guard = MemoryGuard(resident_bound_mib(pool), DATA_ROOM_MIB, data_cap_mib(pool))
+            self.guard = MemoryGuard(resident_bound_mib(pool))
         self.limits = QueryLimits(
             seconds=settings.query_timeout_s, max_rows=settings.query_max_rows, max_bytes=self.max_bytes
         )

@@ -18,21 +18,16 @@ the bound is the process's, in two parts:
 
 The data segment counts address space the process reserved and never touched (thread stacks,
 allocators' arenas), so its limit is set well above what is resident; the guard is what keeps the
-resident memory, the figure that matters, near ``stop_at_mib``. DuckDB's allocator (jemalloc) keeps
-the address space of what a query freed, for its own reuse, never for Python's: after a query that
-built a value of 1 GB, the rest of the process would find no room under the limit, and the writer
-would fail for want of room while nothing is resident. So once a query ends the guard keeps
-``room_mib`` free for the rest of the process, raising the limit as far as ``cap_mib`` and no
-further (``keep_room``): a value built in one piece is refused past the limit of the moment, and
-never past ``cap_mib``.
+resident memory, the figure that matters, near ``stop_at_mib``. The limit stays where it was set:
+DuckDB's allocator is told to give back the address space of what a query freed
+(``runtime.memory.tune_allocators``), so no query leaves the rest of the process less room under
+it than it found.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import re
 import resource
 import threading
 import time
@@ -41,7 +36,6 @@ from collections.abc import Iterator
 import duckdb
 
 INTERVAL_S = 0.01
-log = logging.getLogger("outreach.projector")
 MIB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -50,13 +44,6 @@ def resident_mib() -> float:
     """This process's resident memory now, in MiB (Linux: the second field of /proc/self/statm)."""
     with open("/proc/self/statm", "rb") as statm:
         return int(statm.read().split()[1]) * _PAGE / MIB
-
-
-def data_mib() -> float:
-    """This process's data segment now, in MiB (Linux: VmData)."""
-    with open("/proc/self/status") as status:
-        found = re.search(r"^VmData:\s+(\d+) kB$", status.read(), re.MULTILINE)
-    return int(found.group(1)) / 1024 if found else 0.0
 
 
 def data_limit_mib() -> int | None:
@@ -79,10 +66,8 @@ class Watch:
 class MemoryGuard:
     """Interrupts the queries it watches while the process's resident memory is past ``stop_at_mib``."""
 
-    def __init__(self, stop_at_mib: int, room_mib: int = 0, cap_mib: int | None = None) -> None:
+    def __init__(self, stop_at_mib: int) -> None:
         self.stop_at_mib = stop_at_mib
-        self.room_mib = room_mib
-        self.cap_mib = cap_mib
         self._watched: dict[duckdb.DuckDBPyConnection, Watch] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -102,28 +87,6 @@ class MemoryGuard:
         finally:
             with self._changed:
                 self._watched.pop(con, None)
-            self.keep_room()
-
-    def keep_room(self) -> None:
-        """Raise the kernel's limit of the data segment so that ``room_mib`` stays free under it,
-        up to ``cap_mib``: the address space DuckDB kept after a query is no room for the rest."""
-        limit = data_limit_mib()
-        if limit is None or self.cap_mib is None or limit >= self.cap_mib:
-            return
-        held = int(data_mib())
-        wanted = min(self.cap_mib, held + self.room_mib)
-        if limit - held < self.room_mib // 2 and wanted > limit:  # in steps, not a few MiB at a time
-            _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-            resource.setrlimit(resource.RLIMIT_DATA, (wanted * MIB, hard))
-            log.warning(
-                "the projector's data segment holds %d MiB, address space DuckDB keeps for its own reuse after "
-                "a query; its limit raised from %d to %d MiB (at most %d), to keep %d MiB free for the rest",
-                held,
-                limit,
-                wanted,
-                self.cap_mib,
-                self.room_mib,
-            )
 
     def _run(self) -> None:
         while True:

@@ -10,15 +10,17 @@ the pool does not count (``projections.memory_guard`` says how each is enforced,
 - ``DATA_MARGIN_MIB``: the kernel's limit of the data segment (``RLIMIT_DATA``), past which an
   allocation fails: what refuses a value built in one allocation, which no watching can stop. The
   data segment counts address space reserved and never touched (thread stacks, the allocators'
-  arenas), so this is larger.
-- ``DATA_ROOM_MIB`` and ``DATA_CAP_MIB``: after a query, the limit is raised to keep that much free
-  for all but DuckDB's allocator, which keeps what a query freed for its own reuse; never past the
-  pool plus the cap.
+  arenas), so this is larger. It is set once and never raised.
 
-Both other allocators are told to reserve less address space they may never touch
-(``tune_allocators``): pyarrow allocates through the C library, not its own mimalloc (which reserves
-1 GiB at its first use), and the C library keeps at most ``ARENAS`` arenas (each reserves up to
-64 MiB a heap).
+The allocators are told to hold no more address space than they use (``tune_allocators``):
+
+- DuckDB's bundled jemalloc returns the address space of what it freed to the kernel
+  (``retain:false``, through ``DUCKDB_JE_MALLOC_CONF``, which it reads when duckdb is loaded). By
+  default it keeps that address space for its own reuse: after a query that built a value of
+  800 MB the data segment stayed at the size it reached, and the rest of the process (the writer's
+  Python, pyarrow, nats-py's buffers) found no room under the limit while nothing was resident.
+- pyarrow allocates through the C library, not its own mimalloc (which reserves 1 GiB at its first
+  use), and the C library keeps at most ``ARENAS`` arenas (each reserves up to 64 MiB a heap).
 
 Set in the projector's own process only: never in one that runs tests or other work beside it.
 """
@@ -33,11 +35,11 @@ from pathlib import Path
 
 RESIDENT_MARGIN_MIB = 768
 DATA_MARGIN_MIB = 1536
-# What stays free under the limit for all but DuckDB's allocator, raising the limit as far as the
-# pool plus DATA_CAP_MIB (projections.memory_guard says why).
-DATA_ROOM_MIB = 256
-DATA_CAP_MIB = 2048
 ARENAS = 2
+# DuckDB's jemalloc is built with the prefix DUCKDB_JE_ and reads its options from this variable,
+# after those compiled in.
+JEMALLOC_CONF_VAR = "DUCKDB_JE_MALLOC_CONF"
+JEMALLOC_CONF = "retain:false"
 _M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 MIB = 1024 * 1024
 
@@ -56,11 +58,6 @@ def data_bound_mib(memory_limit_mb: int) -> int:
     return _pool_mib(memory_limit_mb) + DATA_MARGIN_MIB
 
 
-def data_cap_mib(memory_limit_mb: int) -> int:
-    """The furthest the limit of the data segment is raised, in MiB, for a pool of ``memory_limit_mb`` MB."""
-    return _pool_mib(memory_limit_mb) + DATA_CAP_MIB
-
-
 def limit_data(limit_mib: int) -> None:
     """Have the kernel refuse this process's allocations past ``limit_mib`` MiB of data segment
     (never above a hard limit already set)."""
@@ -72,9 +69,11 @@ def limit_data(limit_mib: int) -> None:
 
 
 def tune_allocators() -> None:
-    """pyarrow through the C library, and the C library's arenas few: called before pyarrow is
-    imported (it picks its allocator then, and mimalloc reserves 1 GiB at its first use) and before
-    threads allocate."""
+    """DuckDB's jemalloc unmapping what it freed, pyarrow through the C library, and the C library's
+    arenas few: called before duckdb is imported (jemalloc reads its options when the library is
+    loaded), before pyarrow is (it picks its allocator then) and before threads allocate."""
+    conf = os.environ.get(JEMALLOC_CONF_VAR)
+    os.environ[JEMALLOC_CONF_VAR] = f"{conf},{JEMALLOC_CONF}" if conf else JEMALLOC_CONF  # the last option wins
     os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
     libc = ctypes.util.find_library("c")
     if libc:
