@@ -63,6 +63,7 @@ async def run_projector(
                 on_start(projector)
             follower = Follower(settings, projector, js, until_caught_up=until_caught_up, on_batch=on_batch)
             services = Services(store, settings, nc.max_payload, applied=lambda: projector.last_seq)
+            projector.make_room = services.make_room
             try:
                 await LiveProjector(nc, settings.stream, follower, services).run()
             finally:

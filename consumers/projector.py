@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,6 +56,9 @@ class Projector:
         self.stream = stream
         self.stream_created = stream_created
         self.stats = ProjectorStats()
+        # Called when a batch runs out of memory, before it is written again: it stops what else holds
+        # the memory (analysts' queries, in the live projector) and returns how many it stopped.
+        self.make_room: Callable[[], int] | None = None
         checkpoint = store.checkpoint(stream)
         if checkpoint is not None:
             self._check_created(checkpoint.stream_created, stream_created)
@@ -124,11 +128,13 @@ class Projector:
                 self.store.apply(update, self.stream, self.stream_created, self.last_seq)
                 return
             except WriteOutOfMemory as exc:
+                stopped = self.make_room() if self.make_room is not None else 0
                 log.warning(
                     "writing the batch ending at stream sequence %d ran out of memory (%s); nothing of it was "
-                    "kept, and it is written again in %g s",
+                    "kept, %d analysts' queries running were stopped, and it is written again in %g s",
                     update.last_seq,
                     exc.detail,
+                    stopped,
                     pause,
                 )
                 time.sleep(pause)

@@ -82,6 +82,13 @@ def _file_of(path: Path) -> tuple[int, int, int] | None:
     return (found.st_ino, found.st_size, found.st_mtime_ns)
 
 
+# What a query stopped for the writer's sake is told.
+WRITER_FIRST = (
+    "the query was stopped: the projector ran out of memory writing a batch of events, and its writes come "
+    "first; ask again in a moment, or narrow it with WHERE or LIMIT"
+)
+
+
 class Services:
     """Queries and receipts, answered concurrently from the projection being written."""
 
@@ -96,12 +103,10 @@ class Services:
         self.applied = applied  # the last stream sequence the projector committed
         self.slots = settings.query_slots
         self.max_bytes = max(max_payload - REPLY_ROOM, 1024)
-        # Where the process is bounded (`outreach project`), queries are stopped short of the bound.
-        limit = data_limit_mib()
-        self.guard = None
-        if limit is not None:
-            pool = settings.memory_limit_mb
-            self.guard = MemoryGuard(resident_bound_mib(pool))
+        # Where the process is bounded (`outreach project`), queries are stopped short of the bound;
+        # anywhere, all of them when the writer runs out of memory (``make_room``).
+        bounded = data_limit_mib() is not None
+        self.guard = MemoryGuard(resident_bound_mib(settings.memory_limit_mb) if bounded else None)
         self.limits = QueryLimits(
             seconds=settings.query_timeout_s, max_rows=settings.query_max_rows, max_bytes=self.max_bytes
         )
@@ -222,6 +227,11 @@ class Services:
             return encode_status(agency_status(cursor, agency, wanted))
         finally:
             cursor.close()
+
+    def make_room(self) -> int:
+        """The writer ran out of memory: every analyst's query running is stopped, and told so, for
+        the projection's own writes come first. Returns how many."""
+        return self.guard.stop_all(WRITER_FIRST)
 
     def interrupt(self) -> None:
         """At a stop: the queries still running are interrupted in DuckDB, and told why."""

@@ -53,10 +53,11 @@ def data_limit_mib() -> int | None:
 
 
 class Watch:
-    """One query under the guard: ``stopped`` once the guard interrupted it."""
+    """One query under the guard: ``stopped`` once the guard interrupted it, ``reason`` why."""
 
     def __init__(self) -> None:
         self._stopped = threading.Event()
+        self.reason = ""
 
     @property
     def stopped(self) -> bool:
@@ -64,9 +65,10 @@ class Watch:
 
 
 class MemoryGuard:
-    """Interrupts the queries it watches while the process's resident memory is past ``stop_at_mib``."""
+    """Interrupts the queries it watches while the process's resident memory is past ``stop_at_mib``
+    (never, when it is None), and all of them on request (``stop_all``)."""
 
-    def __init__(self, stop_at_mib: int) -> None:
+    def __init__(self, stop_at_mib: int | None) -> None:
         self.stop_at_mib = stop_at_mib
         self._watched: dict[duckdb.DuckDBPyConnection, Watch] = {}
         self._changed = threading.Condition()
@@ -78,7 +80,7 @@ class MemoryGuard:
         watch = Watch()
         with self._changed:
             self._watched[con] = watch
-            if self._thread is None:
+            if self._thread is None and self.stop_at_mib is not None:
                 self._thread = threading.Thread(target=self._run, name="outreach-memory-guard", daemon=True)
                 self._thread.start()
             self._changed.notify()
@@ -92,21 +94,28 @@ class MemoryGuard:
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._watched))
-            if resident_mib() > self.stop_at_mib:
-                self._stop_all()
+            if self.stop_at_mib is not None and resident_mib() > self.stop_at_mib:
+                self.stop_all(self.refusal())
             time.sleep(INTERVAL_S)
 
-    def _stop_all(self) -> None:
+    def stop_all(self, reason: str) -> int:
+        """Interrupt every query watched now, each told ``reason`` (or the reason it was first
+        stopped for); return how many were not stopped before. One already stopped is interrupted
+        again: an interrupt that came before DuckDB started its query is lost."""
+        stopped = 0
         with self._changed:
             for con, watch in self._watched.items():
                 if not watch.stopped:
+                    watch.reason = reason
                     watch._stopped.set()
-                    with contextlib.suppress(duckdb.Error):  # it ended, and closed, just now
-                        con.interrupt()
+                    stopped += 1
+                with contextlib.suppress(duckdb.Error):  # it ended, and closed, just now
+                    con.interrupt()
+        return stopped
 
     def refusal(self) -> str:
-        """What a query the guard stopped is told."""
+        """What a query stopped for the process's resident memory is told."""
         return (
-            f"the query was stopped: the projector's memory passed {self.stop_at_mib:,} MiB, the most analysts' "
+            f"the query was stopped: the projector's memory passed {self.stop_at_mib or 0:,} MiB, the most analysts' "
             f"queries may take it to; narrow it with WHERE or LIMIT, or use `outreach export`"
         )

@@ -371,8 +371,8 @@ def execute_read_only(
                 raise too_large(f"{count:,}")
             mark = con.execute(AS_OF).fetchone()
     except duckdb.InterruptException:
-        if guard is not None and watch is not None and watch.stopped:
-            raise QueryRefused(guard.refusal()) from None
+        if watch is not None and watch.stopped:
+            raise QueryRefused(watch.reason) from None
         if count > limits.max_rows:
             raise too_large(f"more than {count:,}") from None
         raise QueryRefused(f"the query ran longer than {limits.seconds:g} s and was stopped") from None

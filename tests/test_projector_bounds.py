@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -278,6 +279,8 @@ def test_a_batch_that_fails_for_memory_is_written_again_before_the_projector_sto
     store = ProjectionStore(db, memory_limit="16MB")
     try:
         writer = projector_module.Projector(store, "OUTREACH", datetime.now(UTC))
+        made_room: list[int] = []
+        writer.make_room = lambda: made_room.append(3) or 3  # three analysts' queries were running
         with caplog.at_level("WARNING", logger="outreach.projector"), pytest.raises(WriteOutOfMemory) as failed:
             writer._write(_junk_rejections(40, 1_000_000))
         assert store.checkpoint("OUTREACH") is None
@@ -285,16 +288,58 @@ def test_a_batch_that_fails_for_memory_is_written_again_before_the_projector_sto
         store.close()
     retries = [r.getMessage() for r in caplog.records if "ran out of memory" in r.getMessage()]
     assert len(retries) == 2, retries
+    assert made_room == [3, 3]
     assert all(
         re.fullmatch(
             r"writing the batch ending at stream sequence 40 ran out of memory \(.*failed to pin block of size "
             r"980\.0 KiB .+\); "
-            r"nothing of it was kept, and it is written again in 0 s",
+            r"nothing of it was kept, 3 analysts' queries running were stopped, and it is written again in 0 s",
             message,
         )
         for message in retries
     ), retries
     assert "Memory: DuckDB's buffer pool (16MB, OUTREACH_MEMORY_LIMIT_MB) could not hold the batch" in str(failed.value)
+
+
+def test_the_writer_stops_the_analysts_queries_running_and_each_is_told_why(tmp_path: Path) -> None:
+    """The projection's writes come first: ``make_room`` interrupts every query running, inside
+    DuckDB, and each analyst is refused with the reason; a query after it runs as before."""
+    import threading
+
+    from consumers.queries import WRITER_FIRST
+    from projections.memory_guard import MemoryGuard
+    from projections.query import QueryLimits, execute_read_only
+    from schemas.errors import QueryRefused
+
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    guard = MemoryGuard(None)
+    limits = QueryLimits(seconds=60, max_rows=10, max_bytes=None)
+    runaway = "SELECT count(*) FROM range(1000000000) a, range(1000) b"
+    outcomes: list[str] = []
+
+    def ask() -> None:
+        cursor = store.reader()
+        try:
+            execute_read_only(cursor, runaway, limits=limits, guard=guard)
+            outcomes.append("answered")
+        except QueryRefused as exc:
+            outcomes.append(str(exc))
+        finally:
+            cursor.close()
+
+    try:
+        askers = [threading.Thread(target=ask) for _ in range(2)]
+        for asker in askers:
+            asker.start()
+        stopped = 0
+        deadline = time.monotonic() + 30
+        while any(asker.is_alive() for asker in askers) and time.monotonic() < deadline:
+            stopped += guard.stop_all(WRITER_FIRST)
+            time.sleep(0.01)
+        assert (stopped, outcomes) == (2, [WRITER_FIRST, WRITER_FIRST])
+        assert execute_read_only(store.reader(), "SELECT 42", limits=limits, guard=guard).rows == [(42,)]
+    finally:
+        store.close()
 
 
 def test_a_write_refused_for_permissions_says_permissions(tmp_path: Path) -> None:
