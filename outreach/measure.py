@@ -55,7 +55,10 @@ def _run(command: Command, settings: Settings, db: Path, until_seq: int | None, 
     import asyncio
 
     from runtime.interpreter import tune_gc
+    from runtime.memory import data_bound_mib, limit_data, tune_allocators
 
+    if command == "project":
+        tune_allocators()  # as `outreach project` does, before DuckDB and pyarrow are loaded
     tune_gc()  # as `outreach replay` and `outreach project` do
     try:
         if command == "replay":
@@ -65,6 +68,7 @@ def _run(command: Command, settings: Settings, db: Path, until_seq: int | None, 
         else:
             from consumers.app import run_projector
 
+            limit_data(data_bound_mib(settings.memory_limit_mb))  # as `outreach project` does
             stats = asyncio.run(run_projector(settings.model_copy(update={"db": db}), until_caught_up=True))
     except BaseException as exc:  # reported to the parent, which raises it
         answers.put(f"{type(exc).__name__}: {exc}")
