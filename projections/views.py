@@ -25,6 +25,16 @@ TOTALS_OR_ZERO = ",\n       ".join(
     f"g.{name}" if name.endswith("_activity") else f"coalesce(g.{name}, 0) AS {name}" for name in _TOTAL_NAMES
 )
 
+# The same totals summed again from rows ``p`` of partial totals (one per key and county).
+TOTALS_OF_PARTIALS = ",\n       ".join(
+    f"min(p.{name}) AS {name}"
+    if name == "first_activity"
+    else f"max(p.{name}) AS {name}"
+    if name == "last_activity"
+    else f"CAST(sum(p.{name}) AS BIGINT) AS {name}"
+    for name in _TOTAL_NAMES
+)
+
 _SQL_DIR = resources.files("projections")
 # Every view and table macro of a projection, made after its tables (``projections.schema``).
 VIEWS_SQL = (
@@ -32,6 +42,7 @@ VIEWS_SQL = (
     .read_text("utf-8")
     .replace("{totals}", TOTALS)
     .replace("{totals_or_zero}", TOTALS_OR_ZERO)
+    .replace("{totals_of_partials}", TOTALS_OF_PARTIALS)
 )
 VIEWS_SQL += _SQL_DIR.joinpath("slices.sql").read_text("utf-8").replace("{totals}", TOTALS)
 VIEWS_SQL += _SQL_DIR.joinpath("coordination.sql").read_text("utf-8").replace("{totals}", TOTALS)
