@@ -58,36 +58,31 @@ class Pipeline:
         *,
         before_write: Callable[[list[StreamMessage]], Awaitable[None]] | None = None,
         after_write: Callable[[list[StreamMessage]], Awaitable[None]] | None = None,
-        turn: asyncio.Lock | None = None,
     ) -> None:
         self.projector = projector
         self.before_write = before_write
         self.after_write = after_write
-        self.turn = turn or asyncio.Lock()  # held while a batch is written (``Snapshotter`` shares it)
 
     async def run(self, reader: StreamReader) -> None:
         """Until the reader ends; its failure is raised after the batches it handed over are written."""
         async for batch in reader:
             if self.before_write is not None:
                 await self.before_write(batch)
-            async with self.turn:
-                await asyncio.to_thread(self.projector.apply, batch)
+            await asyncio.to_thread(self.projector.apply, batch)
             if self.after_write is not None:
                 await self.after_write(batch)
 
 
 class Snapshotter:
     """The snapshot is a copy for convenience: failing to write it (a full disk) is reported and
-    the previous one stays; the projection itself goes on, or stops on its own write. It is written
-    in turn with the batches (``turn``, the pipeline's): its queries and a batch's write would
-    otherwise share DuckDB's pool at once, and a large projection's totals leave a batch no room."""
+    the previous one stays; the projection itself goes on, or stops on its own write."""
 
     def __init__(self, settings: Settings, projector: Projector) -> None:
         self.settings = settings
         self.projector = projector
         self.written_at = time.monotonic() - settings.snapshot_interval_s
         self.written_seq = projector.last_seq  # none is written before something is applied
-        self.turn = asyncio.Lock()  # one of a batch's write and the snapshot's at a time
+        self.lock = asyncio.Lock()  # one writer of the snapshot file at a time
         self.writes: set[asyncio.Future[None]] = set()
         self.took = 0.0  # how long the last write took
         self.left_out: frozenset[str] = frozenset()  # the bounded views found too large to copy
@@ -106,7 +101,7 @@ class Snapshotter:
                 return
         self.written_at, self.written_seq = time.monotonic(), self.projector.last_seq
         # Shielded, and kept: a caller cancelled mid-write (the watchdog, at a stop) must neither
-        # release the turn while the thread still writes nor lose the write; ``finish`` awaits it.
+        # release the lock while the thread still writes nor lose the write; ``finish`` awaits it.
         write = asyncio.ensure_future(self._write_in_turn())
         self.writes.add(write)
         write.add_done_callback(self.writes.discard)
@@ -120,7 +115,7 @@ class Snapshotter:
         await self.refresh(now=True)
 
     async def _write_in_turn(self) -> None:
-        async with self.turn:
+        async with self.lock:
             started = time.monotonic()
             await asyncio.to_thread(self._write, self.projector.store.reader())
             self.took = time.monotonic() - started
@@ -195,9 +190,7 @@ class Follower:
             batch_size=self.settings.batch_size,
             batch_bytes=self.settings.batch_bytes,
         )
-        pipeline = Pipeline(
-            self.projector, before_write=self._check_batch, after_write=self._applied, turn=self.snapshots.turn
-        )
+        pipeline = Pipeline(self.projector, before_write=self._check_batch, after_write=self._applied)
         async with reader:
             self.reader = reader
             try:
@@ -223,7 +216,7 @@ class Follower:
         log.info("applied stream sequences up to %d (batch of %d)", self.projector.last_seq, len(batch))
         if self.on_batch is not None:
             self.on_batch(self.projector)
-        await self.snapshots.refresh(wait=False)  # the next batch is read meanwhile, and written after it
+        await self.snapshots.refresh(wait=False)  # the next batch is not held up by the snapshot
         if self.until_caught_up and self.reader is not None and not self.reader.holds_messages():
             info = await self.js.stream_info(self.settings.stream)
             if self.projector.last_seq >= info.state.last_seq:

@@ -44,7 +44,6 @@ BOUNDED_VIEWS = ("report_cells", "changes_since_submission", "possible_duplicate
 # copy every few seconds without slowing the projector. Past that, a report is made from the live
 # file once the projector is stopped (or from a copy it makes on request).
 SNAPSHOT_CELLS_MAX = 20_000
-SELECT_AS_OF = "SELECT max(last_seq) FROM checkpoint"
 SNAPSHOT_INFO = (
     "SELECT stream, last_seq AS as_of_seq, last_stored_at AS as_of_stored_at, digest AS as_of_digest FROM checkpoint"
 )
@@ -96,30 +95,31 @@ def write_snapshot(
     the projection's connection made by the caller's thread, into the snapshot file. One at a time.
 
     Return the ``BOUNDED_VIEWS`` left out: those in ``leave_out``, those of more than
-    ``SNAPSHOT_CELLS_MAX`` rows, and those that do not fit DuckDB's pool. A projector that found
+    ``SNAPSHOT_CELLS_MAX`` rows, and one that does not fit DuckDB's pool. A projector that found
     one too large once no longer asks (they grow with the log, but for retractions): computing the
     report's cells or the possible duplicates of 1,000,000 events, only to find them too many, took
-    longer than everything else in the snapshot, and the writer waits for it.
+    longer than everything else in the snapshot.
 
-    A view that does not fit the pool ends the transaction, so the next is read in a new one, which
-    sees the same committed state because the caller writes no batch meanwhile (checked: the
-    checkpoint read at the end is the one read first, or the snapshot is not written)."""
+    The bounded views come last: one that does not fit the pool ends the transaction every view is
+    read in, so the bounded views after it are not copied this time (nor counted as too large)."""
     target = snapshot_path(db)
     partial = target.with_name(target.name + ".partial")
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
     out = duckdb.connect(str(partial), config={"storage_compatibility_version": STORAGE_VERSION})
     left_out = set(leave_out)
+    unbounded = [v for v in SNAPSHOT_VIEWS if v not in BOUNDED_VIEWS]
+    bounded = [v for v in SNAPSHOT_VIEWS if v in BOUNDED_VIEWS and v not in leave_out]
     try:
         reader.execute("BEGIN TRANSACTION")  # every view from the same committed state
-        as_of = reader.execute(SELECT_AS_OF).fetchone()
-        for name, query in (*SNAPSHOT_TABLES, *((v, f"SELECT * FROM {v}") for v in SNAPSHOT_VIEWS)):
-            if name not in BOUNDED_VIEWS:
-                _copy(reader, out, name, query)
-            elif name not in left_out and not _copy_bounded(reader, out, name, query):
-                left_out.add(name)
-        if reader.execute(SELECT_AS_OF).fetchone() != as_of:
-            raise duckdb.TransactionException(f"a batch was written while the snapshot of {db} was copied")
+        for name, query in (*SNAPSHOT_TABLES, *((v, f"SELECT * FROM {v}") for v in unbounded)):
+            _copy(reader, out, name, query)
+        try:
+            for name in bounded:
+                if not _copy(reader, out, name, f"SELECT * FROM {name}", SNAPSHOT_CELLS_MAX):
+                    left_out.add(name)
+        except duckdb.OutOfMemoryException:
+            left_out.add(name)
         reader.execute("ROLLBACK")
         out.execute("CHECKPOINT")
     finally:
@@ -127,16 +127,6 @@ def write_snapshot(
         reader.close()
     os.replace(partial, target)
     return frozenset(left_out)
-
-
-def _copy_bounded(reader: duckdb.DuckDBPyConnection, out: duckdb.DuckDBPyConnection, name: str, query: str) -> bool:
-    """``_copy`` of at most ``SNAPSHOT_CELLS_MAX`` rows, or none when the view does not fit DuckDB's pool."""
-    try:
-        return _copy(reader, out, name, query, SNAPSHOT_CELLS_MAX)
-    except duckdb.OutOfMemoryException:
-        reader.execute("ROLLBACK")
-        reader.execute("BEGIN TRANSACTION")
-        return False
 
 
 def _copy(

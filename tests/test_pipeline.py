@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -394,45 +393,3 @@ async def test_the_actions_of_no_campaign_are_a_row_per_country(nc: Client, sett
     from consumers.verify import verify
 
     assert (await verify(settings, settings.db)).problems == []
-
-
-async def test_the_snapshot_and_a_batchs_write_take_turns(
-    nc: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """They share DuckDB's pool: written at once, a large projection's totals leave a batch no room.
-    Every write and every snapshot is timed, on the real projector, and no two of them overlap."""
-    import threading
-
-    import consumers.live as live
-    from consumers.projector import Projector
-
-    spans: list[tuple[str, float, float]] = []
-    lock = threading.Lock()
-
-    def timed(name: str, work: Any) -> Any:
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            started = time.monotonic()
-            try:
-                return work(*args, **kwargs)
-            finally:
-                with lock:
-                    spans.append((name, started, time.monotonic()))
-
-        return wrapped
-
-    monkeypatch.setattr(Projector, "apply", timed("batch", Projector.apply))
-    monkeypatch.setattr(live, "write_snapshot", timed("snapshot", live.write_snapshot))
-    pub = await publisher(nc, settings)
-    report = await pub.publish(parse_event(item.payload) for item in generate(6_000, seed=5))
-    assert (report.stored, report.failed) == (6_000, [])
-
-    fast = settings.model_copy(update={"batch_size": 100, "snapshot_interval_s": 0.05})
-    stats = await run_projector(fast, until_caught_up=True)
-
-    assert stats.messages == 6_000
-    names = [name for name, _, _ in spans]
-    assert names.count("batch") == 60
-    assert names.count("snapshot") >= 2
-    ordered = sorted(spans, key=lambda span: span[1])
-    overlaps = [(a, b) for a, b in itertools.pairwise(ordered) if b[1] < a[2]]
-    assert overlaps == []
