@@ -120,9 +120,13 @@ async def _replay(
         info = await read_stream_info(js, settings.stream)
         end = info.state.last_seq if until_seq is None else min(until_seq, info.state.last_seq)
         use_system_memory_pool()
-        store = ProjectionStore(db, memory_limit=f"{settings.memory_limit_mb}MB", threads=settings.duckdb_threads)
+        # A new file from the first event: its totals are computed once, at the end.
+        store = ProjectionStore(
+            db, memory_limit=f"{settings.memory_limit_mb}MB", threads=settings.duckdb_threads, keep_totals=False
+        )
         projector = Projector(store, settings.stream, info.created)
         if end <= projector.last_seq or info.state.messages == 0:
+            store.build_totals()
             return projector.stats
         started = time.monotonic()
 
@@ -142,6 +146,7 @@ async def _replay(
         )
         async with reader:
             await Pipeline(projector, after_write=applied).run(reader)
+        store.build_totals()
         return projector.stats
     finally:
         if store is not None:

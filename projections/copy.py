@@ -29,6 +29,7 @@ TABLES = (
     "rejected_events",
     "ignored_duplicates",
     "fact_versions",
+    "totals_cells",
     "counties",
     "municipalities",
 )

@@ -105,3 +105,32 @@ CREATE TABLE IF NOT EXISTS fact_versions (
 );
 -- Files made before venues were kept: NULL (possible_duplicates then does not compare venues).
 ALTER TABLE fact_versions ADD COLUMN IF NOT EXISTS venue VARCHAR;
+
+-- The totals, kept by the projector in each batch's transaction (projections/totals.py), so that
+-- reading them costs the same at any length of the log: the outreach actions in force, each linked
+-- group counted once (the `actions` view), summed by campaign (scope 'campaign', key its
+-- campaign_id, NULL for none) and by plan task (scope 'plan_task', key its task_ref), county and
+-- month. `starts` and `lasts` count the actions by the day of the month they start and end (their
+-- last day: the end, else the start), so that the first and last day with any action stay exact
+-- when one is corrected or retracted. The sums count the actions that start in the month; a row
+-- may count only actions that end in it. A row whose counts all went back to 0 stays, counting
+-- nothing (rows are as many as the cells ever reached, never more than the log's actions).
+CREATE TABLE IF NOT EXISTS totals_cells (
+    scope                           VARCHAR NOT NULL,
+    key                             VARCHAR,
+    country                         VARCHAR,
+    county                          VARCHAR,
+    month                           DATE,
+    events                          BIGINT NOT NULL,
+    sessions                        BIGINT NOT NULL,
+    participants                    BIGINT NOT NULL,
+    sessions_participants_unknown   BIGINT NOT NULL,
+    sessions_participants_estimated BIGINT NOT NULL,
+    materials_distributed           BIGINT NOT NULL,
+    materials_unknown               BIGINT NOT NULL,
+    teams_established               BIGINT NOT NULL,
+    starts                          INTEGER[] NOT NULL,   -- 31 counts: the actions starting on day 1..31
+    lasts                           INTEGER[] NOT NULL,   -- 31 counts: the actions whose last day it is
+    first_activity                  DATE,                 -- the first day of `starts` with an action
+    last_activity                   DATE                  -- the last day of `lasts` with an action
+);

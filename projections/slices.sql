@@ -68,5 +68,10 @@ ORDER BY campaign_id, county, year;
 CREATE OR REPLACE VIEW totals_by_quarter AS SELECT * FROM totals_by_quarter_as_of(NULL);
 CREATE OR REPLACE VIEW totals_by_year AS SELECT * FROM totals_by_year_as_of(NULL);
 CREATE OR REPLACE VIEW totals_by_agency AS SELECT * FROM totals_by_agency_as_of(NULL);
-CREATE OR REPLACE VIEW totals_by_campaign_county AS SELECT * FROM totals_by_campaign_county_as_of(NULL);
+-- Now: read from the totals the projector keeps (`totals_cells`), as totals_by_campaign is.
+CREATE OR REPLACE VIEW totals_by_campaign_county AS
+SELECT p.key AS campaign_id, p.county, {totals_of_partials}
+FROM totals_cells p WHERE p.scope = 'campaign'
+GROUP BY p.key, p.county HAVING sum(p.events) > 0
+ORDER BY campaign_id NULLS LAST, county;
 CREATE OR REPLACE VIEW campaign_coverage AS SELECT * FROM campaign_coverage_as_of(NULL);

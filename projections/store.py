@@ -29,6 +29,7 @@ from projections.lockdown import lock_down
 from projections.query import SPILL_LIMIT
 from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
 from projections.schema import create_projection
+from projections.totals import BACKFILL, COUNTED_COLUMNS, KeptTotals
 from schemas.errors import ProjectionError
 
 SELECT_CHECKPOINT = "SELECT last_seq, stream_created, digest FROM checkpoint WHERE stream = ?"
@@ -64,11 +65,12 @@ defined AS (
 SELECT d.kind, d.ref, arg_min(d.agency, d.version_seq) FROM defined d SEMI JOIN wanted w USING (kind, ref)
 GROUP BY d.kind, d.ref
 """
-SUPERSEDE = """
+SUPERSEDE = f"""
 UPDATE fact_versions SET superseded_seq = s.seq, superseded_stored_at = s.stored_at
 FROM (SELECT unnest(?::UUID[]) AS fact_id, unnest(?::UBIGINT[]) AS seq, unnest(?::TIMESTAMPTZ[]) AS stored_at,
              unnest(?::VARCHAR[]) AS agency) AS s
 WHERE fact_versions.fact_id = s.fact_id AND fact_versions.agency = s.agency AND fact_versions.superseded_seq IS NULL
+RETURNING fact_versions.agency, fact_versions.fact_id, {COUNTED_COLUMNS}
 """
 
 # The table each row type of a batch goes to, by field name into the column of that name.
@@ -139,7 +141,11 @@ MEMORY_LIMIT = "112MB"
 class ProjectionStore:
     """The projector's read-write handle on one DuckDB file."""
 
-    def __init__(self, path: str | Path, memory_limit: str = MEMORY_LIMIT, threads: int = 1) -> None:
+    def __init__(
+        self, path: str | Path, memory_limit: str = MEMORY_LIMIT, threads: int = 1, *, keep_totals: bool = True
+    ) -> None:
+        """``keep_totals=False``: a new file built from the first event in one go (a replay), whose
+        totals are computed once, by ``build_totals`` at its end, instead of batch by batch."""
         self.path = Path(path)
         self.memory_limit = memory_limit
         self.long_strings = 0  # bytes of long strings written since the write-ahead log was last folded
@@ -166,13 +172,17 @@ class ProjectionStore:
         self.con = self.root.cursor()
         self._create()
         self.known = KnownIndex.load(self.con, self.path.parent)
+        self.totals = KeptTotals(self.con) if keep_totals else None
 
     def _create(self) -> None:
         """Make the projection's tables, reference tables and views, lock the connection down, and
         prepare each row type's insert from the tables as they now are."""
         try:
             self.con.begin()
+            kept = self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'totals_cells'").fetchone()
             create_projection(self.con)
+            if not kept or kept[0] == 0:  # a file made before the totals were kept: from its actions, once
+                self.con.execute(BACKFILL)
             self.con.commit()
         except duckdb.Error as exc:
             self.con.rollback()
@@ -223,13 +233,15 @@ class ProjectionStore:
                 (DuplicateRow, update.duplicates),
             ):
                 self._insert(row_type, rows)
+            superseded: list[tuple[Any, ...]] = []
             if update.supersede:
                 s = update.supersede
-                con.execute(
+                superseded = con.execute(
                     SUPERSEDE,
                     [[x.fact_id for x in s], [x.seq for x in s], [x.stored_at for x in s], [x.agency for x in s]],
-                )
+                ).fetchall()
             self._insert(FactVersion, update.versions)
+            linked_away = self.totals.write(con, superseded, update.versions) if self.totals is not None else None
             now = datetime.now(UTC)
             if update.gaps:
                 firsts, lasts = zip(*update.gaps, strict=True)
@@ -250,6 +262,10 @@ class ProjectionStore:
                 )
             con.execute(INSERT_CHECKPOINT_LOG, [stream, update.last_seq, update.last_stored_at, update.digest, now])
             con.commit()
+        except ProjectionError:
+            with contextlib.suppress(duckdb.Error):
+                con.rollback()
+            raise
         except (duckdb.Error, MemoryError) as exc:
             with contextlib.suppress(duckdb.Error):  # already gone: nothing of it was committed
                 con.rollback()
@@ -264,7 +280,26 @@ class ProjectionStore:
                 raise WriteOutOfMemory(message, detail) from None
             raise ProjectionError(message) from None
         self._remember(update.log)
+        if self.totals is not None and linked_away is not None:
+            self.totals.settle(linked_away)
         self._fold_log_if_long(update)
+
+    def build_totals(self) -> None:
+        """Compute the kept totals from the actions in force, in one transaction: the end of a
+        replay, whose store keeps none batch by batch."""
+        try:
+            self.con.begin()
+            self.con.execute("DELETE FROM totals_cells")
+            self.con.execute(BACKFILL)
+            self.con.commit()
+        except (duckdb.Error, MemoryError) as exc:
+            with contextlib.suppress(duckdb.Error):
+                self.con.rollback()
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ProjectionError(
+                f"computing the totals of {self.path} failed; nothing of them was kept: {detail.rstrip('.')}. "
+                f"{self._remedy(exc)}, then replay again."
+            ) from None
 
     def _fold_log_if_long(self, update: BatchUpdate) -> None:
         """Fold the write-ahead log into the file once the long strings written since the last time

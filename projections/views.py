@@ -44,5 +44,10 @@ VIEWS_SQL = (
     .replace("{totals_or_zero}", TOTALS_OR_ZERO)
     .replace("{totals_of_partials}", TOTALS_OF_PARTIALS)
 )
-VIEWS_SQL += _SQL_DIR.joinpath("slices.sql").read_text("utf-8").replace("{totals}", TOTALS)
+VIEWS_SQL += (
+    _SQL_DIR.joinpath("slices.sql")
+    .read_text("utf-8")
+    .replace("{totals}", TOTALS)
+    .replace("{totals_of_partials}", TOTALS_OF_PARTIALS)
+)
 VIEWS_SQL += _SQL_DIR.joinpath("coordination.sql").read_text("utf-8").replace("{totals}", TOTALS)

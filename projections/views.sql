@@ -108,6 +108,58 @@ FROM g
 FULL JOIN tasks p ON p.task_ref = g.task_ref
 ORDER BY task_ref;
 
+-- What `totals_cells` holds, computed from the actions in force at `known`: how a file made before
+-- the projector kept its totals gets them, and what tests hold the kept totals to.
+CREATE OR REPLACE MACRO totals_cells_as_of(known) AS TABLE
+WITH a AS (
+    SELECT 'campaign' AS scope, campaign_id AS key, * EXCLUDE (plan_tasks) FROM actions_as_of(known)
+    UNION ALL BY NAME
+    SELECT 'plan_task' AS scope, unnest(plan_tasks) AS key, * EXCLUDE (plan_tasks) FROM actions_as_of(known)
+), sums AS (
+    SELECT scope, key, country, county, CAST(date_trunc('month', occurred_start) AS DATE) AS month,
+           count(*) AS events,
+           CAST(sum(sessions) AS BIGINT) AS sessions,
+           CAST(sum(participants) AS BIGINT) AS participants,
+           CAST(coalesce(sum(sessions) FILTER (WHERE participants_unknown), 0) AS BIGINT) AS sessions_participants_unknown,
+           CAST(coalesce(sum(sessions) FILTER (WHERE participants_estimated), 0) AS BIGINT) AS sessions_participants_estimated,
+           CAST(sum(materials) AS BIGINT) AS materials_distributed,
+           count(*) FILTER (WHERE materials_unknown) AS materials_unknown,
+           CAST(sum(teams) AS BIGINT) AS teams_established
+    FROM a GROUP BY ALL
+), days AS (
+    SELECT scope, key, country, county, occurred_start AS day, 1 AS starts, 0 AS lasts FROM a WHERE occurred_start IS NOT NULL
+    UNION ALL
+    SELECT scope, key, country, county, coalesce(occurred_end, occurred_start), 0, 1 FROM a WHERE occurred_start IS NOT NULL
+), by_day AS (
+    SELECT scope, key, country, county, CAST(date_trunc('month', day) AS DATE) AS month, day,
+           CAST(sum(starts) AS INTEGER) AS starts, CAST(sum(lasts) AS INTEGER) AS lasts
+    FROM days GROUP BY ALL
+), by_month AS (
+    SELECT scope, key, country, county, month,
+           list_transform(range(1, 32), lambda d: coalesce(list_sum(list_transform(
+               list_filter(list({'d': day(day), 'n': starts}), lambda x: x.d = d), lambda x: x.n)), 0)::INTEGER) AS starts,
+           list_transform(range(1, 32), lambda d: coalesce(list_sum(list_transform(
+               list_filter(list({'d': day(day), 'n': lasts}), lambda x: x.d = d), lambda x: x.n)), 0)::INTEGER) AS lasts,
+           min(day) FILTER (WHERE starts > 0) AS first_activity,
+           max(day) FILTER (WHERE lasts > 0) AS last_activity
+    FROM by_day GROUP BY ALL
+)
+SELECT coalesce(s.scope, m.scope) AS scope, coalesce(s.key, m.key) AS key, coalesce(s.country, m.country) AS country,
+       coalesce(s.county, m.county) AS county, coalesce(s.month, m.month) AS month,
+       coalesce(s.events, 0) AS events, coalesce(s.sessions, 0) AS sessions,
+       coalesce(s.participants, 0) AS participants,
+       coalesce(s.sessions_participants_unknown, 0) AS sessions_participants_unknown,
+       coalesce(s.sessions_participants_estimated, 0) AS sessions_participants_estimated,
+       coalesce(s.materials_distributed, 0) AS materials_distributed,
+       coalesce(s.materials_unknown, 0) AS materials_unknown,
+       coalesce(s.teams_established, 0) AS teams_established,
+       coalesce(m.starts, list_transform(range(1, 32), lambda d: 0::INTEGER)) AS starts,
+       coalesce(m.lasts, list_transform(range(1, 32), lambda d: 0::INTEGER)) AS lasts,
+       m.first_activity, m.last_activity
+FROM sums s
+FULL JOIN by_month m ON m.scope = s.scope AND m.key IS NOT DISTINCT FROM s.key AND m.country IS NOT DISTINCT FROM s.country
+     AND m.county IS NOT DISTINCT FROM s.county AND m.month IS NOT DISTINCT FROM s.month;
+
 -- Totals by the month an action started, per county.
 CREATE OR REPLACE MACRO totals_by_month_as_of(known) AS TABLE
 SELECT CAST(date_trunc('month', a.occurred_start) AS DATE) AS month, a.county,
@@ -138,9 +190,41 @@ FROM facts_as_of(NULL)
 WHERE event_type = 'campaign_defined'
 QUALIFY row_number() OVER (PARTITION BY payload ->> 'campaign_id' ORDER BY version_seq DESC) = 1;
 CREATE OR REPLACE VIEW plan_tasks AS SELECT * FROM plan_tasks_as_of(NULL);
-CREATE OR REPLACE VIEW totals_by_county AS SELECT * FROM totals_by_county_as_of(NULL);
-CREATE OR REPLACE VIEW totals_by_campaign AS SELECT * FROM totals_by_campaign_as_of(NULL);
-CREATE OR REPLACE VIEW totals_by_plan_task AS SELECT * FROM totals_by_plan_task_as_of(NULL);
+-- The totals as they stand now read the totals the projector keeps (`totals_cells`), not every
+-- action: the same rows as their `_as_of(NULL)`, at a cost that does not grow with the log.
+CREATE OR REPLACE VIEW totals_by_county AS
+WITH g AS (SELECT p.county, {totals_of_partials} FROM totals_cells p WHERE p.scope = 'campaign'
+           GROUP BY p.county HAVING sum(p.events) > 0)
+SELECT c.code AS county, c.name AS county_name, c.name_en AS county_name_en, c.country, g.* EXCLUDE (county)
+FROM g
+JOIN counties c ON c.code = g.county
+ORDER BY county;
+CREATE OR REPLACE VIEW totals_by_campaign AS
+WITH q AS (SELECT p.key AS campaign_id, CASE WHEN p.key IS NULL THEN p.country END AS no_campaign_country,
+                  p.county, {totals_of_partials}
+           FROM totals_cells p WHERE p.scope = 'campaign'
+           GROUP BY p.key, no_campaign_country, p.county HAVING sum(p.events) > 0),
+     g AS (SELECT p.campaign_id, p.no_campaign_country, {totals_of_partials}, count(p.county) AS counties_reached
+           FROM q p GROUP BY p.campaign_id, p.no_campaign_country)
+SELECT coalesce(c.campaign_id, g.campaign_id) AS campaign_id, c.name, c.name_en,
+       coalesce(c.country, g.no_campaign_country) AS country, c.lead_agency,
+       c.defined_by, c.funder,
+       {totals_or_zero},
+       coalesce(g.counties_reached, 0) AS counties_reached
+FROM g
+FULL JOIN campaigns c ON c.campaign_id = g.campaign_id
+ORDER BY campaign_id NULLS LAST, country;
+CREATE OR REPLACE VIEW totals_by_plan_task AS
+WITH q AS (SELECT p.key AS task_ref, p.county, {totals_of_partials}
+           FROM totals_cells p WHERE p.scope = 'plan_task'
+           GROUP BY p.key, p.county HAVING sum(p.events) > 0),
+     g AS (SELECT p.task_ref, {totals_of_partials}, count(p.county) AS counties_reached FROM q p GROUP BY p.task_ref)
+SELECT coalesce(p.task_ref, g.task_ref) AS task_ref, p.plan_id, p.plan_title, p.part, p.task, p.title,
+       {totals_or_zero},
+       coalesce(g.counties_reached, 0) AS counties_reached
+FROM g
+FULL JOIN plan_tasks p ON p.task_ref = g.task_ref
+ORDER BY task_ref;
 CREATE OR REPLACE VIEW totals_by_month AS SELECT * FROM totals_by_month_as_of(NULL);
 CREATE OR REPLACE VIEW totals_by_audience AS SELECT * FROM totals_by_audience_as_of(NULL);
 

@@ -54,6 +54,7 @@ STORE_PARTS = {
     "lockdown": set(),
     "file_lock": set(),
     "batch_insert": set(),
+    "totals": {"rows"},
 }
 
 
@@ -239,4 +240,10 @@ def test_reading_a_file_loads_none_of_the_writers_modules() -> None:
     assert [m for m in loaded if m.split(".")[0] == "pyarrow" or m in WRITERS_MODULES] == []
 
 
-WRITERS_MODULES = {"projections.store", "projections.known", "projections.batch_insert", "projections.copy"}
+WRITERS_MODULES = {
+    "projections.store",
+    "projections.known",
+    "projections.batch_insert",
+    "projections.copy",
+    "projections.totals",
+}
