@@ -22,9 +22,9 @@ import duckdb
 import pyarrow as pa
 
 from projections.rows import FactVersion
+from projections.views import DAYS, first_day, last_day
 
 ACTION_TYPES = frozenset(("session_held", "materials_distributed", "team_established"))
-DAYS = 31  # the counts by day of the month, `starts` and `lasts`
 
 FactKey = tuple[str, uuid.UUID]  # (agency, fact_id): a fact's identity
 Cell = tuple[str, str | None, str | None, str | None, date | None]  # scope, key, country, county, month
@@ -118,17 +118,6 @@ _MERGED = {
 }
 
 
-def _first(month: str, starts: str) -> str:
-    """The first day of ``month`` whose count in ``starts`` is above 0 (NULL: none)."""
-    return f"{month} + CAST(list_position(list_transform({starts}, lambda n: n > 0), true) - 1 AS INTEGER)"
-
-
-def _last(month: str, lasts: str) -> str:
-    """The last day of ``month`` whose count in ``lasts`` is above 0 (NULL: none)."""
-    found = f"list_position(list_reverse(list_transform({lasts}, lambda n: n > 0)), true)"
-    return f"{month} + CAST({DAYS} - {found} AS INTEGER)"
-
-
 _BELOW_ZERO = (
     "error('the kept totals of ' || t.scope || ' ' || coalesce(t.key, '(none)') || ', ' || coalesce(t.county, "
     "'(none)') || ', ' || coalesce(CAST(t.month AS VARCHAR), '(none)') || ' would go below zero: they no longer "
@@ -141,11 +130,12 @@ ADD_TO_CELLS = (
     "ELSE t.events + w.events END, "
     + ", ".join(f"{name} = t.{name} + w.{name}" for name in SUMS[1:])
     + f", starts = {_MERGED['starts']}, lasts = {_MERGED['lasts']}, "
-    f"first_activity = {_first('t.month', _MERGED['starts'])}, last_activity = {_last('t.month', _MERGED['lasts'])} "
+    f"first_activity = {first_day('t.month', _MERGED['starts'])}, "
+    f"last_activity = {last_day('t.month', _MERGED['lasts'])} "
     f"FROM {_WANTED} w WHERE {_SAME_CELL}"
 )
 NEW_CELLS = (
-    f"INSERT INTO totals_cells SELECT w.*, {_first('w.month', 'w.starts')}, {_last('w.month', 'w.lasts')} "
+    f"INSERT INTO totals_cells SELECT w.*, {first_day('w.month', 'w.starts')}, {last_day('w.month', 'w.lasts')} "
     f"FROM {_WANTED} w ANTI JOIN totals_cells t ON {_SAME_CELL}"
 )
 BACKFILL = "INSERT INTO totals_cells SELECT * FROM totals_cells_as_of(NULL)"

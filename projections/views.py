@@ -35,6 +35,28 @@ TOTALS_OF_PARTIALS = ",\n       ".join(
     for name in _TOTAL_NAMES
 )
 
+# The kept totals count the actions of a month by day: 31 counts, day 1 first.
+DAYS = 31
+NO_DAYS = f"CAST(list_transform(range({DAYS}), lambda d: 0) AS INTEGER[])"
+
+
+def by_day(day: str) -> str:
+    """The aggregate of a month's actions counted by the day of the month of ``day``."""
+    counts = ", ".join(f"count(*) FILTER (WHERE day({day}) = {d})" for d in range(1, DAYS + 1))
+    return f"CAST(list_value({counts}) AS INTEGER[])"
+
+
+def first_day(month: str, counts: str) -> str:
+    """The first day of ``month`` whose count in ``counts`` is above 0 (NULL: none)."""
+    return f"{month} + CAST(list_position(list_transform({counts}, lambda n: n > 0), true) - 1 AS INTEGER)"
+
+
+def last_day(month: str, counts: str) -> str:
+    """The last day of ``month`` whose count in ``counts`` is above 0 (NULL: none)."""
+    found = f"list_position(list_reverse(list_transform({counts}, lambda n: n > 0)), true)"
+    return f"{month} + CAST({DAYS} - {found} AS INTEGER)"
+
+
 _SQL_DIR = resources.files("projections")
 # Every view and table macro of a projection, made after its tables (``projections.schema``).
 VIEWS_SQL = (
@@ -43,6 +65,11 @@ VIEWS_SQL = (
     .replace("{totals}", TOTALS)
     .replace("{totals_or_zero}", TOTALS_OR_ZERO)
     .replace("{totals_of_partials}", TOTALS_OF_PARTIALS)
+    .replace("{by_day:occurred_start}", by_day("occurred_start"))
+    .replace("{by_day:coalesce(occurred_end, occurred_start)}", by_day("coalesce(occurred_end, occurred_start)"))
+    .replace("{no_days}", NO_DAYS)
+    .replace("{first_day:month:starts}", first_day("month", "starts"))
+    .replace("{last_day:month:lasts}", last_day("month", "lasts"))
 )
 VIEWS_SQL += (
     _SQL_DIR.joinpath("slices.sql")

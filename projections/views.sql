@@ -108,14 +108,16 @@ FROM g
 FULL JOIN tasks p ON p.task_ref = g.task_ref
 ORDER BY task_ref;
 
--- What `totals_cells` holds, computed from the actions in force at `known`: how a file made before
--- the projector kept its totals gets them, and what tests hold the kept totals to.
+-- What `totals_cells` holds, computed from the actions in force at `known`: how a replay and a file
+-- made before the projector kept its totals get them, and what tests hold the kept totals to. Each
+-- month's counts by day are 31 filtered counts of one grouping (the placeholders in braces are
+-- replaced by projections/views.py).
 CREATE OR REPLACE MACRO totals_cells_as_of(known) AS TABLE
 WITH a AS (
     SELECT 'campaign' AS scope, campaign_id AS key, * EXCLUDE (plan_tasks) FROM actions_as_of(known)
     UNION ALL BY NAME
     SELECT 'plan_task' AS scope, unnest(plan_tasks) AS key, * EXCLUDE (plan_tasks) FROM actions_as_of(known)
-), sums AS (
+), s AS (
     SELECT scope, key, country, county, CAST(date_trunc('month', occurred_start) AS DATE) AS month,
            count(*) AS events,
            CAST(sum(sessions) AS BIGINT) AS sessions,
@@ -124,41 +126,32 @@ WITH a AS (
            CAST(coalesce(sum(sessions) FILTER (WHERE participants_estimated), 0) AS BIGINT) AS sessions_participants_estimated,
            CAST(sum(materials) AS BIGINT) AS materials_distributed,
            count(*) FILTER (WHERE materials_unknown) AS materials_unknown,
-           CAST(sum(teams) AS BIGINT) AS teams_established
+           CAST(sum(teams) AS BIGINT) AS teams_established,
+           {by_day:occurred_start} AS starts
     FROM a GROUP BY ALL
-), days AS (
-    SELECT scope, key, country, county, occurred_start AS day, 1 AS starts, 0 AS lasts FROM a WHERE occurred_start IS NOT NULL
-    UNION ALL
-    SELECT scope, key, country, county, coalesce(occurred_end, occurred_start), 0, 1 FROM a WHERE occurred_start IS NOT NULL
-), by_day AS (
-    SELECT scope, key, country, county, CAST(date_trunc('month', day) AS DATE) AS month, day,
-           CAST(sum(starts) AS INTEGER) AS starts, CAST(sum(lasts) AS INTEGER) AS lasts
-    FROM days GROUP BY ALL
-), by_month AS (
-    SELECT scope, key, country, county, month,
-           list_transform(range(1, 32), lambda d: coalesce(list_sum(list_transform(
-               list_filter(list({'d': day(day), 'n': starts}), lambda x: x.d = d), lambda x: x.n)), 0)::INTEGER) AS starts,
-           list_transform(range(1, 32), lambda d: coalesce(list_sum(list_transform(
-               list_filter(list({'d': day(day), 'n': lasts}), lambda x: x.d = d), lambda x: x.n)), 0)::INTEGER) AS lasts,
-           min(day) FILTER (WHERE starts > 0) AS first_activity,
-           max(day) FILTER (WHERE lasts > 0) AS last_activity
-    FROM by_day GROUP BY ALL
+), l AS (
+    SELECT scope, key, country, county,
+           CAST(date_trunc('month', coalesce(occurred_end, occurred_start)) AS DATE) AS month,
+           {by_day:coalesce(occurred_end, occurred_start)} AS lasts
+    FROM a WHERE occurred_start IS NOT NULL GROUP BY ALL
+), cells AS (
+    SELECT coalesce(s.scope, l.scope) AS scope, coalesce(s.key, l.key) AS key,
+           coalesce(s.country, l.country) AS country, coalesce(s.county, l.county) AS county,
+           coalesce(s.month, l.month) AS month,
+           coalesce(s.events, 0) AS events, coalesce(s.sessions, 0) AS sessions,
+           coalesce(s.participants, 0) AS participants,
+           coalesce(s.sessions_participants_unknown, 0) AS sessions_participants_unknown,
+           coalesce(s.sessions_participants_estimated, 0) AS sessions_participants_estimated,
+           coalesce(s.materials_distributed, 0) AS materials_distributed,
+           coalesce(s.materials_unknown, 0) AS materials_unknown,
+           coalesce(s.teams_established, 0) AS teams_established,
+           coalesce(s.starts, {no_days}) AS starts,
+           coalesce(l.lasts, {no_days}) AS lasts
+    FROM s
+    FULL JOIN l ON l.scope = s.scope AND l.key IS NOT DISTINCT FROM s.key AND l.country IS NOT DISTINCT FROM s.country
+         AND l.county IS NOT DISTINCT FROM s.county AND l.month IS NOT DISTINCT FROM s.month
 )
-SELECT coalesce(s.scope, m.scope) AS scope, coalesce(s.key, m.key) AS key, coalesce(s.country, m.country) AS country,
-       coalesce(s.county, m.county) AS county, coalesce(s.month, m.month) AS month,
-       coalesce(s.events, 0) AS events, coalesce(s.sessions, 0) AS sessions,
-       coalesce(s.participants, 0) AS participants,
-       coalesce(s.sessions_participants_unknown, 0) AS sessions_participants_unknown,
-       coalesce(s.sessions_participants_estimated, 0) AS sessions_participants_estimated,
-       coalesce(s.materials_distributed, 0) AS materials_distributed,
-       coalesce(s.materials_unknown, 0) AS materials_unknown,
-       coalesce(s.teams_established, 0) AS teams_established,
-       coalesce(m.starts, list_transform(range(1, 32), lambda d: 0::INTEGER)) AS starts,
-       coalesce(m.lasts, list_transform(range(1, 32), lambda d: 0::INTEGER)) AS lasts,
-       m.first_activity, m.last_activity
-FROM sums s
-FULL JOIN by_month m ON m.scope = s.scope AND m.key IS NOT DISTINCT FROM s.key AND m.country IS NOT DISTINCT FROM s.country
-     AND m.county IS NOT DISTINCT FROM s.county AND m.month IS NOT DISTINCT FROM s.month;
+SELECT *, {first_day:month:starts} AS first_activity, {last_day:month:lasts} AS last_activity FROM cells;
 
 -- Totals by the month an action started, per county.
 CREATE OR REPLACE MACRO totals_by_month_as_of(known) AS TABLE

@@ -54,7 +54,7 @@ STORE_PARTS = {
     "lockdown": set(),
     "file_lock": set(),
     "batch_insert": set(),
-    "totals": {"rows"},
+    "totals": {"rows", "views"},
 }
 
 
