@@ -22,22 +22,14 @@ import duckdb
 import pyarrow as pa
 
 from projections.rows import FactVersion
-from projections.views import DAYS, first_day, last_day
+from projections.views import DAYS, TOTAL_NAMES, first_day, last_day
 
 ACTION_TYPES = frozenset(("session_held", "materials_distributed", "team_established"))
 
 FactKey = tuple[str, uuid.UUID]  # (agency, fact_id): a fact's identity
 Cell = tuple[str, str | None, str | None, str | None, date | None]  # scope, key, country, county, month
-SUMS = (
-    "events",
-    "sessions",
-    "participants",
-    "sessions_participants_unknown",
-    "sessions_participants_estimated",
-    "materials_distributed",
-    "materials_unknown",
-    "teams_established",
-)
+# The totals a cell sums, in the order every totals view carries them (its first and last day aside).
+SUMS = tuple(name for name in TOTAL_NAMES if not name.endswith("_activity"))
 
 
 class Counted(NamedTuple):

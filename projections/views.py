@@ -20,9 +20,9 @@ count(a.fact_id) AS events,
 
 # The same totals read from a pre-aggregated row ``g`` that may be missing (a campaign or plan
 # task with no action yet): counts become 0, dates stay NULL.
-_TOTAL_NAMES = [line.rsplit(" AS ", 1)[1].rstrip(",") for line in TOTALS.splitlines()]
+TOTAL_NAMES = [line.rsplit(" AS ", 1)[1].rstrip(",") for line in TOTALS.splitlines()]
 TOTALS_OR_ZERO = ",\n       ".join(
-    f"g.{name}" if name.endswith("_activity") else f"coalesce(g.{name}, 0) AS {name}" for name in _TOTAL_NAMES
+    f"g.{name}" if name.endswith("_activity") else f"coalesce(g.{name}, 0) AS {name}" for name in TOTAL_NAMES
 )
 
 # The same totals summed again from rows ``p`` of partial totals (one per key and county).
@@ -32,7 +32,7 @@ TOTALS_OF_PARTIALS = ",\n       ".join(
     else f"max(p.{name}) AS {name}"
     if name == "last_activity"
     else f"CAST(sum(p.{name}) AS BIGINT) AS {name}"
-    for name in _TOTAL_NAMES
+    for name in TOTAL_NAMES
 )
 
 # The kept totals count the actions of a month by day: 31 counts, day 1 first.
