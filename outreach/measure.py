@@ -70,7 +70,9 @@ def _run(command: Command, settings: Settings, db: Path, until_seq: int | None, 
 
             limit_data(data_bound_mib(settings.memory_limit_mb))  # as `outreach project` does
             stats = asyncio.run(run_projector(settings.model_copy(update={"db": db}), until_caught_up=True))
-    except BaseException as exc:  # reported to the parent, which raises it
-        answers.put(f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:  # reported to the parent, which raises it, with where it came from
+        import traceback
+
+        answers.put(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
         return
     answers.put(Measured(stats.messages, peak_rss_mib(), getattr(stats, "copy_peak_rss_mib", 0.0)))
