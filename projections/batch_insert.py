@@ -9,8 +9,9 @@ the UUID without a call; its text is a call a value), JSON as text; the INSERT c
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -113,8 +114,18 @@ class BatchInsert:
         """Insert ``rows`` through ``con``, in its transaction; nothing for no rows."""
         if not rows:
             return
-        con.register(_BATCH, self.arrow(rows))
-        try:
+        with registered(con, _BATCH, self.arrow(rows)):
             con.execute(self.sql)
-        finally:
-            con.unregister(_BATCH)
+
+
+@contextlib.contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """``table`` read as ``name`` through ``con`` while the block runs. A statement that fails in
+    the block leaves the transaction refusing everything until it is rolled back, the unregistering
+    too: the block's own failure is the one raised, and the rollback takes the registration with it."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)

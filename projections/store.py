@@ -29,7 +29,7 @@ from projections.lockdown import lock_down
 from projections.query import SPILL_LIMIT
 from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
 from projections.schema import create_projection
-from projections.totals import BACKFILL, COUNTED_COLUMNS, KeptTotals
+from projections.totals import BACKFILL, COUNTED_COLUMNS, TOTALS_MISMATCH, KeptTotals
 from schemas.errors import ProjectionError
 
 SELECT_CHECKPOINT = "SELECT last_seq, stream_created, digest FROM checkpoint WHERE stream = ?"
@@ -275,6 +275,12 @@ class ProjectionStore:
                 f"nothing of it was kept and the checkpoint did not move: {detail.rstrip('.')}. "
                 f"{self._remedy(exc)}, then start the projector again: it resumes from the checkpoint."
             )
+            if TOTALS_MISMATCH in detail:
+                message = (
+                    f"writing the batch ending at stream sequence {update.last_seq} to {self.path} was refused; "
+                    f"nothing of it was kept and the checkpoint did not move: {detail.rstrip('.')}. Replay the "
+                    f"stream into a new file (`outreach replay --db NEW`) and project into that one."
+                )
             # A database DuckDB invalidated (a fatal error) takes no batch again.
             if self._is_memory(exc) and not isinstance(exc, duckdb.FatalException):
                 raise WriteOutOfMemory(message, detail) from None

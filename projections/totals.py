@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import duckdb
 import pyarrow as pa
 
+from projections.batch_insert import registered
 from projections.rows import FactVersion
 from projections.views import DAYS, TOTAL_NAMES, first_day, last_day
 
@@ -110,10 +111,11 @@ _MERGED = {
 }
 
 
+# What DuckDB's error says when a batch would take a cell's count of actions below zero.
+TOTALS_MISMATCH = "would go below zero: they no longer match the actions in force"
 _BELOW_ZERO = (
     "error('the kept totals of ' || t.scope || ' ' || coalesce(t.key, '(none)') || ', ' || coalesce(t.county, "
-    "'(none)') || ', ' || coalesce(CAST(t.month AS VARCHAR), '(none)') || ' would go below zero: they no longer "
-    "match the actions in force; rebuild the file with outreach replay')"
+    f"'(none)') || ', ' || coalesce(CAST(t.month AS VARCHAR), '(none)') || ' {TOTALS_MISMATCH}')"
 )
 # The cells a batch changes, in the batch's transaction: those there gain the changes (a count of
 # actions below zero is a bug, and the batch is refused for it), the others are added.
@@ -225,12 +227,9 @@ def write_changes(con: duckdb.DuckDBPyConnection, changes: dict[Cell, _Change]) 
     columns += [list(column) for column in zip(*(c.sums for c in values), strict=True)]
     columns += [[c.starts for c in values], [c.lasts for c in values]]
     arrays = [pa.array(column, f.type) for column, f in zip(columns, _CHANGES, strict=True)]
-    con.register(_WANTED, pa.Table.from_arrays(arrays, schema=_CHANGES))
-    try:
+    with registered(con, _WANTED, pa.Table.from_arrays(arrays, schema=_CHANGES)):
         con.execute(ADD_TO_CELLS)
         con.execute(NEW_CELLS)
-    finally:
-        con.unregister(_WANTED)
 
 
 class KeptTotals:

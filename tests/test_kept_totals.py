@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ from consumers.delivery import StreamMessage
 from consumers.projector import Projector
 from outreach.synthetic import generate
 from projections.store import ProjectionStore
+from schemas.errors import ProjectionError
 
 STORED = datetime(2026, 1, 1, tzinfo=UTC)
 KEPT_VIEWS = ("totals_by_county", "totals_by_campaign", "totals_by_plan_task", "totals_by_campaign_county")
@@ -203,3 +205,22 @@ def test_a_file_made_before_the_totals_were_kept_gets_them_when_opened(tmp_path:
         assert differences(reopened.con) == NONE
     finally:
         reopened.close()
+
+
+def test_a_batch_that_would_take_the_kept_totals_below_zero_is_refused_whole_and_says_so(tmp_path: Path) -> None:
+    stream = Stream(tmp_path / "p.duckdb")
+    try:
+        a = session("al-a", "2017-03-15", 20)
+        stream.events(a)
+        # The kept totals no longer match the actions: taking a back would leave -1 actions.
+        stream.store.con.execute("UPDATE totals_cells SET events = 0")
+        with pytest.raises(ProjectionError) as refused:
+            stream.events(event("al-a", "event_retracted", retracts=a["event_id"], reason="reported twice"))
+        assert "the kept totals of campaign campaign-01, AL-06, 2017-03-01 would go below zero" in str(refused.value)
+        assert "was refused; nothing of it was kept" in str(refused.value)
+        assert "Replay the stream into a new file (`outreach replay --db NEW`)" in str(refused.value)
+        assert stream.rows("SELECT last_seq FROM checkpoint") == [(1,)]
+        assert stream.rows("SELECT count(*) FROM event_log") == [(1,)]
+        assert stream.rows("SELECT events FROM totals_cells") == [(0,)]
+    finally:
+        stream.store.close()
