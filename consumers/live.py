@@ -108,10 +108,15 @@ class Snapshotter:
         if wait:
             await asyncio.shield(write)
 
-    async def finish(self) -> None:
-        """At a stop: every write under way lands, in order, and then one of the last batch."""
+    async def settle(self) -> None:
+        """Every write under way lands, in order: after this no thread reads the projection for
+        the snapshot, and its file may be closed."""
         while self.writes:
             await asyncio.gather(*self.writes, return_exceptions=True)
+
+    async def finish(self) -> None:
+        """At a stop: every write under way lands, in order, and then one of the last batch."""
+        await self.settle()
         await self.refresh(now=True)
 
     async def _write_in_turn(self) -> None:
@@ -174,6 +179,7 @@ class Follower:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
+            await self.snapshots.settle()  # stopped by a failure too: the store closes after
         await self.snapshots.finish()  # the last batch before stopping is in the snapshot too
 
     async def _read_once(self) -> None:

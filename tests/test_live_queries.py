@@ -171,6 +171,44 @@ async def test_a_snapshot_cancelled_mid_write_still_lands_before_the_next(
     assert finished == [1, 2]
 
 
+async def test_a_follower_stopped_by_a_failure_ends_after_the_snapshot_being_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The reading fails while a snapshot is written in a thread: the follower raises its failure
+    only once the write has landed, so the projection's file is never closed under it (DuckDB then
+    refuses the close, and its error would replace the failure)."""
+    started, release = threading.Event(), threading.Event()
+    finished: list[int] = []
+
+    def write(cursor: Any, _db: Any, **_: Any) -> bool:
+        started.set()
+        assert release.wait(30)
+        finished.append(cursor.seq)
+        return True
+
+    monkeypatch.setattr(live, "write_snapshot", write)
+    projector = SimpleNamespace(last_seq=1, store=SimpleNamespace())
+    projector.store.reader = lambda: SimpleNamespace(seq=projector.last_seq, close=lambda: None)
+    settings = Settings(db=tmp_path / "p.duckdb", snapshot_interval_s=60)
+    follower = live.Follower(settings, projector, None, until_caught_up=False)  # type: ignore[arg-type]
+
+    async def read_once() -> None:  # a batch applied, its snapshot under way; then the reading fails
+        projector.last_seq = 2
+        await follower.snapshots.refresh(now=True, wait=False)
+        await asyncio.to_thread(started.wait, 30)
+        raise RuntimeError("the stream could not be read")
+
+    monkeypatch.setattr(follower, "_read_once", read_once)
+    running = asyncio.create_task(follower.run())
+    assert await asyncio.to_thread(started.wait, 30)
+    ended, _ = await asyncio.wait({running}, timeout=1.0)  # a second to (wrongly) end under the write
+    assert not ended
+    release.set()
+    with pytest.raises(RuntimeError, match="the stream could not be read"):
+        await asyncio.wait_for(running, 30)
+    assert finished == [2]
+
+
 async def test_snapshots_are_spaced_by_what_the_last_one_took_and_never_hold_up_the_writer(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
