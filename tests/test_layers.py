@@ -54,7 +54,7 @@ STORE_PARTS = {
     "lockdown": set(),
     "file_lock": set(),
     "batch_insert": set(),
-    "totals": {"rows", "views"},
+    "totals": {"batch_insert", "rows", "views"},
 }
 
 
