@@ -29,7 +29,7 @@ from projections.lockdown import lock_down
 from projections.query import SPILL_LIMIT
 from projections.rows import BatchUpdate, DuplicateRow, FactVersion, KnownEvent, LogRow, RejectedRow
 from projections.schema import create_projection
-from projections.totals import BACKFILL, COUNTED_COLUMNS, TOTALS_MISMATCH, KeptTotals
+from projections.totals import BACKFILL, TOTALS_MISMATCH, KeptTotals
 from schemas.errors import ProjectionError
 
 SELECT_CHECKPOINT = "SELECT last_seq, stream_created, digest FROM checkpoint WHERE stream = ?"
@@ -65,12 +65,14 @@ defined AS (
 SELECT d.kind, d.ref, arg_min(d.agency, d.version_seq) FROM defined d SEMI JOIN wanted w USING (kind, ref)
 GROUP BY d.kind, d.ref
 """
-SUPERSEDE = f"""
+# No RETURNING: DuckDB carries out an UPDATE that returns rows as a delete and an insert of each
+# whole row, which leaves every superseded version's row deleted and written again at the end of the
+# table. The kept totals read the versions a batch supersedes before this runs (``KeptTotals.current``).
+SUPERSEDE = """
 UPDATE fact_versions SET superseded_seq = s.seq, superseded_stored_at = s.stored_at
 FROM (SELECT unnest(?::UUID[]) AS fact_id, unnest(?::UBIGINT[]) AS seq, unnest(?::TIMESTAMPTZ[]) AS stored_at,
              unnest(?::VARCHAR[]) AS agency) AS s
 WHERE fact_versions.fact_id = s.fact_id AND fact_versions.agency = s.agency AND fact_versions.superseded_seq IS NULL
-RETURNING fact_versions.agency, fact_versions.fact_id, {COUNTED_COLUMNS}
 """
 
 # The table each row type of a batch goes to, by field name into the column of that name.
@@ -236,10 +238,12 @@ class ProjectionStore:
             superseded: list[tuple[Any, ...]] = []
             if update.supersede:
                 s = update.supersede
-                superseded = con.execute(
+                if self.totals is not None:
+                    superseded = self.totals.current(con, [(x.agency, x.fact_id) for x in s])
+                con.execute(
                     SUPERSEDE,
                     [[x.fact_id for x in s], [x.seq for x in s], [x.stored_at for x in s], [x.agency for x in s]],
-                ).fetchall()
+                )
             self._insert(FactVersion, update.versions)
             linked_away = self.totals.write(con, superseded, update.versions) if self.totals is not None else None
             now = datetime.now(UTC)

@@ -239,6 +239,12 @@ class KeptTotals:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.linked_away = load_linked_away(con)
 
+    @staticmethod
+    def current(con: duckdb.DuckDBPyConnection, facts: list[FactKey]) -> list[tuple[Any, ...]]:
+        """The versions in force of these facts, as rows of agency, fact_id and ``Counted``'s
+        columns: read before a batch supersedes them, for ``write``."""
+        return con.execute(SELECT_CURRENT, [[f[0] for f in facts], [f[1] for f in facts]]).fetchall()
+
     def write(
         self,
         con: duckdb.DuckDBPyConnection,
@@ -246,7 +252,7 @@ class KeptTotals:
         versions: Iterable[FactVersion],
     ) -> Counter[FactKey]:
         """Write what a batch changes in the totals, given the versions it superseded in the file
-        (rows of agency, fact_id and ``Counted``'s columns) and the versions it made; return the
+        (``current``'s rows, read before they were superseded) and the versions it made; return the
         actions linked away after it, which ``settle`` keeps once the batch is committed."""
         before = {(r[0], r[1]): Counted(*r[2:]) for r in superseded}
         after = {(v.agency, v.fact_id): Counted.of(v) for v in versions if v.superseded_seq is None}
@@ -260,9 +266,7 @@ class KeptTotals:
         away = +away  # only the actions some link still takes out
         relinked = (self.linked_away.keys() ^ away.keys()) - before.keys() - after.keys()
         if relinked:  # actions a link added or retracted in this batch takes out or puts back, as they stand
-            facts = sorted(relinked)
-            rows = con.execute(SELECT_CURRENT, [[f[0] for f in facts], [f[1] for f in facts]]).fetchall()
-            before.update({(r[0], r[1]): Counted(*r[2:]) for r in rows})
+            before.update({(r[0], r[1]): Counted(*r[2:]) for r in self.current(con, sorted(relinked))})
         write_changes(con, cell_changes(before, after, self.linked_away, away))
         return away
 
