@@ -224,3 +224,23 @@ def test_a_batch_that_would_take_the_kept_totals_below_zero_is_refused_whole_and
         assert stream.rows("SELECT events FROM totals_cells") == [(0,)]
     finally:
         stream.store.close()
+
+
+def test_a_superseded_version_is_updated_where_it_is_not_deleted_and_written_again(tmp_path: Path) -> None:
+    """DuckDB carries out an UPDATE that returns rows as a delete and an insert: the writer's does
+    not return any, so a corrected version keeps its row (its rowid), and nothing is written again."""
+    stream = Stream(tmp_path / "p.duckdb")
+    try:
+        a, b = session("al-a", "2017-03-15", 20), session("al-a", "2017-03-16", 30)
+        stream.events(a, b)
+        assert stream.rows("SELECT rowid, superseded_seq FROM fact_versions ORDER BY rowid") == [(0, None), (1, None)]
+        moved = {**a, "participants": [{"audience": "officials", "count": 25}]}
+        stream.events(event("al-a", "event_corrected", corrects=a["event_id"], replacement=moved, reason="count"))
+        assert stream.rows("SELECT rowid, superseded_seq FROM fact_versions ORDER BY rowid") == [
+            (0, 3),
+            (1, None),
+            (2, None),
+        ]
+        assert campaign_row(stream)[:2] == (2, 55)
+    finally:
+        stream.store.close()
