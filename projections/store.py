@@ -274,16 +274,17 @@ class ProjectionStore:
             with contextlib.suppress(duckdb.Error):  # already gone: nothing of it was committed
                 con.rollback()
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            message = (
-                f"writing the batch ending at stream sequence {update.last_seq} to {self.path} failed; "
-                f"nothing of it was kept and the checkpoint did not move: {detail.rstrip('.')}. "
-                f"{self._remedy(exc)}, then start the projector again: it resumes from the checkpoint."
-            )
-            if TOTALS_MISMATCH in detail:
+            batch = f"writing the batch ending at stream sequence {update.last_seq} to {self.path}"
+            kept = f"nothing of it was kept and the checkpoint did not move: {detail.rstrip('.')}"
+            if TOTALS_MISMATCH in detail:  # the file's kept totals, not the batch: resuming cannot mend it
                 message = (
-                    f"writing the batch ending at stream sequence {update.last_seq} to {self.path} was refused; "
-                    f"nothing of it was kept and the checkpoint did not move: {detail.rstrip('.')}. Replay the "
-                    f"stream into a new file (`outreach replay --db NEW`) and project into that one."
+                    f"{batch} was refused; {kept}. Replay the stream into a new file (`outreach replay --db NEW`) "
+                    f"and project into that one."
+                )
+            else:
+                message = (
+                    f"{batch} failed; {kept}. {self._remedy(exc)}, then start the projector again: it resumes "
+                    f"from the checkpoint."
                 )
             # A database DuckDB invalidated (a fatal error) takes no batch again.
             if self._is_memory(exc) and not isinstance(exc, duckdb.FatalException):
